@@ -1,0 +1,1 @@
+"""Everything that touches technology: stores, serialisation, keys, users."""

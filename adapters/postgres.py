@@ -1,0 +1,93 @@
+"""PostgreSQL: the production event store, in a dedicated schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Connection, Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from adapters import side_tables
+from adapters.sql import PostgresDatabase
+from application.ports import EventRecorder, IdempotencyRecord, SideEffects
+
+EVENTS_TABLE = "events"
+
+
+class SchemaDatastore(PostgresDatastore):
+    """eventsourcing's pooled datastore, with every connection's ``search_path`` set to
+    the product's schema so the side tables and read models need no qualification."""
+
+    def after_connect_func(self) -> Callable[[Connection[Any]], None]:
+        configure = super().after_connect_func()
+        set_path = SQL("SET search_path TO {}").format(Identifier(self.schema))
+
+        def after_connect(conn: Connection[Any]) -> None:
+            configure(conn)
+            conn.execute(set_path)
+
+        return after_connect
+
+
+def connect(url: str, *, schema: str, pool_size: int) -> SchemaDatastore:
+    """A datastore for ``postgresql://user:password@host:port/dbname``; the schema is
+    created if it does not exist."""
+    parts = urlsplit(url)
+    datastore = SchemaDatastore(
+        dbname=unquote(parts.path.lstrip("/")) or "postgres",
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        schema=schema,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_timeout=10,
+        pre_ping=True,
+        lock_timeout=10,
+        idle_in_transaction_session_timeout=30,
+    )
+    with datastore.get_connection() as conn:
+        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+    return datastore
+
+
+class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
+    """eventsourcing's PostgreSQL application recorder, plus the side tables, written in
+    the events' transaction before the events table is locked."""
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, events_table_name=EVENTS_TABLE)
+        self.sql_create_statements.extend(
+            Composed([SQL(statement)]) for statement in side_tables.ddl("postgresql")
+        )
+        self.db = PostgresDatabase(datastore)
+        self._position_sql = SQL(
+            "SELECT notification_id FROM {}.{} WHERE originator_id = %s AND originator_version = %s"
+        ).format(Identifier(datastore.schema), Identifier(EVENTS_TABLE))
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        side_tables.write(curs, kwargs.get("side_effects"))  # type: ignore[arg-type]
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def claim_owner(self, kind: str, digest: str) -> UUID | None:
+        return side_tables.claim_owner(self.db, kind, digest)
+
+    def idempotency_record(self, scope: str, key: str) -> IdempotencyRecord | None:
+        return side_tables.idempotency_record(self.db, scope, key)
+
+    def position_of(self, originator_id: UUID, version: int) -> int | None:
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(self._position_sql, (originator_id, version)).fetchone()
+        return None if row is None else int(row["notification_id"])
+
+
+__all__ = ["PostgresEventRecorder", "SchemaDatastore", "SideEffects", "connect"]

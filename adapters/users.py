@@ -1,0 +1,192 @@
+"""Users and their API tokens; the round-robin rotation of managers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.sql import Database, Dialect
+from application.ports import UserRecord
+
+ROLES = ("admin", "manager", "auditor", "service")
+OWNER_ROLES = ("admin", "manager")
+_USER_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+_DDL: dict[Dialect, list[str]] = {
+    "postgresql": [
+        "CREATE TABLE IF NOT EXISTS users ("
+        " user_id text PRIMARY KEY, role text NOT NULL, token_hash text UNIQUE,"
+        " active boolean NOT NULL, created_at timestamptz NOT NULL,"
+        " revoked_at timestamptz)",
+        "CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value bigint NOT NULL)",
+    ],
+    "sqlite": [
+        "CREATE TABLE IF NOT EXISTS users ("
+        " user_id TEXT PRIMARY KEY, role TEXT NOT NULL, token_hash TEXT UNIQUE,"
+        " active INTEGER NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)",
+        "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    ],
+}
+
+
+class UserError(ValueError):
+    """A user cannot be added as asked (bad name, unknown role, name taken)."""
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 256-bit random strings, so a plain SHA-256 is a safe, fast lookup key
+    (no salt or slow hash is needed against guessing)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "crm_" + secrets.token_urlsafe(32)
+
+
+def check_new_user(user_id: str, role: str) -> None:
+    if not _USER_ID.fullmatch(user_id):
+        raise UserError(
+            f"user name {user_id!r} must be 1-63 lower-case letters, digits, '.', '_' or '-'"
+        )
+    if role not in ROLES:
+        raise UserError(f"role {role!r} is not one of: {', '.join(ROLES)}")
+
+
+def _text(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+class SqlUserDirectory:
+    """Users in the product's database (PostgreSQL or SQLite)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_tables(self) -> None:
+        with self.db.transaction() as cursor:
+            for statement in _DDL[self.db.dialect]:
+                cursor.execute(statement)
+            cursor.execute(
+                "INSERT INTO counters (name, value) VALUES ('round_robin', 0)"
+                " ON CONFLICT (name) DO NOTHING"
+            )
+
+    def add(self, user_id: str, role: str) -> str:
+        check_new_user(user_id, role)
+        token = new_token()
+        with self.db.transaction() as cursor:
+            cursor.execute("SELECT 1 FROM users WHERE user_id = %s", (user_id,))
+            if cursor.fetchone():
+                raise UserError(f"user {user_id!r} already exists")
+            cursor.execute(
+                "INSERT INTO users (user_id, role, token_hash, active, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (user_id, role, hash_token(token), True, datetime.now(UTC)),
+            )
+        return token
+
+    def revoke(self, user_id: str) -> bool:
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "UPDATE users SET active = %s, token_hash = NULL, revoked_at = %s"
+                " WHERE user_id = %s AND active = %s RETURNING user_id",
+                (False, datetime.now(UTC), user_id, True),
+            )
+            return cursor.fetchone() is not None
+
+    def list(self) -> list[UserRecord]:
+        rows = self.db.query(
+            "SELECT user_id, role, active, created_at FROM users ORDER BY created_at, user_id"
+        )
+        return [UserRecord(r[0], r[1], bool(r[2]), _text(r[3])) for r in rows]
+
+    def authenticate(self, token: str) -> UserRecord | None:
+        rows = self.db.query(
+            "SELECT user_id, role, active, created_at FROM users"
+            " WHERE token_hash = %s AND active = %s",
+            (hash_token(token), True),
+        )
+        return UserRecord(rows[0][0], rows[0][1], True, _text(rows[0][3])) if rows else None
+
+    def next_manager(self) -> str | None:
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "SELECT user_id FROM users WHERE active = %s AND role = 'manager'"
+                " ORDER BY created_at, user_id",
+                (True,),
+            )
+            managers = [row[0] for row in cursor.fetchall()]
+            if not managers:
+                return None
+            cursor.execute(
+                "UPDATE counters SET value = value + 1 WHERE name = 'round_robin' RETURNING value"
+            )
+            row = cursor.fetchone()
+            turn = int(row[0]) if row else 1
+        return str(managers[(turn - 1) % len(managers)])
+
+    def can_own_clients(self, user_id: str) -> bool:
+        rows = self.db.query(
+            "SELECT role FROM users WHERE user_id = %s AND active = %s", (user_id, True)
+        )
+        return bool(rows) and rows[0][0] in OWNER_ROLES
+
+
+class MemoryUserDirectory:
+    """Users in a dict, for unit tests and ``memory:``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[str, tuple[str, str | None, bool, str]] = {}
+        self._turn = 0
+
+    def add(self, user_id: str, role: str) -> str:
+        check_new_user(user_id, role)
+        token = new_token()
+        with self._lock:
+            if user_id in self._users:
+                raise UserError(f"user {user_id!r} already exists")
+            self._users[user_id] = (role, hash_token(token), True, datetime.now(UTC).isoformat())
+        return token
+
+    def revoke(self, user_id: str) -> bool:
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or not user[2]:
+                return False
+            self._users[user_id] = (user[0], None, False, user[3])
+            return True
+
+    def list(self) -> list[UserRecord]:
+        with self._lock:
+            return [
+                UserRecord(user_id, role, active, created)
+                for user_id, (role, _, active, created) in self._users.items()
+            ]
+
+    def authenticate(self, token: str) -> UserRecord | None:
+        digest = hash_token(token)
+        with self._lock:
+            for user_id, (role, token_hash, active, created) in self._users.items():
+                if active and token_hash == digest:
+                    return UserRecord(user_id, role, True, created)
+        return None
+
+    def next_manager(self) -> str | None:
+        with self._lock:
+            managers = [
+                u for u, (role, _, active, _) in self._users.items() if active and role == "manager"
+            ]
+            if not managers:
+                return None
+            self._turn += 1
+            return managers[(self._turn - 1) % len(managers)]
+
+    def can_own_clients(self, user_id: str) -> bool:
+        with self._lock:
+            user = self._users.get(user_id)
+            return user is not None and user[2] and user[0] in OWNER_ROLES

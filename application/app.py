@@ -1,0 +1,196 @@
+"""The CRM application: executes commands against the event store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.domain import CanMutateAggregate
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Mapper
+from eventsourcing.popo import POPOFactory
+from eventsourcing.utils import Environment
+
+from application import clients, deals, pipelines
+from application.errors import ConcurrencyConflict, IdempotencyKeyReused
+from application.ports import BlindIndex, EventRecorder, IdempotencyRecord, SideEffects, Staff
+from application.settings import Settings
+from application.unit_of_work import Outcome, UnitOfWork
+from domain.envelope import Envelope, recording
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 10
+"""Commands without an expected version are re-run this often on a concurrent write."""
+
+Handler = Callable[[UnitOfWork, Any], Outcome]
+
+HANDLERS: dict[type[Any], Handler] = {
+    clients.RegisterClient: clients.register_client,
+    clients.ChangeClientDetails: clients.change_client_details,
+    clients.RecordContact: clients.record_contact,
+    clients.RecordPurchase: clients.record_purchase,
+    clients.MarkClientLost: clients.mark_client_lost,
+    clients.AssignOwner: clients.assign_owner,
+    clients.ScheduleFollowUp: clients.schedule_follow_up,
+    clients.CompleteFollowUp: clients.complete_follow_up,
+    clients.CancelFollowUp: clients.cancel_follow_up,
+    clients.MergeClients: clients.merge_clients,
+    clients.GiveConsent: clients.give_consent,
+    clients.WithdrawConsent: clients.withdraw_consent,
+    clients.RestrictProcessing: clients.restrict_processing,
+    clients.LiftRestriction: clients.lift_restriction,
+    clients.ErasePersonalData: clients.erase_personal_data,
+    deals.OpenDeal: deals.open_deal,
+    deals.MoveDealStage: deals.move_deal_stage,
+    deals.ChangeDealValue: deals.change_deal_value,
+    deals.WinDeal: deals.win_deal,
+    deals.LoseDeal: deals.lose_deal,
+    deals.ReopenDeal: deals.reopen_deal,
+    pipelines.DefinePipeline: pipelines.define_pipeline,
+}
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The answer to a command: the aggregate it was about, its version after the
+    command, and the position of the command's last event (for read-your-writes)."""
+
+    id: UUID
+    version: int
+    position: int | None
+    extra: Mapping[str, str] = field(default_factory=dict)
+    replayed: bool = False
+    """True when this is the first answer repeated for a retried idempotency key."""
+
+
+def fingerprint(command: object, envelope: Envelope) -> str:
+    """What makes two requests "the same" for an idempotency key: the command and its
+    explicit business time (a defaulted "now" differs on every retry, so is left out)."""
+    payload = {
+        "command": type(command).__qualname__,
+        "fields": asdict(command),  # type: ignore[call-overload]
+        "occurred_at": envelope.occurred_at,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class CrmApplication(Application[UUID]):
+    """Runs each command as load → one domain call → save, atomically, exactly once.
+
+    * Optimistic concurrency: a command naming an ``expected_version`` fails with
+      ``VersionMismatch`` if the aggregate moved on; a command without one is re-run on
+      fresh state when a concurrent write takes its version.
+    * Idempotency: a command sent with a key records its answer in the same
+      transaction as its events; a retry returns that answer and records nothing.
+    * Uniqueness: each phone and email belongs to at most one live client, enforced by
+      claims written in the same transaction as the events.
+    """
+
+    name = "crm"
+
+    def __init__(
+        self,
+        *,
+        recorder: EventRecorder,
+        mapper: Mapper[UUID],
+        blind_index: BlindIndex,
+        staff: Staff,
+        settings: Settings,
+    ) -> None:
+        self._injected_recorder = recorder
+        self._injected_mapper = mapper
+        self.blind_index = blind_index
+        self.staff = staff
+        self.settings = settings
+        super().__init__(env={})
+        self.recorder: EventRecorder = recorder
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        # Unused but required by the base class: the recorder and mapper are injected.
+        return cast("InfrastructureFactory", POPOFactory(env))
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self._injected_mapper
+
+    def construct_recorder(self) -> EventRecorder:
+        return self._injected_recorder
+
+    def execute(
+        self, command: object, envelope: Envelope, *, idempotency_key: str | None = None
+    ) -> CommandResult:
+        """Run ``command`` attributed to ``envelope``; see the class docstring.
+
+        Raises a ``DomainError`` (a broken rule) or an ``ApplicationError``; in either
+        case nothing was recorded.
+        """
+        handler = HANDLERS[type(command)]
+        print_ = fingerprint(command, envelope) if idempotency_key else ""
+        if idempotency_key and (prior := self._replay(envelope, idempotency_key, print_)):
+            return prior
+        for _ in range(MAX_ATTEMPTS):
+            uow = UnitOfWork(self)
+            with recording(envelope):
+                outcome = handler(uow, command)
+            claims, releases = uow.contact_claims()
+            events: list[CanMutateAggregate[UUID]] = [
+                event for aggregate in uow.touched() for event in aggregate.collect_events()
+            ]
+            subject = outcome.aggregate
+            record = None
+            if idempotency_key:
+                record = IdempotencyRecord(
+                    scope=envelope.actor_id,
+                    key=idempotency_key,
+                    fingerprint=print_,
+                    aggregate_id=subject.id,
+                    version=subject.version,
+                    last_event=(events[-1].originator_id, events[-1].originator_version)
+                    if events
+                    else None,
+                    extra=dict(outcome.extra),
+                )
+            try:
+                recordings = self.save(
+                    *events,
+                    side_effects=SideEffects(claims=claims, releases=releases, idempotency=record),
+                )
+            except IntegrityError:
+                if idempotency_key and (prior := self._replay(envelope, idempotency_key, print_)):
+                    return prior
+                uow.contact_claims()  # raises DuplicateContact if a claim was taken meanwhile
+                if uow.expected_versions_given:
+                    raise ConcurrencyConflict(
+                        f"{subject.id} was changed by another command; reload and retry"
+                    ) from None
+                log.debug("concurrent write on %s; running the command again", subject.id)
+                continue
+            position = (
+                recordings[-1].notification.id
+                if recordings
+                else self.recorder.position_of(subject.id, subject.version)
+            )
+            return CommandResult(subject.id, subject.version, position, dict(outcome.extra))
+        raise ConcurrencyConflict(
+            f"gave up after {MAX_ATTEMPTS} concurrent writes to the same records; retry later"
+        )
+
+    def _replay(self, envelope: Envelope, key: str, print_: str) -> CommandResult | None:
+        record = self.recorder.idempotency_record(envelope.actor_id, key)
+        if record is None:
+            return None
+        if record.fingerprint != print_:
+            raise IdempotencyKeyReused(key)
+        last_id, last_version = record.last_event or (record.aggregate_id, record.version)
+        return CommandResult(
+            record.aggregate_id,
+            record.version,
+            self.recorder.position_of(last_id, last_version),
+            record.extra,
+            replayed=True,
+        )

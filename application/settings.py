@@ -1,0 +1,103 @@
+"""Settings, read once from the environment (``CRM_*``) and validated.
+
+With no configuration at all the product runs on an embedded SQLite file,
+``./crm.db``; ``CRM_DATABASE_URL=postgresql://…`` switches to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from domain.lifecycle import LifecyclePolicy
+
+DEFAULT_DATABASE_URL = "sqlite:///crm.db"
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid; the message names the variable."""
+
+
+class Settings(BaseModel):
+    """Every knob of the product. Environment variable = ``CRM_`` + upper-cased name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    """``sqlite:///path.db`` (default ``sqlite:///crm.db``), ``postgresql://…`` or ``memory:``."""
+    database_schema: str = Field(default="crm", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """PostgreSQL schema that holds every table of the product."""
+    pool_size: int = Field(default=10, ge=1, le=200)
+    """PostgreSQL connections per process."""
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    """The one currency the business books amounts in (ISO 4217)."""
+    loyal_purchases: int = Field(default=3, ge=1)
+    loyal_window_days: int = Field(default=365, ge=1)
+    dormancy_days: int = Field(default=90, ge=1)
+    master_key: str | None = None
+    """Base64 of 32 random bytes; protects the keys that protect personal data."""
+    key_file: str = "crm.key"
+    """Where the master key lives when ``CRM_MASTER_KEY`` is not set (created on first
+    run for the embedded default)."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "postgresql://", "postgres://", "memory:")):
+            raise ValueError("must start with sqlite:, postgresql:// or memory:")
+        return url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``CRM_*`` variables; unknown ``CRM_*`` names are refused, not ignored."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for key, value in environ.items():
+            if not key.startswith("CRM_") or key.startswith("CRM_TEST_"):
+                continue
+            name = key.removeprefix("CRM_").lower()
+            if name not in cls.model_fields:
+                raise SettingsError(f"unknown setting {key}")
+            values[name] = value
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"CRM_{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors()
+            )
+            raise SettingsError(problems) from None
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql", "memory"]:
+        if self.database_url.startswith("sqlite:"):
+            return "sqlite"
+        if self.database_url.startswith("memory:"):
+            return "memory"
+        return "postgresql"
+
+    @property
+    def sqlite_path(self) -> Path:
+        """``sqlite:///crm.db`` and ``sqlite:crm.db`` are relative; ``sqlite:////abs`` is
+        absolute."""
+        path = self.database_url.removeprefix("sqlite:")
+        if path.startswith("///"):
+            path = path[3:]
+        elif path.startswith("//"):
+            path = path[2:]
+        return Path(path or "crm.db")
+
+    @property
+    def lifecycle_policy(self) -> LifecyclePolicy:
+        return LifecyclePolicy(
+            loyal_purchases=self.loyal_purchases,
+            loyal_window_days=self.loyal_window_days,
+            dormancy_days=self.dormancy_days,
+        )

@@ -1,0 +1,148 @@
+"""The unit of work: the aggregates one command touches, saved in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from application.errors import DuplicateContact, NotFound, UnknownUser, VersionMismatch
+from application.ports import Claim
+from domain.base import CrmAggregate
+from domain.client import Client
+from domain.deal import Deal
+from domain.pipeline import DEFAULT_PIPELINE, Pipeline, pipeline_id
+
+if TYPE_CHECKING:
+    from application.app import CrmApplication
+
+A = TypeVar("A", bound=CrmAggregate)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a handler reports: the aggregate the command was about, and any id it
+    created inside it (a follow-up's ``task_id``)."""
+
+    aggregate: CrmAggregate
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class UnitOfWork:
+    """Loads aggregates for one command and remembers them, so that the command's
+    events, contact-point claims and idempotency record are saved together."""
+
+    def __init__(self, app: CrmApplication) -> None:
+        self._app = app
+        self._aggregates: dict[UUID, CrmAggregate] = {}
+        self._points_at_load: dict[UUID, frozenset[tuple[str, str]]] = {}
+        self.expected_versions_given = False
+
+    # ----------------------------------------------------------------- loading
+
+    def client(self, client_id: UUID, expected_version: int | None = None) -> Client:
+        return self._load(client_id, Client, "client", expected_version)
+
+    def current_client(self, client_id: UUID) -> Client:
+        """The client, or the card it was merged into (following merges)."""
+        client = self.client(client_id)
+        while client.merged_into is not None:
+            client = self.client(client.merged_into)
+        return client
+
+    def deal(self, deal_id: UUID, expected_version: int | None = None) -> Deal:
+        return self._load(deal_id, Deal, "deal", expected_version)
+
+    def pipeline(self, pipeline_ref: UUID | None) -> Pipeline:
+        """A pipeline by id; the default pipeline when ``None``."""
+        return self._load(pipeline_ref or pipeline_id(DEFAULT_PIPELINE), Pipeline, "pipeline", None)
+
+    def find_pipeline(self, name: str) -> Pipeline | None:
+        try:
+            return self.pipeline(pipeline_id(name))
+        except NotFound:
+            return None
+
+    def add(self, aggregate: A) -> A:
+        """A new aggregate created by the command."""
+        self._aggregates[aggregate.id] = aggregate
+        return aggregate
+
+    def _load(
+        self, aggregate_id: UUID, kind: type[A], label: str, expected_version: int | None
+    ) -> A:
+        aggregate = self._aggregates.get(aggregate_id)
+        if aggregate is None:
+            try:
+                aggregate = self._app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                raise NotFound(label, aggregate_id) from None
+        if not isinstance(aggregate, kind):
+            raise NotFound(label, aggregate_id)
+        if expected_version is not None:
+            self.expected_versions_given = True
+            if aggregate.version != expected_version:
+                raise VersionMismatch(aggregate_id, expected_version, aggregate.version)
+        if aggregate_id not in self._aggregates:
+            self._aggregates[aggregate_id] = aggregate
+            if isinstance(aggregate, Client):
+                self._points_at_load[aggregate_id] = aggregate.contact_points
+        return aggregate
+
+    # --------------------------------------------------------- settings & staff
+
+    @property
+    def books_currency(self) -> str:
+        return self._app.settings.currency
+
+    def next_manager(self) -> str | None:
+        """The next active manager in round-robin order, for a lead with no owner."""
+        return self._app.staff.next_manager()
+
+    def check_owner(self, user_id: str, *, field: str) -> str:
+        """Rule: clients, deals and follow-ups are owned by active managers or admins."""
+        if not self._app.staff.can_own_clients(user_id):
+            raise UnknownUser(user_id, field)
+        return user_id
+
+    # ------------------------------------------------------------------ saving
+
+    def touched(self) -> list[CrmAggregate]:
+        """Aggregates in the order the command touched them."""
+        return list(self._aggregates.values())
+
+    def contact_claims(self) -> tuple[list[Claim], list[Claim]]:
+        """(claims, releases): the contact points each client gained and lost.
+
+        Raises ``DuplicateContact`` if a gained point belongs to another live client
+        that this command is not releasing it from.
+        """
+        digest = self._app.blind_index.digest
+        claims: list[Claim] = []
+        releases: list[Claim] = []
+        values: dict[tuple[str, str], str] = {}
+        for aggregate in self._aggregates.values():
+            if not isinstance(aggregate, Client):
+                continue
+            before = self._points_at_load.get(aggregate.id, frozenset())
+            after = aggregate.contact_points
+            for kind, value in sorted(after - before):
+                claim = Claim(kind, digest(kind, value), aggregate.id)
+                values[(kind, claim.digest)] = value
+                claims.append(claim)
+            releases.extend(
+                Claim(kind, digest(kind, value), aggregate.id) for kind, value in before - after
+            )
+        released = {(r.kind, r.digest): r.client_id for r in releases}
+        for claim in claims:
+            owner = self._app.recorder.claim_owner(claim.kind, claim.digest)
+            if (
+                owner is not None
+                and owner != claim.client_id
+                and released.get((claim.kind, claim.digest)) != owner
+            ):
+                raise DuplicateContact(claim.kind, values[(claim.kind, claim.digest)], owner)
+        return claims, releases
