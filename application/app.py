@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -17,16 +19,19 @@ from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import Environment
 
 from application import clients, deals, pipelines
-from application.errors import ConcurrencyConflict, IdempotencyKeyReused
+from application.errors import ApplicationError, ConcurrencyConflict, IdempotencyKeyReused
 from application.ports import BlindIndex, EventRecorder, IdempotencyRecord, SideEffects, Staff
 from application.settings import Settings
 from application.unit_of_work import Outcome, UnitOfWork
 from domain.envelope import Envelope, recording
+from domain.errors import DomainError
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 10
-"""Commands without an expected version are re-run this often on a concurrent write."""
+MAX_ATTEMPTS = 20
+"""Commands without an expected version are re-run this often on a concurrent write,
+after a random pause that doubles each time (at most ``MAX_BACKOFF`` seconds)."""
+MAX_BACKOFF = 0.25
 
 Handler = Callable[[UnitOfWork, Any], Outcome]
 
@@ -54,6 +59,12 @@ HANDLERS: dict[type[Any], Handler] = {
     deals.ReopenDeal: deals.reopen_deal,
     pipelines.DefinePipeline: pipelines.define_pipeline,
 }
+
+
+@dataclass(frozen=True)
+class _Key:
+    key: str
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -130,10 +141,26 @@ class CrmApplication(Application[UUID]):
         case nothing was recorded.
         """
         handler = HANDLERS[type(command)]
-        print_ = fingerprint(command, envelope) if idempotency_key else ""
-        if idempotency_key and (prior := self._replay(envelope, idempotency_key, print_)):
+        if not idempotency_key:
+            return self._run(handler, command, envelope, None)
+        key = _Key(idempotency_key, fingerprint(command, envelope))
+        if prior := self._replay(envelope, key):
             return prior
-        for _ in range(MAX_ATTEMPTS):
+        try:
+            return self._run(handler, command, envelope, key)
+        except (DomainError, ApplicationError):
+            # A concurrent request with the same key may have won the race (and, say,
+            # claimed the phone this one now finds taken): its answer is the answer.
+            if prior := self._replay(envelope, key):
+                return prior
+            raise
+
+    def _run(
+        self, handler: Handler, command: object, envelope: Envelope, key: _Key | None
+    ) -> CommandResult:
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.002 * 2**attempt)))  # noqa: S311
             uow = UnitOfWork(self)
             with recording(envelope):
                 outcome = handler(uow, command)
@@ -143,11 +170,11 @@ class CrmApplication(Application[UUID]):
             ]
             subject = outcome.aggregate
             record = None
-            if idempotency_key:
+            if key:
                 record = IdempotencyRecord(
                     scope=envelope.actor_id,
-                    key=idempotency_key,
-                    fingerprint=print_,
+                    key=key.key,
+                    fingerprint=key.fingerprint,
                     aggregate_id=subject.id,
                     version=subject.version,
                     last_event=(events[-1].originator_id, events[-1].originator_version)
@@ -161,7 +188,7 @@ class CrmApplication(Application[UUID]):
                     side_effects=SideEffects(claims=claims, releases=releases, idempotency=record),
                 )
             except IntegrityError:
-                if idempotency_key and (prior := self._replay(envelope, idempotency_key, print_)):
+                if key and (prior := self._replay(envelope, key)):
                     return prior
                 uow.contact_claims()  # raises DuplicateContact if a claim was taken meanwhile
                 if uow.expected_versions_given:
@@ -180,12 +207,12 @@ class CrmApplication(Application[UUID]):
             f"gave up after {MAX_ATTEMPTS} concurrent writes to the same records; retry later"
         )
 
-    def _replay(self, envelope: Envelope, key: str, print_: str) -> CommandResult | None:
-        record = self.recorder.idempotency_record(envelope.actor_id, key)
+    def _replay(self, envelope: Envelope, key: _Key) -> CommandResult | None:
+        record = self.recorder.idempotency_record(envelope.actor_id, key.key)
         if record is None:
             return None
-        if record.fingerprint != print_:
-            raise IdempotencyKeyReused(key)
+        if record.fingerprint != key.fingerprint:
+            raise IdempotencyKeyReused(key.key)
         last_id, last_version = record.last_event or (record.aggregate_id, record.version)
         return CommandResult(
             record.aggregate_id,

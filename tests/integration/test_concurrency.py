@@ -1,0 +1,110 @@
+"""Concurrent writers on real stores: nothing acknowledged is lost or recorded twice."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from api.bootstrap import Crm
+from application import clients
+from application.errors import DuplicateContact
+from domain.client import Client
+from domain.envelope import Envelope
+
+THREADS = 8
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    return backend
+
+
+def race(task: Callable[[int], Any], threads: int = THREADS) -> list[Any]:
+    """Run ``task(i)`` on ``threads`` threads released at the same instant; returns
+    each result or the exception it raised."""
+    barrier = threading.Barrier(threads)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        try:
+            return task(i)
+        except Exception as error:
+            return error
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(run, range(threads)))
+
+
+def test_eight_writers_on_one_client_lose_no_event_and_leave_contiguous_versions(
+    crm: Crm, envelope: Envelope
+) -> None:
+    client_id = crm.app.execute(clients.RegisterClient(name="Ann"), envelope).id
+    per_thread = 5
+
+    def buy(i: int) -> list[int]:
+        versions = []
+        for n in range(per_thread):
+            result = crm.app.execute(
+                clients.RecordPurchase(
+                    client_id=client_id, amount=Decimal(f"{i}.{n:02d}") + 1, currency="EUR"
+                ),
+                replace(envelope, correlation_id=f"writer-{i}-{n}"),
+            )
+            versions.append(result.version)
+        return versions
+
+    outcomes = race(buy)
+    assert not [o for o in outcomes if isinstance(o, Exception)]
+    acknowledged = sorted(v for versions in outcomes for v in versions)
+    assert acknowledged == list(range(2, 2 + THREADS * per_thread))
+    events = list(crm.app.repository.event_store.get(client_id))
+    assert [e.originator_version for e in events] == list(range(1, 2 + THREADS * per_thread))
+    purchases = [e for e in events if isinstance(e, Client.PurchaseMade)]
+    assert sorted(p.correlation_id for p in purchases) == sorted(
+        f"writer-{i}-{n}" for i in range(THREADS) for n in range(per_thread)
+    )
+
+
+def test_two_concurrent_registrations_of_one_phone_exactly_one_wins(
+    crm: Crm, envelope: Envelope
+) -> None:
+    outcomes = race(
+        lambda i: crm.app.execute(
+            clients.RegisterClient(name=f"Caller {i}", phones=("+4930555000",)), envelope
+        )
+    )
+    winners = [o for o in outcomes if not isinstance(o, Exception)]
+    losers = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(winners) == 1
+    assert all(isinstance(o, DuplicateContact) for o in losers), losers
+    assert {o.existing_client_id for o in losers} == {winners[0].id}
+    registered = {
+        n.originator_id
+        for n in crm.app.recorder.select_notifications(start=1, limit=1000)
+        if n.topic.endswith("ClientRegistered")
+    }
+    assert registered == {winners[0].id}
+
+
+def test_concurrent_retries_with_one_idempotency_key_record_the_command_once(
+    crm: Crm, envelope: Envelope
+) -> None:
+    before = crm.app.recorder.max_notification_id() or 0
+    outcomes = race(
+        lambda _: crm.app.execute(
+            clients.RegisterClient(name="Ann", emails=("ann@example.com",)),
+            envelope,
+            idempotency_key="order-42",
+        )
+    )
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert len({(o.id, o.version, o.position) for o in outcomes}) == 1
+    assert sum(not o.replayed for o in outcomes) == 1
+    assert (crm.app.recorder.max_notification_id() or 0) == before + 1

@@ -1,0 +1,340 @@
+"""The application's contract, run on the in-memory, SQLite and PostgreSQL stores."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+
+from api.bootstrap import Crm
+from application import clients, deals, pipelines
+from application.app import CommandResult
+from application.errors import (
+    DuplicateContact,
+    IdempotencyKeyReused,
+    NotFound,
+    UnknownUser,
+    VersionMismatch,
+)
+from domain.client import Client
+from domain.deal import Deal
+from domain.envelope import Envelope, utc_now
+from domain.errors import InvalidValue, RuleViolation
+from domain.pipeline import DEFAULT_STAGES, Pipeline, pipeline_id
+
+
+def event_count(crm: Crm) -> int:
+    return crm.app.recorder.max_notification_id() or 0
+
+
+def register(crm: Crm, envelope: Envelope, **fields: object) -> CommandResult:
+    command = clients.RegisterClient(**{"name": "Ann Lee", **fields})  # type: ignore[arg-type]
+    return crm.app.execute(command, envelope)
+
+
+def test_the_default_pipeline_exists_after_first_start(crm: Crm) -> None:
+    pipeline = crm.app.repository.get(pipeline_id("default"))
+    assert isinstance(pipeline, Pipeline)
+    assert pipeline.stages == DEFAULT_STAGES
+
+
+def test_a_registered_client_is_stored_with_its_envelope_and_read_back(
+    crm: Crm, envelope: Envelope
+) -> None:
+    result = register(crm, envelope, phones=("+49 30 1234567",), emails=("Ann@Example.com",))
+    client = crm.app.repository.get(result.id)
+    assert isinstance(client, Client)
+    assert (client.name, client.phones, client.emails) == (
+        "Ann Lee",
+        ("+49301234567",),
+        ("ann@example.com",),
+    )
+    (registered,) = crm.app.repository.event_store.get(result.id)
+    assert (registered.actor_id, registered.actor_role, registered.source) == (  # type: ignore[attr-defined]
+        "alice",
+        "admin",
+        "api",
+    )
+    assert registered.correlation_id == "test-correlation"  # type: ignore[attr-defined]
+    assert result.version == 1
+    assert result.position == event_count(crm)
+
+
+def test_a_back_dated_fact_keeps_its_business_time_apart_from_its_record_time(
+    crm: Crm, envelope: Envelope
+) -> None:
+    long_ago = utc_now() - timedelta(days=800)
+    result = register(crm, replace(envelope, occurred_at=long_ago))
+    (event,) = crm.app.repository.event_store.get(result.id)
+    assert event.occurred_at == long_ago  # type: ignore[attr-defined]
+    assert event.timestamp - long_ago > timedelta(days=799)  # type: ignore[attr-defined]
+
+
+def test_a_second_client_with_the_same_phone_is_a_conflict_naming_the_first(
+    crm: Crm, envelope: Envelope
+) -> None:
+    first = register(crm, envelope, phones=("+4930111222",))
+    before = event_count(crm)
+    with pytest.raises(DuplicateContact) as conflict:
+        register(crm, envelope, name="Other", phones=("+49 (30) 111-222",))
+    assert conflict.value.existing_client_id == first.id
+    assert event_count(crm) == before
+
+
+def test_an_email_is_unique_case_insensitively(crm: Crm, envelope: Envelope) -> None:
+    first = register(crm, envelope, emails=("ann@example.com",))
+    with pytest.raises(DuplicateContact) as conflict:
+        register(crm, envelope, name="Other", emails=("ANN@example.com",))
+    assert conflict.value.existing_client_id == first.id
+
+
+def test_a_phone_freed_by_a_change_can_be_taken_by_another_client(
+    crm: Crm, envelope: Envelope
+) -> None:
+    first = register(crm, envelope, phones=("+4930111222",))
+    crm.app.execute(
+        clients.ChangeClientDetails(client_id=first.id, changes={"phones": ["+4930999888"]}),
+        envelope,
+    )
+    second = register(crm, envelope, name="Other", phones=("+4930111222",))
+    with pytest.raises(DuplicateContact) as conflict:
+        register(crm, envelope, name="Third", phones=("+4930999888",))
+    assert conflict.value.existing_client_id == first.id
+    assert second.id != first.id
+
+
+def test_changing_details_to_another_clients_email_is_refused(crm: Crm, envelope: Envelope) -> None:
+    first = register(crm, envelope, emails=("a@example.com",))
+    second = register(crm, envelope, name="Bo", emails=("b@example.com",))
+    with pytest.raises(DuplicateContact) as conflict:
+        crm.app.execute(
+            clients.ChangeClientDetails(
+                client_id=second.id, changes={"emails": ["b@example.com", "a@example.com"]}
+            ),
+            envelope,
+        )
+    assert conflict.value.existing_client_id == first.id
+    unchanged = crm.app.repository.get(second.id)
+    assert unchanged.emails == ("b@example.com",)
+
+
+def test_erasure_frees_the_clients_contact_points(crm: Crm, envelope: Envelope) -> None:
+    first = register(crm, envelope, phones=("+4930111222",))
+    crm.app.execute(
+        clients.ErasePersonalData(client_id=first.id, reason="subject request 17"), envelope
+    )
+    assert register(crm, envelope, name="New owner", phones=("+4930111222",)).id != first.id
+
+
+def test_merging_moves_the_duplicates_contact_points_to_the_survivor(
+    crm: Crm, envelope: Envelope
+) -> None:
+    survivor = register(crm, envelope, phones=("+4930111222",))
+    duplicate = register(crm, envelope, name="A. Lee", emails=("ann@example.com",))
+    crm.app.execute(
+        clients.MergeClients(survivor_id=survivor.id, duplicate_id=duplicate.id), envelope
+    )
+    merged = crm.app.repository.get(survivor.id)
+    assert merged.emails == ("ann@example.com",)
+    with pytest.raises(DuplicateContact) as conflict:
+        register(crm, envelope, name="Someone", emails=("ann@example.com",))
+    assert conflict.value.existing_client_id == survivor.id
+
+
+def test_a_retried_command_with_the_same_idempotency_key_records_nothing_new(
+    crm: Crm, envelope: Envelope
+) -> None:
+    command = clients.RegisterClient(name="Ann", phones=("+4930111222",))
+    first = crm.app.execute(command, envelope, idempotency_key="req-1")
+    count = event_count(crm)
+    again = crm.app.execute(command, envelope, idempotency_key="req-1")
+    assert (again.id, again.version, again.position) == (first.id, first.version, first.position)
+    assert again.replayed
+    assert not first.replayed
+    assert event_count(crm) == count
+
+
+def test_an_idempotency_key_reused_for_another_command_is_refused(
+    crm: Crm, envelope: Envelope
+) -> None:
+    crm.app.execute(clients.RegisterClient(name="Ann"), envelope, idempotency_key="req-1")
+    count = event_count(crm)
+    with pytest.raises(IdempotencyKeyReused):
+        crm.app.execute(clients.RegisterClient(name="Bob"), envelope, idempotency_key="req-1")
+    assert event_count(crm) == count
+
+
+def test_idempotency_keys_belong_to_the_actor_who_sent_them(crm: Crm, envelope: Envelope) -> None:
+    other = replace(envelope, actor_id="bob")
+    first = crm.app.execute(clients.RegisterClient(name="Ann"), envelope, idempotency_key="k")
+    second = crm.app.execute(clients.RegisterClient(name="Ann"), other, idempotency_key="k")
+    assert first.id != second.id
+
+
+def test_a_no_op_command_with_a_key_is_remembered_too(crm: Crm, envelope: Envelope) -> None:
+    client = register(crm, envelope)
+    command = clients.ChangeClientDetails(client_id=client.id, changes={"name": "Ann Lee"})
+    first = crm.app.execute(command, envelope, idempotency_key="noop")
+    assert (first.version, first.position) == (client.version, client.position)
+    assert crm.app.execute(command, envelope, idempotency_key="noop").replayed
+
+
+def test_a_stale_expected_version_is_refused_and_records_nothing(
+    crm: Crm, envelope: Envelope
+) -> None:
+    client = register(crm, envelope)
+    crm.app.execute(
+        clients.RecordContact(client_id=client.id, channel="call", direction="outbound"), envelope
+    )
+    count = event_count(crm)
+    with pytest.raises(VersionMismatch) as mismatch:
+        crm.app.execute(
+            clients.RecordContact(
+                client_id=client.id, channel="sms", direction="outbound", expected_version=1
+            ),
+            envelope,
+        )
+    assert (mismatch.value.expected, mismatch.value.actual) == (1, 2)
+    assert event_count(crm) == count
+
+
+def test_a_command_for_an_unknown_client_is_not_found(crm: Crm, envelope: Envelope) -> None:
+    with pytest.raises(NotFound):
+        crm.app.execute(
+            clients.RecordContact(client_id=uuid4(), channel="call", direction="inbound"), envelope
+        )
+
+
+def test_a_deal_id_is_not_a_client_id(crm: Crm, envelope: Envelope) -> None:
+    client = register(crm, envelope)
+    deal = crm.app.execute(
+        deals.OpenDeal(client_id=client.id, title="Windows", amount=Decimal(100), currency="EUR"),
+        envelope,
+    )
+    with pytest.raises(NotFound):
+        crm.app.execute(
+            clients.RecordContact(client_id=deal.id, channel="call", direction="inbound"), envelope
+        )
+
+
+def test_new_leads_are_assigned_to_active_managers_in_turn(crm: Crm, envelope: Envelope) -> None:
+    crm.users.add("maria", "manager")
+    crm.users.add("ivan", "manager")
+    crm.users.add("root", "admin")
+    owners = [crm.app.repository.get(register(crm, envelope).id).owner_id for _ in range(4)]
+    assert owners == ["maria", "ivan", "maria", "ivan"]
+    crm.users.revoke("maria")
+    assert crm.app.repository.get(register(crm, envelope).id).owner_id == "ivan"
+
+
+def test_a_lead_stays_unassigned_when_there_is_no_manager(crm: Crm, envelope: Envelope) -> None:
+    result = register(crm, envelope)
+    assert crm.app.repository.get(result.id).owner_id is None
+    assert result.version == 1
+
+
+def test_only_active_managers_and_admins_can_own_clients(crm: Crm, envelope: Envelope) -> None:
+    crm.users.add("audrey", "auditor")
+    crm.users.add("maria", "manager")
+    with pytest.raises(UnknownUser):
+        register(crm, envelope, owner_id="audrey")
+    with pytest.raises(UnknownUser):
+        register(crm, envelope, owner_id="nobody")
+    assert crm.app.repository.get(register(crm, envelope, owner_id="maria").id).owner_id == "maria"
+
+
+def test_winning_a_deal_records_the_clients_purchase_in_the_same_command(
+    crm: Crm, envelope: Envelope
+) -> None:
+    client = register(crm, envelope)
+    opened = crm.app.execute(
+        deals.OpenDeal(
+            client_id=client.id, title="Windows", amount=Decimal("1500"), currency="EUR"
+        ),
+        envelope,
+    )
+    won = crm.app.execute(deals.WinDeal(deal_id=opened.id, cost=Decimal("900")), envelope)
+    deal = crm.app.repository.get(opened.id)
+    buyer = crm.app.repository.get(client.id)
+    assert isinstance(deal, Deal)
+    assert deal.status == "won"
+    assert buyer.purchases_count == 1
+    purchase = list(crm.app.repository.event_store.get(client.id))[-1]
+    assert isinstance(purchase, Client.PurchaseMade)
+    assert (purchase.amount, purchase.cost, purchase.deal_id) == (
+        Decimal("1500"),
+        Decimal("900"),
+        opened.id,
+    )
+    assert purchase.causation_id == f"{opened.id}@{won.version}"
+    assert won.position == event_count(crm)  # the purchase is the command's last event
+
+
+def test_a_refused_win_records_neither_the_win_nor_the_purchase(
+    crm: Crm, envelope: Envelope
+) -> None:
+    client = register(crm, envelope)
+    opened = crm.app.execute(
+        deals.OpenDeal(client_id=client.id, title="Windows", amount=Decimal("10"), currency="EUR"),
+        envelope,
+    )
+    crm.app.execute(clients.ErasePersonalData(client_id=client.id, reason="request"), envelope)
+    count = event_count(crm)
+    with pytest.raises(RuleViolation):
+        crm.app.execute(deals.WinDeal(deal_id=opened.id), envelope)
+    assert event_count(crm) == count
+    assert crm.app.repository.get(opened.id).status == "open"
+
+
+def test_a_purchase_in_another_currency_is_refused(crm: Crm, envelope: Envelope) -> None:
+    client = register(crm, envelope)
+    with pytest.raises(InvalidValue, match="books amounts in EUR"):
+        crm.app.execute(
+            clients.RecordPurchase(client_id=client.id, amount=Decimal(5), currency="USD"),
+            envelope,
+        )
+
+
+def test_a_follow_up_is_assigned_to_the_owner_and_reported_by_id(
+    crm: Crm, envelope: Envelope
+) -> None:
+    crm.users.add("maria", "manager")
+    client = register(crm, envelope)
+    scheduled = crm.app.execute(
+        clients.ScheduleFollowUp(client_id=client.id, due_at=utc_now() + timedelta(days=2)),
+        envelope,
+    )
+    task_id = scheduled.extra["task_id"]
+    card = crm.app.repository.get(client.id)
+    (task,) = card.follow_ups.values()
+    assert (str(task.task_id), task.assignee_id) == (task_id, "maria")
+
+
+def test_pipelines_are_defined_and_redefined_by_name(crm: Crm, envelope: Envelope) -> None:
+    first = crm.app.execute(
+        pipelines.DefinePipeline(name="Windows", stages=("lead", "measurement", "proposal")),
+        envelope,
+    )
+    again = crm.app.execute(
+        pipelines.DefinePipeline(
+            name="windows", stages=("lead", "measurement", "proposal", "contract")
+        ),
+        envelope,
+    )
+    assert again.id == first.id
+    assert crm.app.repository.get(first.id).stages[-1] == "contract"
+
+
+def test_a_deal_moves_only_through_its_pipelines_stages(crm: Crm, envelope: Envelope) -> None:
+    client = register(crm, envelope)
+    opened = crm.app.execute(
+        deals.OpenDeal(client_id=client.id, title="Roof", amount=Decimal(10), currency="EUR"),
+        envelope,
+    )
+    with pytest.raises(InvalidValue, match="not in pipeline"):
+        crm.app.execute(deals.MoveDealStage(deal_id=opened.id, stage="measurement"), envelope)
+    moved = crm.app.execute(deals.MoveDealStage(deal_id=opened.id, stage="evaluation"), envelope)
+    assert moved.version == 2
