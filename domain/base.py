@@ -57,10 +57,31 @@ class CrmAggregate(Aggregate):
         causes elsewhere)."""
         return event_id(self.id, self.version)
 
+    def _check_business_time(self) -> None:
+        """Check the running command's business time suits this aggregate before a
+        command that changes several aggregates touches any of them."""
+        now = utc_now()
+        _check_business_time(current_envelope().occurred_at or now, now, self.born_at)
+
     @staticmethod
     def _occurred_at() -> datetime:
         """Business time of the command being executed (for invariants that need it)."""
         return current_envelope().occurred_at or utc_now()
+
+
+def _check_business_time(
+    occurred_at: datetime, recorded_at: datetime, born_at: datetime | None
+) -> None:
+    if occurred_at > recorded_at:
+        raise InvalidValue(
+            f"occurred_at {occurred_at.isoformat()} is in the future", field="occurred_at"
+        )
+    if born_at is not None and occurred_at < born_at:
+        raise InvalidValue(
+            f"occurred_at {occurred_at.isoformat()} precedes the record's creation "
+            f"({born_at.isoformat()})",
+            field="occurred_at",
+        )
 
 
 def _stamped(
@@ -77,17 +98,7 @@ def _stamped(
     envelope = current_envelope()
     recorded_at = event_class.create_timestamp()
     occurred_at = envelope.occurred_at or recorded_at
-    if occurred_at > recorded_at:
-        raise InvalidValue(
-            f"occurred_at {occurred_at.isoformat()} is in the future", field="occurred_at"
-        )
-    born_at = getattr(aggregate, "born_at", None)
-    if born_at is not None and occurred_at < born_at:
-        raise InvalidValue(
-            f"occurred_at {occurred_at.isoformat()} precedes the record's creation "
-            f"({born_at.isoformat()})",
-            field="occurred_at",
-        )
+    _check_business_time(occurred_at, recorded_at, getattr(aggregate, "born_at", None))
     return {
         **payload,
         "timestamp": recorded_at,

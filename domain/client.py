@@ -459,6 +459,8 @@ class Client(CrmAggregate):
         duplicate._check_live()
         if duplicate.id == self.id:
             raise RuleViolation("a client cannot be merged into itself")
+        self._check_business_time()
+        duplicate._check_business_time()
         open_tasks = list(duplicate.follow_ups)
         for task_id in open_tasks:
             duplicate.cancel_follow_up(task_id, reason=f"merged into {self.id}")

@@ -32,6 +32,7 @@ MAX_SHORT_TEXT = 500
 MAX_LONG_TEXT = 10_000
 MAX_AMOUNT = Decimal("1000000000000")  # 10^12: beyond any plausible single purchase
 MAX_AMOUNT_DECIMALS = 4
+_SMALLEST_UNIT = Decimal(1).scaleb(-MAX_AMOUNT_DECIMALS)
 
 _PHONE_FORMATTING = re.compile(r"[\s().\-/\u00a0]")
 _E164_DIGITS = re.compile(r"[1-9][0-9]{6,14}")
@@ -46,14 +47,15 @@ def _has_control_characters(text: str) -> bool:
 
 
 def normalise_name(raw: str, *, field: str = "name") -> str:
-    """Names are non-empty after trimming, at most 200 characters, one line."""
+    """Names are non-empty after trimming, at most 200 characters, one line (runs of
+    spaces, tabs and newlines become one space; other control characters are refused)."""
+    if _has_control_characters(raw):
+        raise InvalidValue(f"{field} contains control characters", field=field)
     name = " ".join(raw.split())
     if not name:
         raise InvalidValue(f"{field} must not be empty", field=field)
     if len(name) > MAX_NAME:
         raise InvalidValue(f"{field} is longer than {MAX_NAME} characters", field=field)
-    if _has_control_characters(name):
-        raise InvalidValue(f"{field} contains control characters", field=field)
     return name
 
 
@@ -146,9 +148,12 @@ def check_amount(value: Decimal, *, field: str, allow_zero: bool = False) -> Dec
         raise InvalidValue(f"{field} must be below {MAX_AMOUNT}", field=field)
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_AMOUNT_DECIMALS:
-        raise InvalidValue(
-            f"{field} has more than {MAX_AMOUNT_DECIMALS} decimal places", field=field
-        )
+        places = amount.quantize(_SMALLEST_UNIT)
+        if places != amount:
+            raise InvalidValue(
+                f"{field} has more than {MAX_AMOUNT_DECIMALS} decimal places", field=field
+            )
+        amount = places  # "1.50000" is 1.5: only trailing zeros went beyond 4 places
     return amount
 
 
