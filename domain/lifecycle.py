@@ -15,6 +15,10 @@ Choices where the rules are silent (documented in the README):
 
 * "more than dormancy_days" is exact to the microsecond: death by inactivity begins
   one microsecond after ``last purchase + dormancy_days``.
+* Likewise "within the last loyal_window_days" includes a purchase exactly that old:
+  at instant T the window is ``[T - loyal_window_days, T]``.
+* A loss dated exactly at the first instant of death by inactivity is a death by
+  inactivity (the client was already dead; the loss changes nothing).
 * A loss at the very instant of a purchase does not come "after" it and is ignored.
 * A lead lost before ever paying who later pays becomes ``new`` (a first purchase),
   not ``returned`` (which needs an earlier purchase to return to).
@@ -151,7 +155,9 @@ def stage_intervals(facts: ClientFacts, policy: LifecyclePolicy) -> list[StageIn
     for at, kind, reason in timeline:
         if last_purchase is not None and stages.stage in PAYING_STAGES:
             dies_at = last_purchase + dormancy + _ONE_MICROSECOND
-            if at > dies_at:
+            # A purchase at the very instant of death keeps the client alive; a loss
+            # at that instant finds the client already dead.
+            if at > dies_at or (at == dies_at and kind == 1):
                 stages.move(Stage.DEAD, dies_at, INACTIVITY)
         if kind == 0:
             if stages.stage is Stage.POTENTIAL or stages.stage is Stage.DEAD:
@@ -162,7 +168,7 @@ def stage_intervals(facts: ClientFacts, policy: LifecyclePolicy) -> list[StageIn
             ever_paid = True
             last_purchase = at
             counted.append(at)
-            while counted[0] <= at - window:
+            while counted[0] < at - window:
                 counted.popleft()
             if stage in (Stage.NEW, Stage.RETURNED) and len(counted) >= policy.loyal_purchases:
                 stage = Stage.LOYAL
