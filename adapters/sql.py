@@ -1,14 +1,17 @@
 """A small SQL gateway shared by the PostgreSQL and SQLite adapters.
 
 Statements are written once with ``%s`` placeholders; the SQLite gateway rewrites them
-to ``?`` and passes UUIDs as text. Rows come back as tuples.
+to ``?``, passes UUIDs as text and instants as fixed-width UTC text (so that text
+order is time order). Rows come back as tuples; ``as_datetime`` and ``as_uuid`` read
+columns back the same way on both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
@@ -18,12 +21,38 @@ from psycopg.rows import tuple_row
 
 Dialect = Literal["postgresql", "sqlite"]
 
+TYPES: dict[Dialect, dict[str, str]] = {
+    "postgresql": {
+        "uuid": "uuid",
+        "ts": "timestamptz",
+        "text": "text",
+        "int": "bigint",
+        "bool": "boolean",
+        "money": "bigint",
+    },
+    "sqlite": {
+        "uuid": "TEXT",
+        "ts": "TEXT",
+        "text": "TEXT",
+        "int": "INTEGER",
+        "bool": "INTEGER",
+        "money": "INTEGER",
+    },
+}
+"""Column types by dialect; DDL is written with ``{uuid}``, ``{ts}``… placeholders.
+Money is stored as an exact integer count of ten-thousandths (see ``to_units``)."""
+
+_SQLITE_INSTANT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
 
 class Cursor(Protocol):
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
     def fetchall(self) -> list[tuple[Any, ...]]: ...
     def fetchone(self) -> tuple[Any, ...] | None: ...
+
+    @property
+    def rowcount(self) -> int: ...
 
 
 class Database(Protocol):
@@ -32,12 +61,53 @@ class Database(Protocol):
     dialect: Dialect
 
     def transaction(self) -> Any:
-        """A context manager yielding a ``Cursor``; commits on success."""
+        """A context manager yielding a ``Cursor``; commits on success. On SQLite it
+        takes the write lock at once (``BEGIN IMMEDIATE``)."""
         ...
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+
+UNITS = Decimal(10_000)
+
+
+def to_units(amount: Decimal) -> int:
+    """Money as an exact integer count of ten-thousandths (amounts have at most 4
+    decimal places), so sums are exact in SQL on both dialects."""
+    return int(amount * UNITS)
+
+
+def from_units(units: int | None) -> Decimal:
+    return Decimal(0) if units is None else Decimal(int(units)) / UNITS
+
+
+def sqlite_instant(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(_SQLITE_INSTANT)
+
+
+def as_datetime(value: Any) -> datetime:
+    """A timestamp column as an aware UTC datetime, whichever the dialect."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def as_optional_datetime(value: Any) -> datetime | None:
+    return None if value is None else as_datetime(value)
+
+
+def as_uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
+
+
+def _sqlite_param(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return sqlite_instant(value)
+    return value
 
 
 class _SqliteCursor:
@@ -59,13 +129,9 @@ class _SqliteCursor:
         row = self._cursor.fetchone()
         return None if row is None else tuple(row)
 
-
-def _sqlite_param(value: Any) -> Any:
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
 
 
 class SqliteDatabase:
@@ -76,8 +142,15 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
-        with self.datastore.transaction(commit=True) as cursor:
-            yield _SqliteCursor(cursor)
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteCursor(cursor.sqlite_cursor)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as cursor:
@@ -103,7 +176,7 @@ class PostgresDatabase:
             conn.transaction(),
             conn.cursor(row_factory=tuple_row) as cursor,
         ):
-            yield cursor  # type: ignore[misc]
+            yield cursor
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with (

@@ -38,7 +38,7 @@ class SqliteEventRecorder(SQLiteApplicationRecorder, EventRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        side_tables.write(_SqliteCursor(c), kwargs.get("side_effects"))
+        side_tables.write(_SqliteCursor(c.sqlite_cursor), kwargs.get("side_effects"))
         return super()._insert_events(c, stored_events, **kwargs)
 
     def claim_owner(self, kind: str, digest: str) -> UUID | None:

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from eventsourcing.sqlite import SQLiteDatastore
+
 from adapters import memory, postgres, sqlite
 from adapters.keys import HmacBlindIndex, load_master_key
 from adapters.mapper import PydanticMapper
-from adapters.sql import PostgresDatabase, SqliteDatabase
+from adapters.projector import Projector
+from adapters.read_models import registry
+from adapters.read_models.base import SqlReadModel
+from adapters.sql import Database, PostgresDatabase, SqliteDatabase
 from adapters.transcoder import OrjsonTranscoder
 from adapters.users import MemoryUserDirectory, SqlUserDirectory
 from application.app import CrmApplication
@@ -30,12 +36,30 @@ class Crm:
     settings: Settings
     app: CrmApplication
     users: UserDirectory
+    db: Database
+    """The read models' database: the store's own (PostgreSQL, SQLite), or an
+    in-memory SQLite database beside the in-memory store."""
     datastore: Any = None
+    read_datastore: Any = None
+
+    def read_model(self, name: str) -> SqlReadModel:
+        return registry.build(name, self.db, self.settings)
+
+    def read_models(self) -> list[SqlReadModel]:
+        return registry.build_all(self.db, self.settings)
+
+    def projector(self, names: Sequence[str] | None = None, *, batch_size: int = 2000) -> Projector:
+        """A projector for the named read models (all by default), set up."""
+        models = [self.read_model(name) for name in names or registry.NAMES]
+        projector = Projector(self.app, self.db, models, batch_size=batch_size)
+        projector.setup()
+        return projector
 
     def close(self) -> None:
         self.app.close()
-        if self.datastore is not None:
-            self.datastore.close()
+        for store in (self.read_datastore, self.datastore):
+            if store is not None:
+                store.close()
 
     def __enter__(self) -> Crm:
         return self
@@ -65,9 +89,15 @@ def bootstrap(settings: Settings | None = None) -> Crm:
     recorder: EventRecorder
     users: MemoryUserDirectory | SqlUserDirectory
     datastore: Any = None
+    read_datastore: Any = None
+    db: Database
     if settings.backend == "memory":
         recorder = memory.MemoryEventRecorder()
         users = MemoryUserDirectory()
+        read_datastore = SQLiteDatastore(
+            db_name=f"file:crm-{uuid.uuid4().hex}?mode=memory&cache=shared", pool_size=4
+        )
+        db = SqliteDatabase(read_datastore)
         master_key = (
             load_master_key(settings.master_key, Path(), create=False)
             if (settings.master_key)
@@ -77,7 +107,8 @@ def bootstrap(settings: Settings | None = None) -> Crm:
         datastore = sqlite.connect(settings.sqlite_path)
         recorder = sqlite.SqliteEventRecorder(datastore)
         recorder.create_table()
-        users = SqlUserDirectory(SqliteDatabase(datastore))
+        db = SqliteDatabase(datastore)
+        users = SqlUserDirectory(db)
         master_key = load_master_key(settings.master_key, Path(settings.key_file), create=True)
     else:
         master_key = load_master_key(settings.master_key, Path(settings.key_file), create=False)
@@ -86,7 +117,8 @@ def bootstrap(settings: Settings | None = None) -> Crm:
         )
         recorder = postgres.PostgresEventRecorder(datastore)
         recorder.create_table()
-        users = SqlUserDirectory(PostgresDatabase(datastore))
+        db = PostgresDatabase(datastore)
+        users = SqlUserDirectory(db)
     if isinstance(users, SqlUserDirectory):
         users.create_tables()
     app = CrmApplication(
@@ -98,4 +130,11 @@ def bootstrap(settings: Settings | None = None) -> Crm:
     )
     if pipeline_id(DEFAULT_PIPELINE) not in app.repository:
         app.execute(DefinePipeline(name=DEFAULT_PIPELINE, stages=DEFAULT_STAGES), system_envelope())
-    return Crm(settings=settings, app=app, users=users, datastore=datastore)
+    return Crm(
+        settings=settings,
+        app=app,
+        users=users,
+        db=db,
+        datastore=datastore,
+        read_datastore=read_datastore,
+    )

@@ -1,0 +1,276 @@
+"""The projector: feeds stored events to the read models, exactly once.
+
+Each batch of events is applied to every read model, and each model's tracked
+position is advanced, in one transaction: a crash leaves either all of a batch or
+none of it. Before applying, the transaction locks and re-reads the tracked
+positions, so two projector processes never apply the same batch twice.
+
+The events table is written under a table lock (PostgreSQL) or the single writer
+lock (SQLite), so positions become visible in order and reading "everything after
+my position" never skips an event that commits later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eventsourcing.persistence import Notification
+
+from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel, swap_statements
+from adapters.sql import Cursor, Database
+from application.app import CrmApplication
+from projections.base import Recorded
+
+log = logging.getLogger(__name__)
+
+_TRACKING_DDL = {
+    "postgresql": "CREATE TABLE IF NOT EXISTS projection_tracking ("
+    " name text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL)",
+    "sqlite": "CREATE TABLE IF NOT EXISTS projection_tracking ("
+    " name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL)",
+}
+
+Progress = Callable[[int, int], None]
+"""Called with (position reached, head) after each batch."""
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+
+
+class _PositionsMoved(Exception):
+    """Another projector advanced a tracked position since we read it."""
+
+
+class Projector:
+    """Runs a set of read models over the event store."""
+
+    def __init__(
+        self,
+        app: CrmApplication,
+        db: Database,
+        models: Sequence[SqlReadModel],
+        *,
+        batch_size: int = 2000,
+    ) -> None:
+        self.app = app
+        self.db = db
+        self.models = list(models)
+        self.batch_size = batch_size
+        self.topics = sorted(set().union(*(model.topics for model in self.models)))
+        self._positions: dict[str, int] = {}
+
+    @staticmethod
+    def tracking_name(model: SqlReadModel) -> str:
+        return model.prefix + model.name
+
+    # -------------------------------------------------------------------- setup
+
+    def setup(self) -> None:
+        """Create the tracking table and the models' tables (if missing)."""
+        with self.db.transaction() as cursor:
+            cursor.execute(_TRACKING_DDL[self.db.dialect])
+            for model in self.models:
+                for statement in model.create_statements():
+                    cursor.execute(statement)
+                cursor.execute(
+                    "INSERT INTO projection_tracking (name, position, updated_at)"
+                    " VALUES (%s, 0, %s) ON CONFLICT (name) DO NOTHING",
+                    (self.tracking_name(model), datetime.now(UTC)),
+                )
+        self._positions = self._read_positions()
+
+    def _read_positions(self, cursor: Cursor | None = None) -> dict[str, int]:
+        names = [self.tracking_name(model) for model in self.models]
+        placeholders = ", ".join(["%s"] * len(names))
+        sql = f"SELECT name, position FROM projection_tracking WHERE name IN ({placeholders})"  # noqa: S608
+        if cursor is None:
+            rows = self.db.query(sql, names)
+        else:
+            if self.db.dialect == "postgresql":
+                sql += " FOR UPDATE"
+            cursor.execute(sql, names)
+            rows = cursor.fetchall()
+        positions = {str(name): int(position) for name, position in rows}
+        return {name: positions.get(name, 0) for name in names}
+
+    # ---------------------------------------------------------------- catch up
+
+    def head(self) -> int:
+        return self.app.recorder.max_notification_id() or 0
+
+    def catch_up(self, *, until: int | None = None, progress: Progress | None = None) -> int:
+        """Apply every event up to ``until`` (default: the head when called); returns
+        how many events were read."""
+        if not self._positions:
+            self._positions = self._read_positions()
+        stop = self.head() if until is None else until
+        read = 0
+        while min(self._positions.values()) < stop:
+            try:
+                with self.db.transaction() as cursor:
+                    read += self._apply_next_batch(cursor, stop)
+            except _PositionsMoved:
+                self._positions = self._read_positions()
+                continue
+            if progress:
+                progress(min(self._positions.values()), stop)
+        return read
+
+    def _apply_next_batch(self, cursor: Cursor, stop: int) -> int:
+        """Read, decode and apply the next batch after the lowest tracked position."""
+        locked = self._read_positions(cursor)
+        if locked != self._positions:
+            raise _PositionsMoved
+        start = min(locked.values())
+        notifications: Sequence[Notification] = self.app.recorder.select_notifications(
+            start=start,
+            limit=self.batch_size,
+            stop=stop,
+            topics=self.topics,
+            inclusive_of_start=False,
+        )
+        reached = notifications[-1].id if len(notifications) == self.batch_size else stop
+        batch = [
+            (n.topic, Recorded(n.id, self.app.mapper.to_domain_event(n)))  # type: ignore[arg-type]
+            for n in notifications
+        ]
+        now = datetime.now(UTC)
+        for model in self.models:
+            name = self.tracking_name(model)
+            position = locked[name]
+            if reached <= position:
+                continue
+            mine = [r for topic, r in batch if r.position > position and topic in model.topics]
+            if mine:
+                model.apply(cursor, mine)
+            cursor.execute(
+                "UPDATE projection_tracking SET position = %s, updated_at = %s WHERE name = %s",
+                (reached, now, name),
+            )
+            locked[name] = reached
+        self._positions = locked
+        return len(notifications)
+
+    # ------------------------------------------------------------------ follow
+
+    def follow(
+        self, stop: threading.Event, *, idle_wait: float = 1.0, on_batch: Progress | None = None
+    ) -> None:
+        """Catch up, then keep applying new events as they are recorded, until
+        ``stop`` is set. PostgreSQL wakes the projector with LISTEN/NOTIFY (and it
+        still looks every ``idle_wait`` seconds); SQLite is polled."""
+        with self._waiting(stop, idle_wait) as wait:
+            while not stop.is_set():
+                if self.catch_up(progress=on_batch) == 0:
+                    wait()
+
+    @contextmanager
+    def _waiting(self, stop: threading.Event, idle_wait: float) -> Iterator[Callable[[], Any]]:
+        datastore: Any = getattr(self.app.recorder, "datastore", None)
+        channel = getattr(self.app.recorder, "channel_name", None)
+        if self.db.dialect != "postgresql" or datastore is None or channel is None:
+            poll = min(idle_wait, 0.2)
+            yield lambda: stop.wait(poll)
+            return
+        with datastore.get_connection() as conn:
+            conn.execute(f'LISTEN "{channel}"')
+            yield lambda: list(conn.notifies(timeout=idle_wait, stop_after=1))
+            conn.execute(f'UNLISTEN "{channel}"')
+
+    # --------------------------------------------------------------- status
+
+    def status(self) -> list[ModelStatus]:
+        """Each model's position and lag behind the store's head (events, seconds)."""
+        head = self.head()
+        positions = self._read_positions()
+        now = datetime.now(UTC)
+        statuses = []
+        for model in self.models:
+            position = positions[self.tracking_name(model)]
+            seconds = 0.0
+            if position < head:
+                (first,) = self.app.recorder.select_notifications(start=position + 1, limit=1)
+                event = self.app.mapper.to_domain_event(first)
+                seconds = max(0.0, (now - event.timestamp).total_seconds())  # type: ignore[attr-defined]
+            statuses.append(
+                ModelStatus(model.name, position, head, max(0, head - position), seconds)
+            )
+        return statuses
+
+
+def rebuild(
+    app: CrmApplication,
+    db: Database,
+    make_model: Callable[[str], SqlReadModel],
+    *,
+    progress: Progress | None = None,
+    batch_size: int = 5000,
+) -> int:
+    """Rebuild one read model from position zero beside its live tables, then swap the
+    rebuilt tables in atomically. A rebuild that was interrupted resumes where it
+    stopped. Returns the position the swapped-in tables are at."""
+    rebuilt = make_model(REBUILD_PREFIX)
+    live = make_model("")
+    projector = Projector(app, db, [rebuilt], batch_size=batch_size)
+    projector.setup()
+    projector.catch_up(progress=progress)
+    with db.transaction() as cursor:
+        # Lock the live model's tracking row: its projector waits, then sees the new
+        # position and carries on from there, on the new tables.
+        Projector(app, db, [live])._read_positions(cursor)
+        while True:  # the events recorded since the catch-up, inside this transaction
+            positions = projector._read_positions(cursor)
+            projector._positions = positions
+            if min(positions.values()) >= projector.head():
+                break
+            projector._apply_next_batch(cursor, projector.head())
+        position = projector._positions[Projector.tracking_name(rebuilt)]
+        for statement in swap_statements(type(live), db.dialect):
+            cursor.execute(statement)
+        cursor.execute(
+            "UPDATE projection_tracking SET position = %s, updated_at = %s WHERE name = %s",
+            (position, datetime.now(UTC), Projector.tracking_name(live)),
+        )
+        cursor.execute(
+            "DELETE FROM projection_tracking WHERE name = %s", (Projector.tracking_name(rebuilt),)
+        )
+    log.info("rebuilt %s up to position %d and swapped it in", live.name, position)
+    return position
+
+
+def discard_rebuild(db: Database, make_model: Callable[[str], SqlReadModel]) -> None:
+    """Drop an interrupted rebuild's tables and tracking."""
+    rebuilt = make_model(REBUILD_PREFIX)
+    with db.transaction() as cursor:
+        for statement in rebuilt.drop_statements():
+            cursor.execute(statement)
+        cursor.execute(
+            "DELETE FROM projection_tracking WHERE name = %s", (Projector.tracking_name(rebuilt),)
+        )
+
+
+def wait_for(projector: Projector, position: int, *, timeout: float) -> bool:
+    """Block until every model of ``projector`` has applied ``position`` (read-your-
+    writes); False on timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        if min(projector._read_positions().values()) >= position:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)

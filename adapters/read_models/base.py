@@ -1,0 +1,92 @@
+"""The SQL side shared by every read model: tables that can be rebuilt beside the live
+ones, and the batch-apply contract the projector drives."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from adapters.sql import TYPES, Cursor, Database, Dialect
+from projections.base import Recorded
+
+REBUILD_PREFIX = "rebuild_"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of a read model. ``columns`` uses the ``{uuid}``, ``{ts}``, ``{text}``,
+    ``{int}``, ``{bool}`` and ``{money}`` type placeholders and must declare a
+    PRIMARY KEY; ``indexes`` are column lists."""
+
+    logical: str
+    columns: str
+    indexes: tuple[str, ...] = ()
+
+
+class SqlReadModel(ABC):
+    """A read model stored in SQL.
+
+    Its physical tables are ``<prefix><name>_<logical>``: the live ones have no
+    prefix, a rebuild writes ``rebuild_…`` tables beside them and swaps them in.
+    Subclasses declare ``name``, ``tables`` and ``topics`` and implement ``apply``.
+    """
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[Table, ...]]
+    topics: ClassVar[frozenset[str]]
+    """Stored event topics this read model needs; others are never decoded for it."""
+
+    def __init__(self, db: Database, *, prefix: str = "") -> None:
+        self.db = db
+        self.dialect: Dialect = db.dialect
+        self.prefix = prefix
+        self.t = {table.logical: self.physical(table.logical, prefix) for table in self.tables}
+
+    @classmethod
+    def physical(cls, logical: str, prefix: str = "") -> str:
+        return f"{prefix}{cls.name}_{logical}"
+
+    def create_statements(self) -> list[str]:
+        types = TYPES[self.dialect]
+        statements = []
+        for table in self.tables:
+            name = self.t[table.logical]
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {name} ({table.columns.format(**types)})"
+            )
+            statements.extend(
+                f"CREATE INDEX IF NOT EXISTS {name}_i{n} ON {name} ({columns})"
+                for n, columns in enumerate(table.indexes)
+            )
+        return statements
+
+    def drop_statements(self) -> list[str]:
+        return [f"DROP TABLE IF EXISTS {self.t[table.logical]}" for table in self.tables]
+
+    @abstractmethod
+    def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
+        """Fold ``batch`` (in position order, only this model's topics) into the
+        tables, inside the projector's transaction."""
+
+
+def swap_statements(model: type[SqlReadModel], dialect: Dialect) -> list[str]:
+    """Replace the live tables of ``model`` by the rebuilt ones, indexes included.
+
+    Run in one transaction: readers see the old tables or the new, never a mix.
+    """
+    statements = [f"DROP TABLE IF EXISTS {model.physical(t.logical)}" for t in model.tables]
+    for table in model.tables:
+        live = model.physical(table.logical)
+        rebuilt = model.physical(table.logical, REBUILD_PREFIX)
+        statements.append(f"ALTER TABLE {rebuilt} RENAME TO {live}")
+        if dialect == "postgresql":  # the primary key's index is named after its table
+            statements.append(f"ALTER TABLE {live} RENAME CONSTRAINT {rebuilt}_pkey TO {live}_pkey")
+        for n, columns in enumerate(table.indexes):
+            if dialect == "postgresql":
+                statements.append(f"ALTER INDEX {rebuilt}_i{n} RENAME TO {live}_i{n}")
+            else:  # SQLite cannot rename an index: build it under its live name
+                statements.append(f"DROP INDEX IF EXISTS {rebuilt}_i{n}")
+                statements.append(f"CREATE INDEX {live}_i{n} ON {live} ({columns})")
+    return statements
