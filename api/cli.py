@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import typer
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from adapters.keys import MasterKeyError, generate_master_key
+from adapters.read_models import registry
+from adapters.read_models.base import SqlReadModel
 from adapters.users import ROLES, UserError
 from api.bootstrap import Crm, bootstrap
 from application.settings import Settings, SettingsError
+from projections.kpis import KEYS
 
 app = typer.Typer(
     name="crm",
@@ -117,6 +132,239 @@ def demo(
             f"{report.clients} clients, {report.deals} deals, {after - before} events "
             f"(positions {before + 1} to {after})."
         )
+
+
+def _instant(text: str | None, *, option: str) -> datetime | None:
+    """An ISO 8601 instant or date from the command line (UTC if no offset)."""
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"{option} {text!r} is not an ISO 8601 date or instant") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _progress() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+@app.command()
+def project(
+    once: Annotated[
+        bool, typer.Option("--once", help="Catch up with the store, then exit.")
+    ] = False,
+    show_status: Annotated[
+        bool, typer.Option("--status", help="Print each read model's position and lag.")
+    ] = False,
+    rebuild_name: Annotated[
+        str | None,
+        typer.Option(
+            "--rebuild",
+            metavar="NAME",
+            help="Rebuild one read model beside the live one, then swap it in.",
+        ),
+    ] = None,
+    discard_name: Annotated[
+        str | None,
+        typer.Option("--discard", metavar="NAME", help="Drop an interrupted rebuild."),
+    ] = None,
+) -> None:
+    """Run the projection workers: keep every read model up to date with the store.
+
+    Without options it catches up, then follows new events until interrupted
+    (Ctrl-C). Run it beside `crm serve`; several may run at once safely.
+    """
+    from adapters import projector as projection
+
+    with _product() as crm:
+        if rebuild_name or discard_name:
+            name = rebuild_name or discard_name or ""
+            if name not in registry.NAMES:
+                raise _fail(f"no read model {name!r}; known: {', '.join(registry.NAMES)}")
+
+            def make(prefix: str) -> SqlReadModel:
+                return registry.build(name, crm.db, crm.settings, prefix)
+
+            if discard_name:
+                projection.discard_rebuild(crm.db, make)
+                out.print(f"discarded the rebuild of {name}")
+                return
+            started = time.perf_counter()
+            with _progress() as progress:
+                task = progress.add_task(f"rebuilding {name}", total=None, rate="-")
+
+                def advance(position: int, head: int) -> None:
+                    elapsed = time.perf_counter() - started
+                    rate = f"{position / elapsed:,.0f}" if elapsed else "-"
+                    progress.update(task, completed=position, total=head, rate=rate)
+
+                position = projection.rebuild(crm.app, crm.db, make, progress=advance)
+            elapsed = time.perf_counter() - started
+            out.print(
+                f"{name} rebuilt up to position {position} in {elapsed:.1f} s "
+                f"({position / elapsed if elapsed else 0:,.0f} events/s) and swapped in"
+            )
+            return
+        projector = crm.projector()
+        if show_status:
+            table = Table()
+            for column in ("read model", "position", "head", "behind (events)", "behind (s)"):
+                table.add_column(column, justify="right" if column != "read model" else "left")
+            for s in projector.status():
+                table.add_row(
+                    s.name, str(s.position), str(s.head), str(s.lag_events), f"{s.lag_seconds:.1f}"
+                )
+            out.print(table)
+            return
+        with _progress() as progress:
+            task = progress.add_task("catching up", total=projector.head(), rate="-")
+            started = time.perf_counter()
+
+            def report(position: int, head: int) -> None:
+                elapsed = time.perf_counter() - started
+                rate = f"{position / elapsed:,.0f}" if elapsed else "-"
+                progress.update(task, completed=position, total=head, rate=rate)
+
+            projector.catch_up(progress=report)
+        if once:
+            out.print(f"read models at position {projector.head()}")
+            return
+        err.print("following new events (Ctrl-C to stop)")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            projector.follow(stop)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+@app.command()
+def replay(
+    kpi: Annotated[str, typer.Argument(help="The KPI class, as module:ClassName.")],
+    until: Annotated[
+        str | None, typer.Option(help="Only events that happened up to this instant.")
+    ] = None,
+    position: Annotated[
+        int | None, typer.Option(min=0, help="Only events up to this store position.")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Fold the stored history through a KPI class, in memory, and print its result
+    next to the built-in KPI with the same key."""
+    from adapters.read_models.kpis import KpiQueries
+    from adapters.replay import KpiLoadError, load_kpi
+    from adapters.replay import replay as run_replay
+
+    if output not in ("table", "json"):
+        raise _fail("--format must be table or json")
+    if until is not None and position is not None:
+        raise _fail("give --until or --position, not both")
+    as_of = _instant(until, option="--until")
+    with _product() as crm:
+        try:
+            subject = load_kpi(kpi)
+        except KpiLoadError as error:
+            raise _fail(str(error)) from None
+        with _progress() as progress:
+            task = progress.add_task(f"replaying {subject.key}", total=None, rate="-")
+            started = time.perf_counter()
+
+            def advance(done: int, total: int) -> None:
+                elapsed = time.perf_counter() - started
+                rate = f"{done / elapsed:,.0f}" if elapsed else "-"
+                progress.update(task, completed=done, total=total, rate=rate)
+
+            report = run_replay(crm.app, subject, until=as_of, position=position, progress=advance)
+        current: Any = None
+        built_in = subject.key in KEYS
+        if built_in and position is None:
+            projector = crm.projector(["lifecycle"])
+            projector.catch_up()
+            current = KpiQueries(crm.db).values(report.as_of)[subject.key]
+        if output == "json":
+            out.print_json(
+                orjson.dumps(
+                    {
+                        "key": report.key,
+                        "value": report.value,
+                        "built_in": current,
+                        "as_of": report.as_of,
+                        "position": report.position,
+                        "events_read": report.events_read,
+                        "events_folded": report.events_folded,
+                        "seconds": report.seconds,
+                        "events_per_second": report.events_per_second,
+                    },
+                    default=str,
+                ).decode()
+            )
+            return
+        table = Table(title=f"{report.key} as of {report.as_of.isoformat(timespec='seconds')}")
+        table.add_column("")
+        table.add_column("value")
+        table.add_row("replayed", _show(report.value))
+        if built_in:
+            shown = "(not comparable with --position)" if position is not None else _show(current)
+            table.add_row("built-in (read models)", shown)
+        out.print(table)
+        out.print(
+            f"{report.events_read} events read up to position {report.position}, "
+            f"{report.events_folded} folded, in {report.seconds:.2f} s "
+            f"({report.events_per_second:,.0f} events/s)"
+        )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) or "-"
+    return "-" if value is None else str(value)
+
+
+@app.command()
+def lifecycle(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO instant (default now).")] = None,
+) -> None:
+    """Clients per lifecycle stage at an instant."""
+    at = _instant(as_of, option="--as-of") or datetime.now(UTC)
+    with _product() as crm:
+        crm.projector(["lifecycle"]).catch_up()
+        counts = crm.read_model("lifecycle").stage_counts(at)  # type: ignore[attr-defined]
+        table = Table(title=f"Lifecycle as of {at.isoformat(timespec='seconds')}")
+        table.add_column("stage")
+        table.add_column("clients", justify="right")
+        for stage, n in counts.items():
+            table.add_row(stage, str(n))
+        out.print(table)
+
+
+@app.command()
+def kpis(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO instant (default now).")] = None,
+) -> None:
+    """The business KPIs at an instant."""
+    from adapters.read_models.kpis import KpiQueries
+
+    at = _instant(as_of, option="--as-of") or datetime.now(UTC)
+    with _product() as crm:
+        crm.projector(["lifecycle"]).catch_up()
+        values = KpiQueries(crm.db).values(at)
+        table = Table(title=f"KPIs as of {at.isoformat(timespec='seconds')}")
+        table.add_column("kpi")
+        table.add_column("value")
+        for key, value in values.items():
+            table.add_row(key, _show(value))
+        out.print(table)
 
 
 @app.command()

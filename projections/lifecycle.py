@@ -54,6 +54,7 @@ class Merged:
 @dataclass(frozen=True, slots=True)
 class Erased:
     client_id: UUID
+    at: datetime
 
 
 Change = Registered | Fact | Merged | Erased
@@ -114,4 +115,4 @@ def _(event: Client.DuplicateAbsorbed, position: int) -> Iterable[Change]:  # no
 
 @_changes.register
 def _(event: Client.PersonalDataErased, position: int) -> Iterable[Change]:  # noqa: ARG001
-    return (Erased(event.originator_id),)
+    return (Erased(event.originator_id, event.occurred_at),)

@@ -34,7 +34,7 @@ class LifecycleReadModel(SqlReadModel):
         Table(
             "clients",
             "client_id {uuid} PRIMARY KEY, registered_at {ts} NOT NULL,"
-            " merged_into {uuid}, erased {bool} NOT NULL",
+            " merged_into {uuid}, erased_at {ts}",
         ),
         Table(
             "facts",
@@ -74,13 +74,12 @@ class LifecycleReadModel(SqlReadModel):
         t = self.t
         if registered:
             cursor.executemany(
-                f"INSERT INTO {t['clients']} (client_id, registered_at, merged_into, erased)"  # noqa: S608
-                " VALUES (%s, %s, NULL, %s)",
-                [(r.client_id, r.at, False) for r in registered],
+                f"INSERT INTO {t['clients']} (client_id, registered_at) VALUES (%s, %s)",
+                [(r.client_id, r.at) for r in registered],
             )
         if facts:
             cursor.executemany(
-                f"INSERT INTO {t['facts']} (position, client_id, kind, at, reason, amount, cost)"  # noqa: S608
+                f"INSERT INTO {t['facts']} (position, client_id, kind, at, reason, amount, cost)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
@@ -99,8 +98,8 @@ class LifecycleReadModel(SqlReadModel):
             self._merge(cursor, merge)
         if erased:
             cursor.executemany(
-                f"UPDATE {t['clients']} SET erased = %s WHERE client_id = %s",  # noqa: S608
-                [(True, e.client_id) for e in erased],
+                f"UPDATE {t['clients']} SET erased_at = %s WHERE client_id = %s",
+                [(e.at, e.client_id) for e in erased],
             )
         touched = {r.client_id for r in registered} | {f.client_id for f in facts}
         touched |= {m.into_id for m in merges}
@@ -111,26 +110,26 @@ class LifecycleReadModel(SqlReadModel):
     def _merge(self, cursor: Cursor, merge: lifecycle.Merged) -> None:
         t = self.t
         cursor.execute(
-            f"UPDATE {t['facts']} SET client_id = %s WHERE client_id = %s",  # noqa: S608
+            f"UPDATE {t['facts']} SET client_id = %s WHERE client_id = %s",
             (merge.into_id, merge.absorbed_id),
         )
         cursor.execute(
-            f"SELECT registered_at FROM {t['clients']} WHERE client_id = %s",  # noqa: S608
+            f"SELECT registered_at FROM {t['clients']} WHERE client_id = %s",
             (merge.absorbed_id,),
         )
         row = cursor.fetchone()
         if row is not None:  # the survivor's history starts at the earlier registration
             cursor.execute(
-                f"UPDATE {t['clients']} SET registered_at = %s"  # noqa: S608
+                f"UPDATE {t['clients']} SET registered_at = %s"
                 " WHERE client_id = %s AND registered_at > %s",
                 (as_datetime(row[0]), merge.into_id, as_datetime(row[0])),
             )
         cursor.execute(
-            f"UPDATE {t['clients']} SET merged_into = %s WHERE client_id = %s",  # noqa: S608
+            f"UPDATE {t['clients']} SET merged_into = %s WHERE client_id = %s",
             (merge.into_id, merge.absorbed_id),
         )
         cursor.execute(
-            f"DELETE FROM {t['intervals']} WHERE client_id = %s",  # noqa: S608
+            f"DELETE FROM {t['intervals']} WHERE client_id = %s",
             (merge.absorbed_id,),
         )
 
@@ -140,13 +139,13 @@ class LifecycleReadModel(SqlReadModel):
         for chunk in _chunks(client_ids, 500):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
-                f"SELECT client_id, registered_at FROM {t['clients']}"  # noqa: S608
+                f"SELECT client_id, registered_at FROM {t['clients']}"
                 f" WHERE client_id IN ({marks}) AND merged_into IS NULL",
                 chunk,
             )
             registered = {as_uuid(c): as_datetime(at) for c, at in cursor.fetchall()}
             cursor.execute(
-                f"SELECT client_id, kind, at, reason FROM {t['facts']}"  # noqa: S608
+                f"SELECT client_id, kind, at, reason FROM {t['facts']}"
                 f" WHERE client_id IN ({marks}) AND kind IN ('purchase', 'loss')",
                 chunk,
             )
@@ -159,7 +158,7 @@ class LifecycleReadModel(SqlReadModel):
                 else:
                     losses[key].append(Loss(as_datetime(at), reason))
             cursor.execute(
-                f"DELETE FROM {t['intervals']} WHERE client_id IN ({marks})",  # noqa: S608
+                f"DELETE FROM {t['intervals']} WHERE client_id IN ({marks})",
                 chunk,
             )
             rows: list[tuple[object, ...]] = []
@@ -172,7 +171,7 @@ class LifecycleReadModel(SqlReadModel):
                     for i in stage_intervals(facts, self.policy)
                 )
             cursor.executemany(
-                f"INSERT INTO {t['intervals']} (client_id, valid_from, valid_to, stage, reason)"  # noqa: S608
+                f"INSERT INTO {t['intervals']} (client_id, valid_from, valid_to, stage, reason)"
                 " VALUES (%s, %s, %s, %s, %s)",
                 rows,
             )
@@ -182,7 +181,7 @@ class LifecycleReadModel(SqlReadModel):
     def stage_counts(self, at: datetime) -> dict[str, int]:
         """How many clients are in each stage at instant ``at`` (every stage listed)."""
         rows = self.db.query(
-            f"SELECT stage, COUNT(*) FROM {self.t['intervals']}"  # noqa: S608
+            f"SELECT stage, COUNT(*) FROM {self.t['intervals']}"
             " WHERE valid_from <= %s AND (valid_to IS NULL OR valid_to > %s) GROUP BY stage",
             (at, at),
         )
@@ -196,7 +195,7 @@ class LifecycleReadModel(SqlReadModel):
         """Clients in ``stage`` at ``at``, in id order, ``limit`` at a time after
         ``after``."""
         rows = self.db.query(
-            f"SELECT client_id FROM {self.t['intervals']}"  # noqa: S608
+            f"SELECT client_id FROM {self.t['intervals']}"
             " WHERE stage = %s AND valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
             " AND client_id > %s ORDER BY client_id LIMIT %s",
             (stage.value, at, at, after or UUID(int=0), limit),
@@ -205,7 +204,7 @@ class LifecycleReadModel(SqlReadModel):
 
     def intervals(self, client_id: UUID) -> list[StageInterval]:
         rows = self.db.query(
-            f"SELECT stage, valid_from, valid_to, reason FROM {self.t['intervals']}"  # noqa: S608
+            f"SELECT stage, valid_from, valid_to, reason FROM {self.t['intervals']}"
             " WHERE client_id = %s ORDER BY valid_from",
             (client_id,),
         )
