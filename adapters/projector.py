@@ -119,24 +119,23 @@ class Projector:
         stop = self.head() if until is None else until
         read = 0
         while min(self._positions.values()) < stop:
+            batch, reached = self._fetch(min(self._positions.values()), stop)
             try:
                 with self.db.transaction() as cursor:
-                    read += self._apply_next_batch(cursor, stop)
+                    self._apply(cursor, batch, reached)
             except _PositionsMoved:
                 self._positions = self._read_positions()
                 continue
+            read += len(batch)
             if progress:
                 progress(min(self._positions.values()), stop)
         return read
 
-    def _apply_next_batch(self, cursor: Cursor, stop: int) -> int:
-        """Read, decode and apply the next batch after the lowest tracked position."""
-        locked = self._read_positions(cursor)
-        if locked != self._positions:
-            raise _PositionsMoved
-        start = min(locked.values())
+    def _fetch(self, after: int, stop: int) -> tuple[list[tuple[str, Recorded]], int]:
+        """The next batch after ``after`` (only the models' topics, decoded), read
+        before any write lock is taken, and the position it brings the models to."""
         notifications: Sequence[Notification] = self.app.recorder.select_notifications(
-            start=start,
+            start=after,
             limit=self.batch_size,
             stop=stop,
             topics=self.topics,
@@ -147,6 +146,14 @@ class Projector:
             (n.topic, Recorded(n.id, self.app.mapper.to_domain_event(n)))  # type: ignore[arg-type]
             for n in notifications
         ]
+        return batch, reached
+
+    def _apply(self, cursor: Cursor, batch: list[tuple[str, Recorded]], reached: int) -> None:
+        """Apply a fetched batch and advance the tracked positions, in the caller's
+        transaction; ``_PositionsMoved`` if another projector got there first."""
+        locked = self._read_positions(cursor)
+        if locked != self._positions:
+            raise _PositionsMoved
         now = datetime.now(UTC)
         for model in self.models:
             name = self.tracking_name(model)
@@ -162,7 +169,16 @@ class Projector:
             )
             locked[name] = reached
         self._positions = locked
-        return len(notifications)
+
+    def head_within(self, cursor: Cursor) -> int:
+        """The store's head, read in the caller's transaction (where, on SQLite, the
+        write lock keeps it from moving)."""
+        if getattr(self.app.recorder, "db", None) is None:  # events kept in memory
+            return self.head()
+        column = "notification_id" if self.db.dialect == "postgresql" else "rowid"
+        cursor.execute(f"SELECT MAX({column}) FROM events")  # noqa: S608
+        row = cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     # ------------------------------------------------------------------ follow
 
@@ -226,27 +242,32 @@ def rebuild(
     live = make_model("")
     projector = Projector(app, db, [rebuilt], batch_size=batch_size)
     projector.setup()
-    projector.catch_up(progress=progress)
-    with db.transaction() as cursor:
-        # Lock the live model's tracking row: its projector waits, then sees the new
-        # position and carries on from there, on the new tables.
-        Projector(app, db, [live])._read_positions(cursor)
-        while True:  # the events recorded since the catch-up, inside this transaction
-            positions = projector._read_positions(cursor)
-            projector._positions = positions
-            if min(positions.values()) >= projector.head():
-                break
-            projector._apply_next_batch(cursor, projector.head())
-        position = projector._positions[Projector.tracking_name(rebuilt)]
-        for statement in swap_statements(type(live), db.dialect):
-            cursor.execute(statement)
-        cursor.execute(
-            "UPDATE projection_tracking SET position = %s, updated_at = %s WHERE name = %s",
-            (position, datetime.now(UTC), Projector.tracking_name(live)),
-        )
-        cursor.execute(
-            "DELETE FROM projection_tracking WHERE name = %s", (Projector.tracking_name(rebuilt),)
-        )
+    live_tracker = Projector(app, db, [live])
+    name = Projector.tracking_name(rebuilt)
+    while True:
+        projector.catch_up(progress=progress)
+        after = projector._positions[name]
+        batch, reached = projector._fetch(after, projector.head())
+        try:
+            with db.transaction() as cursor:
+                # Lock the live model's tracking row: its projector waits, then sees
+                # the new position and carries on from there, on the new tables.
+                live_tracker._read_positions(cursor)
+                projector._apply(cursor, batch, reached)
+                if projector._positions[name] < projector.head_within(cursor):
+                    continue  # events arrived meanwhile: commit this batch, go round
+                position = projector._positions[name]
+                for statement in swap_statements(type(live), db.dialect):
+                    cursor.execute(statement)
+                cursor.execute(
+                    "UPDATE projection_tracking SET position = %s, updated_at = %s WHERE name = %s",
+                    (position, datetime.now(UTC), Projector.tracking_name(live)),
+                )
+                cursor.execute("DELETE FROM projection_tracking WHERE name = %s", (name,))
+        except _PositionsMoved:
+            projector._positions = projector._read_positions()
+            continue
+        break
     log.info("rebuilt %s up to position %d and swapped it in", live.name, position)
     return position
 

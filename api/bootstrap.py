@@ -48,10 +48,12 @@ class Crm:
     def read_models(self) -> list[SqlReadModel]:
         return registry.build_all(self.db, self.settings)
 
-    def projector(self, names: Sequence[str] | None = None, *, batch_size: int = 2000) -> Projector:
+    def projector(self, names: Sequence[str] | None = None) -> Projector:
         """A projector for the named read models (all by default), set up."""
         models = [self.read_model(name) for name in names or registry.NAMES]
-        projector = Projector(self.app, self.db, models, batch_size=batch_size)
+        projector = Projector(
+            self.app, self.db, models, batch_size=self.settings.projection_batch_size
+        )
         projector.setup()
         return projector
 

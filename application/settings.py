@@ -38,6 +38,8 @@ class Settings(BaseModel):
     loyal_purchases: int = Field(default=3, ge=1)
     loyal_window_days: int = Field(default=365, ge=1)
     dormancy_days: int = Field(default=90, ge=1)
+    projection_batch_size: int = Field(default=2000, ge=1, le=100_000)
+    """Events per projector transaction."""
     master_key: str | None = None
     """Base64 of 32 random bytes; protects the keys that protect personal data."""
     key_file: str = "crm.key"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,6 +110,32 @@ def make_settings(backend: str, tmp_path: Path, **overrides: object) -> Settings
 
 
 STORES = ["memory", "sqlite", "postgresql"]
+
+
+@contextmanager
+def fresh_product(backend: str, directory: Path, **overrides: object) -> Iterator[Crm]:
+    """A new, empty product on ``backend`` (for hypothesis examples, which cannot use
+    function-scoped fixtures); a PostgreSQL schema of its own is dropped afterwards."""
+    schema = None
+    if backend == "postgresql":
+        require_postgres()
+        schema = f"test_{uuid.uuid4().hex[:12]}"
+        overrides = {"database_schema": schema, **overrides}
+    folder = directory / uuid.uuid4().hex
+    folder.mkdir()
+    try:
+        with bootstrap(make_settings(backend, folder, **overrides)) as product:
+            yield product
+    finally:
+        if schema is not None:
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def table_rows(crm: Crm, table: str) -> list[tuple[object, ...]]:
+    """Every row of a table, sorted, with values made comparable across dialects."""
+    rows = crm.db.query(f"SELECT * FROM {table}")  # noqa: S608
+    return sorted(tuple(str(value) for value in row) for row in rows)
 
 
 @pytest.fixture(params=STORES)

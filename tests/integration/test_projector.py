@@ -1,0 +1,197 @@
+"""The projector on real stores: crash safety, concurrent writers, two projectors,
+lag, and rebuilds that resume or are discarded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from adapters.projector import Projector, discard_rebuild, rebuild, wait_for
+from adapters.read_models import registry
+from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel
+from api.bootstrap import Crm
+from api.demo import load_demo
+from application import clients
+from application.settings import Settings
+from domain.envelope import Envelope
+from tests.conftest import fresh_product, table_rows
+
+BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+
+
+def rebuilt_copy(crm: Crm, prefix: str = "check_") -> list[SqlReadModel]:
+    """Every read model rebuilt from position zero into ``prefix``ed tables."""
+    models = [registry.build(name, crm.db, crm.settings, prefix) for name in registry.NAMES]
+    projector = Projector(crm.app, crm.db, models, batch_size=500)
+    projector.setup()
+    projector.catch_up()
+    return models
+
+
+def assert_same_as_a_clean_rebuild(crm: Crm) -> None:
+    for model in rebuilt_copy(crm):
+        for table in model.tables:
+            live = model.physical(table.logical)
+            assert table_rows(crm, live) == table_rows(crm, "check_" + live), live
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env.update(
+        CRM_DATABASE_URL=settings.database_url,
+        CRM_DATABASE_SCHEMA=settings.database_schema,
+        CRM_MASTER_KEY=settings.master_key or "",
+        CRM_KEY_FILE=settings.key_file,
+        CRM_PROJECTION_BATCH_SIZE="7",
+        CRM_LOG_LEVEL="warning",
+    )
+    return env
+
+
+@BACKENDS
+def test_a_projector_killed_mid_batch_resumes_to_what_a_clean_rebuild_gives(
+    backend: str, tmp_path: Path
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        load_demo(crm, clients_count=120)
+        head = crm.projector().head()
+        worker = subprocess.Popen(
+            [sys.executable, "-c", "from api.cli import main; main()", "project"],
+            env=environment(crm.settings),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            positions: dict[str, int] = {}
+            while time.monotonic() < deadline:
+                rows = crm.db.query("SELECT name, position FROM projection_tracking")
+                positions = {str(name): int(p) for name, p in rows}
+                if positions and min(positions.values()) > 0:
+                    break
+                time.sleep(0.005)
+            worker.send_signal(signal.SIGKILL)
+        finally:
+            worker.wait(timeout=30)
+        assert positions, "the worker never started"
+        assert min(positions.values()) < head, "the worker finished before it was killed"
+        crm.projector().catch_up()
+        assert_same_as_a_clean_rebuild(crm)
+
+
+@BACKENDS
+def test_writers_on_several_threads_while_the_projector_follows_lose_nothing(
+    backend: str, tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        projector = crm.projector()
+        stop = threading.Event()
+        follower = threading.Thread(
+            target=projector.follow, args=(stop,), kwargs={"idle_wait": 0.05}
+        )
+        follower.start()
+
+        def write(worker: int) -> int:
+            purchases = 0
+            for n in range(8):
+                command = clients.RegisterClient(name=f"writer {worker} client {n}")
+                client_id = crm.app.execute(command, replace(envelope, actor_id=f"w{worker}")).id
+                for amount in range(1, n % 3 + 2):
+                    crm.app.execute(
+                        clients.RecordPurchase(
+                            client_id=client_id, amount=Decimal(amount), currency="EUR"
+                        ),
+                        envelope,
+                    )
+                    purchases += 1
+            return purchases
+
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                acknowledged = sum(pool.map(write, range(4)))
+            assert wait_for(projector, projector.head(), timeout=30)
+        finally:
+            stop.set()
+            follower.join(timeout=30)
+        (purchases,) = crm.db.query("SELECT COUNT(*) FROM lifecycle_facts WHERE kind = 'purchase'")[
+            0
+        ]
+        assert purchases == acknowledged
+        (registered,) = crm.db.query("SELECT COUNT(*) FROM lifecycle_clients")[0]
+        assert registered == 32
+        assert_same_as_a_clean_rebuild(crm)
+
+
+@BACKENDS
+def test_two_projectors_at_once_apply_each_event_once(backend: str, tmp_path: Path) -> None:
+    with fresh_product(backend, tmp_path, projection_batch_size=5) as crm:
+        load_demo(crm, clients_count=40)
+        first, second = crm.projector(), crm.projector()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda p: p.catch_up(), [first, second]))
+        assert min(first._read_positions().values()) == first.head()
+        assert_same_as_a_clean_rebuild(crm)
+
+
+def test_a_read_model_reports_its_lag_in_events_and_seconds(crm: Crm, envelope: Envelope) -> None:
+    projector = crm.projector(["lifecycle"])
+    projector.catch_up()
+    crm.app.execute(clients.RegisterClient(name="Ann"), envelope)
+    crm.app.execute(clients.RegisterClient(name="Bob"), envelope)
+    time.sleep(0.05)
+    (behind,) = projector.status()
+    assert (behind.name, behind.lag_events, behind.head - behind.position) == ("lifecycle", 2, 2)
+    assert behind.lag_seconds >= 0.05
+    projector.catch_up()
+    (current,) = projector.status()
+    assert (current.lag_events, current.lag_seconds) == (0, 0.0)
+
+
+def test_an_interrupted_rebuild_resumes_and_is_never_half_visible(
+    crm: Crm, envelope: Envelope
+) -> None:
+    load_demo(crm, clients_count=30)
+    crm.projector().catch_up()
+    before = table_rows(crm, "lifecycle_intervals")
+
+    def make(prefix: str) -> SqlReadModel:
+        return registry.build("lifecycle", crm.db, crm.settings, prefix)
+
+    partial = Projector(crm.app, crm.db, [make(REBUILD_PREFIX)], batch_size=10)
+    partial.setup()
+    partial.catch_up(until=partial.head() // 2)  # then the process "dies"
+    assert table_rows(crm, "lifecycle_intervals") == before  # the live model is untouched
+    crm.app.execute(clients.RegisterClient(name="Late"), envelope)
+    position = rebuild(crm.app, crm.db, make)
+    assert position == crm.projector().head()
+    assert len(table_rows(crm, "lifecycle_clients")) == 31
+    tracked = {str(n) for (n, _) in crm.db.query("SELECT name, position FROM projection_tracking")}
+    assert "rebuild_lifecycle" not in tracked
+    assert_same_as_a_clean_rebuild(crm)
+
+
+def test_a_discarded_rebuild_leaves_nothing_behind(crm: Crm) -> None:
+    load_demo(crm, clients_count=10)
+
+    def make(prefix: str) -> SqlReadModel:
+        return registry.build("lifecycle", crm.db, crm.settings, prefix)
+
+    partial = Projector(crm.app, crm.db, [make(REBUILD_PREFIX)], batch_size=10)
+    partial.setup()
+    partial.catch_up(until=20)
+    discard_rebuild(crm.db, make)
+    tracked = {str(n) for (n, _) in crm.db.query("SELECT name, position FROM projection_tracking")}
+    assert "rebuild_lifecycle" not in tracked
+    with pytest.raises(Exception, match=r"(?i)rebuild_lifecycle_clients|does not exist|no such"):
+        crm.db.query("SELECT COUNT(*) FROM rebuild_lifecycle_clients")
