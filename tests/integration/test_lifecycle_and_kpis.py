@@ -16,7 +16,7 @@ purchase. All facts happen at midnight UTC.
     Eve   registered 2024-05-01, buys 05-15 (1000/700) and 07-01 (500/300) — the
           07-01 purchase is recorded last, after everything else (a late import);
           dead 09-29 (+1 µs, inactivity).
-    Fay   registered 2024-04-01, buys 40/20 every 55–57 days from 2024-04-15 to
+    Fay   registered 2024-04-01, buys 40/20 every 55 to 57 days from 2024-04-15 to
           2025-05-12 (8 purchases) -> new 04-15, loyal 08-05, alive throughout.
 """
 

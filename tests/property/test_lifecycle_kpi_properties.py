@@ -11,7 +11,6 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,8 +49,10 @@ def histories(draw: st.DrawFn) -> tuple[list[int], list[Fact]]:
     for client in range(clients):
         start = registered[client]
         days = st.integers(min_value=start, max_value=start + 500)
-        for day in draw(st.lists(days, max_size=7)):
-            facts.append(Fact(client, "purchase", day, draw(st.integers(1, 500))))
+        facts += [
+            Fact(client, "purchase", day, draw(st.integers(1, 500)))
+            for day in draw(st.lists(days, max_size=7))
+        ]
         facts += [Fact(client, "contact", d) for d in draw(st.lists(days, max_size=2))]
         if draw(st.booleans()):
             facts.append(Fact(client, "loss", draw(days)))
