@@ -146,9 +146,11 @@ def _client_story(rec: _Recorder, rng: random.Random, registered: datetime, numb
     )[0]
     if rng.random() < 0.6:
         at = _deal_story(rec, rng, client_id, owner, at)
-    purchases = {"lead": 0, "one_off": 1, "regular": rng.randint(3, 8), "churner": 2}.get(
-        archetype, 2
-    )
+    if archetype == "regular":  # buys every few weeks until today
+        while at < rec.now:
+            at += DAY * rng.uniform(15, 75)
+            _purchase(rec, rng, client_id, owner, at)
+    purchases = {"lead": 0, "one_off": 1, "churner": 2, "returner": 2}.get(archetype, 0)
     for _ in range(purchases):
         at += DAY * rng.uniform(10, 70)
         _purchase(rec, rng, client_id, owner, at)
@@ -192,6 +194,18 @@ def _purchase(
     rec: _Recorder, rng: random.Random, client_id: UUID, owner: str, at: datetime
 ) -> None:
     amount = Decimal(rng.randrange(2000, 40000)) / 100
+    if rng.random() < 0.6:  # usually someone called or wrote first
+        rec.run(
+            clients.RecordContact(
+                client_id=client_id,
+                channel=rng.choice(["call", "email", "sms", "chat", "meeting"]),
+                direction=rng.choice(["inbound", "outbound"]),
+                summary="talked about the next order",
+                outcome="order placed",
+            ),
+            at - timedelta(hours=rng.uniform(2, 72)),
+            owner,
+        )
     rec.run(
         clients.RecordPurchase(
             client_id=client_id,
@@ -234,7 +248,12 @@ def _deal_story(
     outcome = rng.choices(["won", "lost", "open"], weights=[5, 3, 2])[0]
     at += DAY * rng.uniform(1, 10)
     if outcome == "won":
-        rec.run(deals.WinDeal(deal_id=opened.id), at, owner)
+        value: Decimal = rec.crm.app.repository.get(opened.id).amount
+        rec.run(
+            deals.WinDeal(deal_id=opened.id, cost=(value * Decimal("0.55")).quantize(Decimal(1))),
+            at,
+            owner,
+        )
     elif outcome == "lost":
         rec.run(
             deals.LoseDeal(

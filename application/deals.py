@@ -74,12 +74,14 @@ def open_deal(uow: UnitOfWork, cmd: OpenDeal) -> Outcome:
 
 def move_deal_stage(uow: UnitOfWork, cmd: MoveDealStage) -> Outcome:
     deal = uow.deal(cmd.deal_id, cmd.expected_version)
+    uow.current_client(deal.client_id).check_deals_may_change()
     deal.move_to(cmd.stage, pipeline=uow.pipeline(deal.pipeline_id))
     return Outcome(deal)
 
 
 def change_deal_value(uow: UnitOfWork, cmd: ChangeDealValue) -> Outcome:
     deal = uow.deal(cmd.deal_id, cmd.expected_version)
+    uow.current_client(deal.client_id).check_deals_may_change()
     deal.change_value(amount=cmd.amount, currency=cmd.currency, books_currency=uow.books_currency)
     return Outcome(deal)
 
@@ -89,6 +91,7 @@ def win_deal(uow: UnitOfWork, cmd: WinDeal) -> Outcome:
     same transaction (on the card the client was merged into, if any)."""
     deal = uow.deal(cmd.deal_id, cmd.expected_version)
     client = uow.current_client(deal.client_id)
+    client.check_deals_may_change()
     deal.win(amount=cmd.amount, cost=cmd.cost)
     with recording(current_envelope().caused_by(deal.last_event_id)):
         client.record_purchase(
@@ -103,11 +106,13 @@ def win_deal(uow: UnitOfWork, cmd: WinDeal) -> Outcome:
 
 def lose_deal(uow: UnitOfWork, cmd: LoseDeal) -> Outcome:
     deal = uow.deal(cmd.deal_id, cmd.expected_version)
+    uow.current_client(deal.client_id).check_deals_may_change()
     deal.lose(reason=cmd.reason, note=cmd.note)
     return Outcome(deal)
 
 
 def reopen_deal(uow: UnitOfWork, cmd: ReopenDeal) -> Outcome:
     deal = uow.deal(cmd.deal_id, cmd.expected_version)
+    uow.current_client(deal.client_id).check_deals_may_change()
     deal.reopen()
     return Outcome(deal)

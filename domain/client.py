@@ -472,6 +472,15 @@ class Client(CrmAggregate):
             emails=tuple(e for e in duplicate.emails if e not in self.emails),
         )
 
+    def check_deals_may_change(self) -> None:
+        """Rule: nothing but erasure may follow erasure, so the deals of an erased
+        client change no more (their events would carry new data about them)."""
+        if self.erased:
+            raise RuleViolation(
+                "the client's personal data was erased; their deals cannot change",
+                field="deal_id",
+            )
+
     def check_accepts_new_deal(self) -> None:
         """Rule: deals are opened for live clients whose processing is not restricted."""
         self._check_live()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from adapters.read_models.audit import AuditReadModel
 from adapters.read_models.base import SqlReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.sql import Database
@@ -15,6 +16,7 @@ FACTORIES: dict[str, Factory] = {
     "lifecycle": lambda db, settings, prefix: LifecycleReadModel(
         db, policy=settings.lifecycle_policy, prefix=prefix
     ),
+    "audit": lambda db, _settings, prefix: AuditReadModel(db, prefix=prefix),
 }
 NAMES = tuple(FACTORIES)
 

@@ -338,3 +338,22 @@ def test_a_deal_moves_only_through_its_pipelines_stages(crm: Crm, envelope: Enve
         crm.app.execute(deals.MoveDealStage(deal_id=opened.id, stage="measurement"), envelope)
     moved = crm.app.execute(deals.MoveDealStage(deal_id=opened.id, stage="evaluation"), envelope)
     assert moved.version == 2
+
+
+def test_the_deals_of_an_erased_client_change_no_more(crm: Crm, envelope: Envelope) -> None:
+    client = register(crm, envelope)
+    opened = crm.app.execute(
+        deals.OpenDeal(client_id=client.id, title="Roof", amount=Decimal(10), currency="EUR"),
+        envelope,
+    )
+    crm.app.execute(clients.ErasePersonalData(client_id=client.id, reason="request"), envelope)
+    count = event_count(crm)
+    for command in (
+        deals.MoveDealStage(deal_id=opened.id, stage="interest"),
+        deals.ChangeDealValue(deal_id=opened.id, amount=Decimal(20), currency="EUR"),
+        deals.LoseDeal(deal_id=opened.id, reason="timing", note="new personal text"),
+        deals.WinDeal(deal_id=opened.id),
+    ):
+        with pytest.raises(RuleViolation, match="erased"):
+            crm.app.execute(command, envelope)
+    assert event_count(crm) == count

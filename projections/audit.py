@@ -1,0 +1,323 @@
+"""Audit trail: who changed which field of which record, when, from where, and why.
+
+Auditors "trace who changed which client data, when, from where, and why — field by
+field, with old and new values, for the whole life of the record". The fold turns
+each event into entries: one per changed field (``field``, ``old_value``,
+``new_value``, values as text) and one per event that changes no field (its payload
+as JSON in ``details``), each carrying the event's envelope.
+
+Two things the fold cannot know from one event are left to the adapter: the client of
+a deal event after ``DealOpened`` (``client_id`` is ``None`` in the fold's entry and
+resolved from the deal links the adapter keeps), and the purge of a client's personal
+values when their data is erased (``redacted`` gives the purged entry).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import singledispatch
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from domain.base import CrmAggregate
+from domain.client import ATTRIBUTE_PREFIX, Client
+from domain.deal import Deal
+from domain.pipeline import Pipeline
+from domain.values import Personal
+from projections.base import Recorded, topics_of
+
+CLIENT_EVENTS: tuple[type[Client.Event], ...] = (
+    Client.ClientRegistered,
+    Client.ClientDetailsChanged,
+    Client.ContactMade,
+    Client.PurchaseMade,
+    Client.ClientLost,
+    Client.OwnerAssigned,
+    Client.FollowUpScheduled,
+    Client.FollowUpCompleted,
+    Client.FollowUpCancelled,
+    Client.ConsentGiven,
+    Client.ConsentWithdrawn,
+    Client.ProcessingRestricted,
+    Client.RestrictionLifted,
+    Client.PersonalDataErased,
+    Client.ClientMerged,
+    Client.DuplicateAbsorbed,
+)
+DEAL_EVENTS: tuple[type[Deal.Event], ...] = (
+    Deal.DealOpened,
+    Deal.DealStageChanged,
+    Deal.DealValueChanged,
+    Deal.DealWon,
+    Deal.DealLost,
+    Deal.DealReopened,
+)
+PIPELINE_EVENTS: tuple[type[Pipeline.Event], ...] = (
+    Pipeline.PipelineDefined,
+    Pipeline.PipelineRedefined,
+)
+
+TOPICS = topics_of(*CLIENT_EVENTS, *DEAL_EVENTS, *PIPELINE_EVENTS)
+
+ERASURE = Client.PersonalDataErased.__name__
+"""The event type after which the adapter purges the client's personal values."""
+
+ENVELOPE_FIELDS = frozenset(f.name for f in dataclasses.fields(CrmAggregate.Created))
+"""Fields every event carries besides its payload (ids, times, attribution)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the audit trail: a changed field, or an event that changes none.
+
+    ``seq`` numbers the entries of one event from 0; ``event_id`` is the id other
+    events name as their ``causation_id``. Values are text: strings as they are,
+    lists as JSON arrays, decimals as their string; ``None`` is absent.
+    ``redacted`` says personal values were purged after the client's erasure.
+    """
+
+    position: int
+    seq: int
+    event_id: str
+    event_type: str
+    recorded_at: datetime
+    occurred_at: datetime
+    actor_id: str
+    actor_role: str
+    source: str
+    correlation_id: str
+    causation_id: str | None
+    client_id: UUID | None
+    deal_id: UUID | None
+    field: str | None = None
+    old_value: str | None = None
+    new_value: str | None = None
+    details: str | None = None
+    redacted: bool = False
+
+
+Change = tuple[str, object, object]
+"""(field, old value, new value)"""
+
+
+def entries(recorded: Recorded) -> list[AuditEntry]:
+    """The audit entries of one recorded event, in ``seq`` order."""
+    event = recorded.event
+    client_id, deal_id = _subjects(event)
+    envelope: dict[str, Any] = {
+        "position": recorded.position,
+        "event_id": event.event_id,
+        "event_type": recorded.event_type,
+        "recorded_at": recorded.recorded_at,
+        "occurred_at": recorded.occurred_at,
+        "actor_id": event.actor_id,
+        "actor_role": event.actor_role,
+        "source": event.source,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "client_id": client_id,
+        "deal_id": deal_id,
+    }
+    changes = _changes(event)
+    if changes is None:
+        return [AuditEntry(seq=0, details=payload_json(event), **envelope)]
+    context = _context(event)
+    return [
+        AuditEntry(
+            seq=seq,
+            field=name,
+            old_value=as_text(old),
+            new_value=as_text(new),
+            details=context,
+            **envelope,
+        )
+        for seq, (name, old, new) in enumerate(changes)
+    ]
+
+
+def _context(event: CrmAggregate.Event) -> str | None:
+    """For a field change, the payload that says why or how (an owner change's reason,
+    a value change's currency), as JSON; ``None`` when there is nothing more."""
+    if isinstance(event, Client.OwnerAssigned):
+        return _dumps({"reason": event.reason})
+    if isinstance(event, Deal.DealValueChanged):
+        return _dumps({"currency": event.currency})
+    return None
+
+
+def _subjects(event: CrmAggregate.Event) -> tuple[UUID | None, UUID | None]:
+    """(client_id, deal_id) of an event; a deal's client is known here only when the
+    deal is opened."""
+    if isinstance(event, Client.Event):
+        return event.originator_id, None
+    if isinstance(event, Deal.DealOpened):
+        return event.client_id, event.originator_id
+    if isinstance(event, Deal.Event):
+        return None, event.originator_id
+    return None, None
+
+
+# ------------------------------------------------------------------ field changes
+
+
+@singledispatch
+def _changes(event: Any) -> list[Change] | None:  # noqa: ARG001
+    """The fields an event changes, or ``None`` for an event that changes no field."""
+    return None
+
+
+def _given(changes: list[Change]) -> list[Change]:
+    """At creation, the fields given a value (absent and empty lists are not)."""
+    return [(name, old, new) for name, old, new in changes if new is not None and new != ()]
+
+
+@_changes.register
+def _(event: Client.ClientRegistered) -> list[Change]:
+    names = ("name", "kind", "company", "phones", "emails", "address", "channel", "owner_id")
+    changes: list[Change] = [(name, None, getattr(event, name)) for name in names]
+    changes += [
+        (f"{ATTRIBUTE_PREFIX}{key}", None, value) for key, value in sorted(event.attributes.items())
+    ]
+    return _given(changes)
+
+
+@_changes.register
+def _(event: Client.ClientDetailsChanged) -> list[Change]:
+    return [(name, event.old.get(name), event.new.get(name)) for name in event.fields]
+
+
+@_changes.register
+def _(event: Client.OwnerAssigned) -> list[Change]:
+    return [("owner_id", event.previous_owner_id, event.owner_id)]
+
+
+@_changes.register
+def _(event: Deal.DealOpened) -> list[Change]:
+    names = ("title", "amount", "currency", "stage", "owner_id", "pipeline_id")
+    return _given([(name, None, getattr(event, name)) for name in names])
+
+
+@_changes.register
+def _(event: Deal.DealStageChanged) -> list[Change]:
+    return [("stage", event.from_stage, event.to_stage)]
+
+
+@_changes.register
+def _(event: Deal.DealValueChanged) -> list[Change]:
+    return [("amount", event.old_amount, event.new_amount)]
+
+
+@_changes.register
+def _(event: Deal.DealReopened) -> list[Change]:
+    # A closed deal stands in the terminal stage named by its status ("won" or "lost",
+    # as in the funnel); reopening puts it back in the stage it was closed from.
+    return [
+        ("status", event.previous_status, "open"),
+        ("stage", event.previous_status, event.stage),
+    ]
+
+
+@_changes.register
+def _(event: Pipeline.PipelineDefined) -> list[Change]:
+    return [("name", None, event.name), ("stages", None, event.stages)]
+
+
+@_changes.register
+def _(event: Pipeline.PipelineRedefined) -> list[Change]:
+    return [("stages", event.previous_stages, event.stages)]
+
+
+# ------------------------------------------------------------------ values as text
+
+
+def as_text(value: object) -> str | None:
+    """A field value as text: strings as they are, lists as JSON arrays, decimals as
+    their string (exact), ``None`` absent."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return orjson.dumps(list(value), default=_json_default).decode()
+    return str(value)
+
+
+def payload_json(event: CrmAggregate.Event) -> str:
+    """The event's payload (every field but the envelope) as JSON with sorted keys;
+    decimals as strings, instants in RFC 3339."""
+    payload = {
+        f.name: getattr(event, f.name)
+        for f in dataclasses.fields(event)
+        if f.name not in ENVELOPE_FIELDS
+    }
+    return _dumps(payload)
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+# ------------------------------------------------------------------ erasure
+
+
+def _personal_fields(event_class: type[Any]) -> frozenset[str]:
+    """The fields of an event class marked as personal data in the domain."""
+    hints = typing.get_type_hints(event_class, include_extras=True)
+    return frozenset(
+        name
+        for name, hint in hints.items()
+        if typing.get_origin(hint) is typing.Annotated
+        and any(isinstance(mark, Personal) for mark in hint.__metadata__)
+    )
+
+
+def _personal_profile() -> Mapping[str, frozenset[str]]:
+    # A profile field is personal if the creation event marks it so ("attributes"
+    # covers every "attributes.<key>").
+    client = _personal_fields(Client.ClientRegistered)
+    deal = _personal_fields(Deal.DealOpened)
+    by_type: dict[str, frozenset[str]] = {}
+    for events, fields in ((CLIENT_EVENTS, client), (DEAL_EVENTS, deal)):
+        by_type.update({cls.__name__: fields for cls in events})
+    return by_type
+
+
+PERSONAL_FIELDS = _personal_profile()
+"""Per event type, the audited fields whose values are personal data."""
+PERSONAL_DETAILS = {cls.__name__: _personal_fields(cls) for cls in (*CLIENT_EVENTS, *DEAL_EVENTS)}
+"""Per event type, the payload keys in ``details`` that are personal data."""
+
+
+def redacted(entry: AuditEntry) -> AuditEntry:
+    """The entry with its personal values purged, as after the client's erasure.
+
+    Rule (erasure): "purge personal values from every read model, keep the
+    non-personal skeleton", so the trail still says who changed which field when.
+    Purged values become ``None`` (keys stay in ``details``) and ``redacted`` is set;
+    an entry holding no personal value is returned as it is.
+    """
+    old, new, details = entry.old_value, entry.new_value, entry.details
+    if entry.field is not None:
+        personal = PERSONAL_FIELDS.get(entry.event_type, frozenset())
+        if entry.field.split(".", 1)[0] in personal:
+            old = new = None
+    if details is not None and (keys := PERSONAL_DETAILS.get(entry.event_type)):
+        payload = orjson.loads(details)
+        if any(payload.get(key) is not None for key in keys):
+            details = _dumps({k: None if k in keys else v for k, v in payload.items()})
+    if (old, new, details) == (entry.old_value, entry.new_value, entry.details):
+        return entry
+    return dataclasses.replace(entry, old_value=old, new_value=new, details=details, redacted=True)
