@@ -1,0 +1,235 @@
+"""Funnel read model: pipelines' stage order, deals, their stays in stages, outcomes.
+
+The fold turns each event into changes: a pipeline's stages (re)defined, a deal
+opened, a stay in a stage entered or left, an outcome (won, lost, reopened). The
+adapter (``adapters/read_models/funnel.py``) stores them and answers the funnel of
+SPEC §3 as of any instant in SQL, then finishes the figures with ``report`` below.
+
+Stage indexes are not stored with the stays: a pipeline may be reordered, and the
+funnel always follows its current order. A deal's events are chronological (the
+domain refuses one dated before the deal's previous event), so a stay's end is
+never before its start; different deals' events arrive in any order and change
+only their own deal's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import singledispatch
+from statistics import fmean, median
+from typing import Any, Literal
+from uuid import UUID
+
+from domain.deal import Deal
+from domain.pipeline import Pipeline
+from projections.base import Recorded, topics_of
+
+OutcomeKind = Literal["won", "lost", "reopened"]
+
+
+# ------------------------------------------------------------------ the changes
+
+
+@dataclass(frozen=True, slots=True)
+class StagesDefined:
+    """The pipeline's stages, in order, from now on (replacing any earlier order)."""
+
+    pipeline_id: UUID
+    stages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DealOpened:
+    deal_id: UUID
+    pipeline_id: UUID
+    owner_id: str | None
+    client_id: UUID
+    opened_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StayEntered:
+    """The deal is in ``stage`` from ``at``; ``position`` (of the event) names the stay."""
+
+    deal_id: UUID
+    position: int
+    stage: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StayLeft:
+    """The deal's open stay (if any) ends at ``at``."""
+
+    deal_id: UUID
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    deal_id: UUID
+    position: int
+    kind: OutcomeKind
+    at: datetime
+    reason: str | None = None
+
+
+Change = StagesDefined | DealOpened | StayEntered | StayLeft | Outcome
+
+TOPICS = topics_of(
+    Pipeline.PipelineDefined,
+    Pipeline.PipelineRedefined,
+    Deal.DealOpened,
+    Deal.DealStageChanged,
+    Deal.DealWon,
+    Deal.DealLost,
+    Deal.DealReopened,
+)
+
+
+def changes(recorded: Recorded) -> Iterable[Change]:
+    """The funnel changes one recorded event makes, in the order they apply."""
+    return _changes(recorded.event, recorded.position)
+
+
+@singledispatch
+def _changes(event: Any, position: int) -> Iterable[Change]:  # noqa: ARG001
+    return ()
+
+
+@_changes.register
+def _(event: Pipeline.PipelineDefined, position: int) -> Iterable[Change]:  # noqa: ARG001
+    return (StagesDefined(event.originator_id, tuple(event.stages)),)
+
+
+@_changes.register
+def _(event: Pipeline.PipelineRedefined, position: int) -> Iterable[Change]:  # noqa: ARG001
+    return (StagesDefined(event.originator_id, tuple(event.stages)),)
+
+
+@_changes.register
+def _(event: Deal.DealOpened, position: int) -> Iterable[Change]:
+    deal_id = event.originator_id
+    return (
+        DealOpened(deal_id, event.pipeline_id, event.owner_id, event.client_id, event.occurred_at),
+        StayEntered(deal_id, position, event.stage, event.occurred_at),
+    )
+
+
+@_changes.register
+def _(event: Deal.DealStageChanged, position: int) -> Iterable[Change]:
+    # "moves backwards are recorded as stays": every move opens a new stay
+    deal_id = event.originator_id
+    return (
+        StayLeft(deal_id, event.occurred_at),
+        StayEntered(deal_id, position, event.to_stage, event.occurred_at),
+    )
+
+
+@_changes.register
+def _(event: Deal.DealWon, position: int) -> Iterable[Change]:
+    deal_id = event.originator_id
+    return (
+        StayLeft(deal_id, event.occurred_at),
+        Outcome(deal_id, position, "won", event.occurred_at),
+    )
+
+
+@_changes.register
+def _(event: Deal.DealLost, position: int) -> Iterable[Change]:
+    deal_id = event.originator_id
+    return (
+        StayLeft(deal_id, event.occurred_at),
+        Outcome(deal_id, position, "lost", event.occurred_at, event.reason),
+    )
+
+
+@_changes.register
+def _(event: Deal.DealReopened, position: int) -> Iterable[Change]:
+    deal_id = event.originator_id
+    return (
+        Outcome(deal_id, position, "reopened", event.occurred_at),
+        StayEntered(deal_id, position, event.stage, event.occurred_at),
+    )
+
+
+# ------------------------------------------------------------------ the report
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    stage: str
+    reached: int
+    """Deals that were ever in this stage or a later one (or won) by the instant."""
+    current: int
+    conversion_next: float | None
+    conversion_cumulative: float | None
+    avg_days_in_stage: float | None
+    median_days_in_stage: float | None
+
+
+@dataclass(frozen=True)
+class FunnelReport:
+    pipeline_id: UUID
+    as_of: datetime
+    stages: tuple[StageFigures, ...]
+    won: int
+    lost: int
+    win_rate: float | None
+    lost_reasons: Mapping[str, int]
+    avg_sales_cycle_days: float | None
+
+
+def ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def report(
+    pipeline_id: UUID,
+    as_of: datetime,
+    *,
+    stages: Sequence[str],
+    reached: Mapping[str, int],
+    current: Mapping[str, int],
+    stay_days: Mapping[str, Sequence[float]],
+    lost_reasons: Mapping[str, int],
+    won: int,
+    avg_sales_cycle_days: float | None,
+) -> FunnelReport:
+    """The funnel from its raw counts (SPEC §3).
+
+    ``conversion_next`` = reached next ÷ reached this, and for the last stage the
+    next step is winning: won ÷ reached last; ``conversion_cumulative`` = reached
+    this ÷ reached first; ``win_rate`` = won ÷ (won + lost). None where the
+    divisor is zero, and for averages over nothing.
+    """
+    first = reached.get(stages[0], 0) if stages else 0
+    figures = []
+    for i, stage in enumerate(stages):
+        here = reached.get(stage, 0)
+        after = reached.get(stages[i + 1], 0) if i + 1 < len(stages) else won
+        finished = stay_days.get(stage, ())
+        figures.append(
+            StageFigures(
+                stage=stage,
+                reached=here,
+                current=current.get(stage, 0),
+                conversion_next=ratio(after, here),
+                conversion_cumulative=ratio(here, first),
+                avg_days_in_stage=fmean(finished) if finished else None,
+                median_days_in_stage=median(finished) if finished else None,
+            )
+        )
+    lost = sum(lost_reasons.values())
+    return FunnelReport(
+        pipeline_id=pipeline_id,
+        as_of=as_of,
+        stages=tuple(figures),
+        won=won,
+        lost=lost,
+        win_rate=ratio(won, won + lost),
+        lost_reasons=dict(sorted(lost_reasons.items())),
+        avg_sales_cycle_days=avg_sales_cycle_days,
+    )
