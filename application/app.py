@@ -7,8 +7,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 from uuid import UUID
 
@@ -80,15 +80,23 @@ class CommandResult:
     """True when this is the first answer repeated for a retried idempotency key."""
 
 
-def fingerprint(command: object, envelope: Envelope) -> str:
-    """What makes two requests "the same" for an idempotency key: the command and its
-    explicit business time (a defaulted "now" differs on every retry, so is left out)."""
-    payload = {
-        "command": type(command).__qualname__,
-        "fields": asdict(command),  # type: ignore[call-overload]
-        "occurred_at": envelope.occurred_at,
-    }
+def fingerprint(commands: Sequence[tuple[object, Envelope]]) -> str:
+    """What makes two requests "the same" for an idempotency key: the commands and
+    their explicit business times (a defaulted "now" differs on every retry, so is
+    left out)."""
+    payload = [
+        {
+            "command": type(command).__qualname__,
+            "fields": asdict(command),  # type: ignore[call-overload]
+            "occurred_at": envelope.occurred_at,
+        }
+        for command, envelope in commands
+    ]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _results_text(results: Sequence[CommandResult]) -> str:
+    return ",".join(f"{r.id}@{r.version}" for r in results)
 
 
 class CrmApplication(Application[UUID]):
@@ -140,47 +148,72 @@ class CrmApplication(Application[UUID]):
         Raises a ``DomainError`` (a broken rule) or an ``ApplicationError``; in either
         case nothing was recorded.
         """
-        handler = HANDLERS[type(command)]
+        (result,) = self.execute_many([(command, envelope)], idempotency_key=idempotency_key)
+        return result
+
+    def execute_many(
+        self,
+        commands: Sequence[tuple[object, Envelope]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[CommandResult]:
+        """Run several commands, each with its own envelope, in one unit of work and
+        one transaction: all of them are recorded, or none (a CSV import's file).
+        A later command sees what the earlier ones did. With an idempotency key, the
+        key belongs to the first envelope's actor."""
+        if not commands:
+            return []
+        for command, _ in commands:
+            if type(command) not in HANDLERS:
+                raise TypeError(f"no handler for {type(command).__name__}")
         if not idempotency_key:
-            return self._run(handler, command, envelope, None)
-        key = _Key(idempotency_key, fingerprint(command, envelope))
-        if prior := self._replay(envelope, key):
+            return self._run(commands, None)
+        first = commands[0][1]
+        key = _Key(idempotency_key, fingerprint(commands))
+        if prior := self._replay(first, key):
             return prior
         try:
-            return self._run(handler, command, envelope, key)
+            return self._run(commands, key)
         except (DomainError, ApplicationError):
             # A concurrent request with the same key may have won the race (and, say,
             # claimed the phone this one now finds taken): its answer is the answer.
-            if prior := self._replay(envelope, key):
+            if prior := self._replay(first, key):
                 return prior
             raise
 
     def _run(
-        self, handler: Handler, command: object, envelope: Envelope, key: _Key | None
-    ) -> CommandResult:
+        self, commands: Sequence[tuple[object, Envelope]], key: _Key | None
+    ) -> list[CommandResult]:
         for attempt in range(MAX_ATTEMPTS):
             if attempt:
                 time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.002 * 2**attempt)))  # noqa: S311
             uow = UnitOfWork(self)
-            with recording(envelope):
-                outcome = handler(uow, command)
+            outcomes = []
+            for command, envelope in commands:
+                with recording(envelope):
+                    outcomes.append(HANDLERS[type(command)](uow, command))
             claims, releases = uow.contact_claims()
             events: list[CanMutateAggregate[UUID]] = [
                 event for aggregate in uow.touched() for event in aggregate.collect_events()
             ]
-            subject = outcome.aggregate
+            results = [
+                CommandResult(o.aggregate.id, o.aggregate.version, None, dict(o.extra))
+                for o in outcomes
+            ]
             record = None
             if key:
                 record = IdempotencyRecord(
-                    scope=envelope.actor_id,
+                    scope=commands[0][1].actor_id,
                     key=key.key,
                     fingerprint=key.fingerprint,
-                    aggregate_id=subject.id,
-                    version=subject.version,
+                    aggregate_id=results[-1].id,
+                    version=results[-1].version,
                     last_event=(events[-1].originator_id, events[-1].originator_version)
                     if events
                     else None,
-                    extra=dict(outcome.extra),
+                    extra={"results": _results_text(results)}
+                    if len(results) > 1
+                    else dict(results[-1].extra),
                 )
             try:
                 recordings = self.save(
@@ -188,36 +221,46 @@ class CrmApplication(Application[UUID]):
                     side_effects=SideEffects(claims=claims, releases=releases, idempotency=record),
                 )
             except IntegrityError:
-                if key and (prior := self._replay(envelope, key)):
+                if key and (prior := self._replay(commands[0][1], key)):
                     return prior
                 uow.contact_claims()  # raises DuplicateContact if a claim was taken meanwhile
                 if uow.expected_versions_given:
                     raise ConcurrencyConflict(
-                        f"{subject.id} was changed by another command; reload and retry"
+                        "a record was changed by another command; reload and retry"
                     ) from None
-                log.debug("concurrent write on %s; running the command again", subject.id)
+                log.debug("concurrent write; running the command again")
                 continue
-            position = (
-                recordings[-1].notification.id
-                if recordings
-                else self.recorder.position_of(subject.id, subject.version)
-            )
-            return CommandResult(subject.id, subject.version, position, dict(outcome.extra))
+            return self._positioned(results, [r.notification.id for r in recordings])
         raise ConcurrencyConflict(
             f"gave up after {MAX_ATTEMPTS} concurrent writes to the same records; retry later"
         )
 
-    def _replay(self, envelope: Envelope, key: _Key) -> CommandResult | None:
+    def _positioned(
+        self, results: list[CommandResult], positions: list[int]
+    ) -> list[CommandResult]:
+        """Every result answers with the position of the whole transaction's last
+        event: reading at that position shows all of it."""
+        if positions:
+            last = positions[-1]
+        else:
+            last = self.recorder.position_of(results[-1].id, results[-1].version) or 0
+        return [replace(result, position=last) for result in results]
+
+    def _replay(self, envelope: Envelope, key: _Key) -> list[CommandResult] | None:
         record = self.recorder.idempotency_record(envelope.actor_id, key.key)
         if record is None:
             return None
         if record.fingerprint != key.fingerprint:
             raise IdempotencyKeyReused(key.key)
         last_id, last_version = record.last_event or (record.aggregate_id, record.version)
-        return CommandResult(
-            record.aggregate_id,
-            record.version,
-            self.recorder.position_of(last_id, last_version),
-            record.extra,
-            replayed=True,
-        )
+        position = self.recorder.position_of(last_id, last_version)
+        if "results" in record.extra:
+            return [
+                CommandResult(UUID(i), int(v), position, replayed=True)
+                for i, v in (item.split("@") for item in record.extra["results"].split(","))
+            ]
+        return [
+            CommandResult(
+                record.aggregate_id, record.version, position, record.extra, replayed=True
+            )
+        ]

@@ -137,6 +137,11 @@ class UnitOfWork:
                 Claim(kind, digest(kind, value), aggregate.id) for kind, value in before - after
             )
         released = {(r.kind, r.digest): r.client_id for r in releases}
+        claimed: dict[tuple[str, str], UUID] = {}
+        for claim in claims:  # two new cards in one command (an import) with one phone
+            other = claimed.setdefault((claim.kind, claim.digest), claim.client_id)
+            if other != claim.client_id:
+                raise DuplicateContact(claim.kind, values[(claim.kind, claim.digest)], other)
         for claim in claims:
             owner = self._app.recorder.claim_owner(claim.kind, claim.digest)
             if (

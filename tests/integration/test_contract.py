@@ -357,3 +357,57 @@ def test_the_deals_of_an_erased_client_change_no_more(crm: Crm, envelope: Envelo
         with pytest.raises(RuleViolation, match="erased"):
             crm.app.execute(command, envelope)
     assert event_count(crm) == count
+
+
+def test_several_commands_are_recorded_all_together(crm: Crm, envelope: Envelope) -> None:
+    first, second = crm.app.execute_many(
+        [
+            (clients.RegisterClient(name="Ann", phones=("+4930111222",)), envelope),
+            (clients.RegisterClient(name="Bob", phones=("+4930333444",)), envelope),
+        ]
+    )
+    assert first.id != second.id
+    assert first.position == second.position == event_count(crm)
+
+
+def test_one_refused_command_records_none_of_its_batch(crm: Crm, envelope: Envelope) -> None:
+    before = event_count(crm)
+    with pytest.raises(InvalidValue):
+        crm.app.execute_many(
+            [
+                (clients.RegisterClient(name="Ann"), envelope),
+                (clients.RegisterClient(name="   "), envelope),
+            ]
+        )
+    assert event_count(crm) == before
+
+
+def test_two_new_clients_with_one_phone_in_a_batch_are_a_conflict(
+    crm: Crm, envelope: Envelope
+) -> None:
+    before = event_count(crm)
+    with pytest.raises(DuplicateContact):
+        crm.app.execute_many(
+            [
+                (clients.RegisterClient(name="Ann", phones=("+4930111222",)), envelope),
+                (clients.RegisterClient(name="Bob", phones=("+49 30 111 222",)), envelope),
+            ]
+        )
+    assert event_count(crm) == before
+
+
+def test_a_retried_batch_with_its_idempotency_key_returns_the_first_answers(
+    crm: Crm, envelope: Envelope
+) -> None:
+    batch = [
+        (clients.RegisterClient(name="Ann"), envelope),
+        (clients.RegisterClient(name="Bob"), envelope),
+    ]
+    first = crm.app.execute_many(batch, idempotency_key="file-sha")
+    count = event_count(crm)
+    again = crm.app.execute_many(batch, idempotency_key="file-sha")
+    assert [(r.id, r.version, r.position) for r in again] == [
+        (r.id, r.version, r.position) for r in first
+    ]
+    assert all(r.replayed for r in again)
+    assert event_count(crm) == count
