@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from adapters.read_models.audit import AuditReadModel
 from adapters.read_models.base import SqlReadModel
+from adapters.read_models.deals import DealsReadModel
 from adapters.read_models.funnel import FunnelReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.sql import Database
@@ -19,6 +20,7 @@ FACTORIES: dict[str, Factory] = {
     ),
     "audit": lambda db, _settings, prefix: AuditReadModel(db, prefix=prefix),
     "funnel": lambda db, _settings, prefix: FunnelReadModel(db, prefix=prefix),
+    "deals": lambda db, _settings, prefix: DealsReadModel(db, prefix=prefix),
 }
 NAMES = tuple(FACTORIES)
 
