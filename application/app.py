@@ -18,7 +18,7 @@ from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Map
 from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import Environment
 
-from application import clients, deals, pipelines
+from application import clients, deals, exports, pipelines
 from application.errors import ApplicationError, ConcurrencyConflict, IdempotencyKeyReused
 from application.ports import BlindIndex, EventRecorder, IdempotencyRecord, SideEffects, Staff
 from application.settings import Settings
@@ -58,6 +58,7 @@ HANDLERS: dict[type[Any], Handler] = {
     deals.LoseDeal: deals.lose_deal,
     deals.ReopenDeal: deals.reopen_deal,
     pipelines.DefinePipeline: pipelines.define_pipeline,
+    exports.RecordExport: exports.record_export,
 }
 
 

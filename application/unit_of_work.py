@@ -9,17 +9,24 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from application.access import Principal
 from application.errors import DuplicateContact, NotFound, UnknownUser, VersionMismatch
 from application.ports import Claim
 from domain.base import CrmAggregate
 from domain.client import Client
 from domain.deal import Deal
+from domain.envelope import current_envelope
 from domain.pipeline import DEFAULT_PIPELINE, Pipeline, pipeline_id
 
 if TYPE_CHECKING:
     from application.app import CrmApplication
 
 A = TypeVar("A", bound=CrmAggregate)
+
+
+def _principal() -> Principal:
+    envelope = current_envelope()
+    return Principal(envelope.actor_id, envelope.actor_role)
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,9 @@ class UnitOfWork:
             except AggregateNotFoundError:
                 raise NotFound(label, aggregate_id) from None
         if not isinstance(aggregate, kind):
+            raise NotFound(label, aggregate_id)
+        owner_id = getattr(aggregate, "owner_id", None)
+        if not _principal().sees(owner_id):  # a manager acting on someone else's record
             raise NotFound(label, aggregate_id)
         if expected_version is not None:
             self.expected_versions_given = True

@@ -26,6 +26,7 @@ from uuid import UUID
 
 import orjson
 
+from domain.access import DataAccess
 from domain.base import CrmAggregate
 from domain.client import ATTRIBUTE_PREFIX, Client
 from domain.deal import Deal
@@ -64,7 +65,9 @@ PIPELINE_EVENTS: tuple[type[Pipeline.Event], ...] = (
     Pipeline.PipelineRedefined,
 )
 
-TOPICS = topics_of(*CLIENT_EVENTS, *DEAL_EVENTS, *PIPELINE_EVENTS)
+ACCESS_EVENTS: tuple[type[DataAccess.Event], ...] = (DataAccess.DataExported,)
+
+TOPICS = topics_of(*CLIENT_EVENTS, *DEAL_EVENTS, *PIPELINE_EVENTS, *ACCESS_EVENTS)
 
 ERASURE = Client.PersonalDataErased.__name__
 """The event type after which the adapter purges the client's personal values."""
@@ -161,6 +164,8 @@ def _subjects(event: CrmAggregate.Event) -> tuple[UUID | None, UUID | None]:
         return event.client_id, event.originator_id
     if isinstance(event, Deal.Event):
         return None, event.originator_id
+    if isinstance(event, DataAccess.DataExported):  # a subject export is about its client
+        return event.subject_id, None
     return None, None
 
 

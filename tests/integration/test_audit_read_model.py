@@ -93,7 +93,7 @@ def history(crm: Crm, envelope: Envelope) -> History:
         client_id=ann.id, changes={"name": "Ann Smith", "phones": ["+49301234567", "+4930555666"]}
     )
     positions.append(
-        h.run(change, CHANGED, actor_id="bob", actor_role="manager", source="import").position
+        h.run(change, CHANGED, actor_id="bob", actor_role="admin", source="import").position
     )
     positions.append(
         h.run(clients.AssignOwner(client_id=ann.id, owner_id="ivan"), ASSIGNED).position
@@ -184,7 +184,7 @@ def test_each_entry_keeps_who_when_from_where_and_why(history: History) -> None:
     }
     assert all(h.started <= e.recorded_at <= h.finished for e in found)
     change = by_position[3]
-    assert (change.actor_id, change.actor_role, change.source) == ("bob", "manager", "import")
+    assert (change.actor_id, change.actor_role, change.source) == ("bob", "admin", "import")
     assert (by_position[2].actor_role, by_position[2].source) == ("admin", "api")
     assert {e.correlation_id for e in found} == {"test-correlation"}
     # the purchase was caused by the win: its causation id is the win's event id

@@ -411,3 +411,54 @@ def test_a_retried_batch_with_its_idempotency_key_returns_the_first_answers(
     ]
     assert all(r.replayed for r in again)
     assert event_count(crm) == count
+
+
+def test_a_manager_cannot_touch_another_managers_client(crm: Crm, envelope: Envelope) -> None:
+    crm.users.add("maria", "manager")
+    crm.users.add("ivan", "manager")
+    marias = register(crm, envelope, owner_id="maria").id
+    unassigned = register(crm, envelope).id  # round-robin gives it to one of them
+    ivan = replace(envelope, actor_id="ivan", actor_role="manager")
+    count = event_count(crm)
+    with pytest.raises(NotFound):
+        crm.app.execute(
+            clients.RecordContact(client_id=marias, channel="call", direction="outbound"), ivan
+        )
+    assert event_count(crm) == count
+    maria = replace(envelope, actor_id="maria", actor_role="manager")
+    crm.app.execute(
+        clients.RecordContact(client_id=marias, channel="call", direction="outbound"), maria
+    )
+    owner_of_the_lead = crm.app.repository.get(unassigned).owner_id
+    other = ivan if owner_of_the_lead == "maria" else maria
+    with pytest.raises(NotFound):
+        crm.app.execute(clients.MarkClientLost(client_id=unassigned, reason="price"), other)
+
+
+def test_a_manager_may_work_an_unassigned_lead(crm: Crm, envelope: Envelope) -> None:
+    lead = register(crm, envelope).id  # no manager yet: the lead stays unassigned
+    crm.users.add("maria", "manager")
+    maria = replace(envelope, actor_id="maria", actor_role="manager")
+    crm.app.execute(clients.AssignOwner(client_id=lead, owner_id="maria"), maria)
+    assert crm.app.repository.get(lead).owner_id == "maria"
+
+
+def test_an_export_is_recorded_with_what_it_held(crm: Crm, envelope: Envelope) -> None:
+    from application.exports import RecordExport
+    from domain.access import DataAccess
+
+    client = register(crm, envelope).id
+    recorded = crm.app.execute(
+        RecordExport(kind="subject", format="json", up_to_position=2, subject_id=client),
+        replace(envelope, actor_role="auditor", actor_id="audrey"),
+    )
+    (event,) = crm.app.repository.event_store.get(recorded.id)
+    assert isinstance(event, DataAccess.DataExported)
+    assert (event.kind, event.subject_id, event.up_to_position, event.actor_id) == (
+        "subject",
+        client,
+        2,
+        "audrey",
+    )
+    with pytest.raises(InvalidValue):
+        crm.app.execute(RecordExport(kind="subject", format="json", up_to_position=2), envelope)

@@ -11,6 +11,7 @@ from uuid import UUID
 import orjson
 import pytest
 
+from domain.access import DataAccess
 from domain.base import CrmAggregate
 from domain.client import Client
 from domain.deal import Deal
@@ -327,14 +328,14 @@ def test_topics_cover_every_event_of_every_aggregate() -> None:
     # ``Event`` is each aggregate's base and ``Created`` the library's unused default.
     events = [
         cls
-        for aggregate in (Client, Deal, Pipeline)
+        for aggregate in (Client, Deal, Pipeline, DataAccess)
         for name, cls in vars(aggregate).items()
         if isinstance(cls, type)
         and issubclass(cls, CrmAggregate.Event)
         and name not in ("Event", "Created")
     ]
 
-    assert len(events) == 24
+    assert len(events) == 25
     assert topics_of(*events) == audit.TOPICS
 
 
