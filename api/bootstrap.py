@@ -42,11 +42,11 @@ class Crm:
     datastore: Any = None
     read_datastore: Any = None
 
-    def read_model(self, name: str) -> SqlReadModel:
-        return registry.build(name, self.db, self.settings)
-
-    def read_models(self) -> list[SqlReadModel]:
-        return registry.build_all(self.db, self.settings)
+    def read_model(self, name: str, prefix: str = "") -> SqlReadModel:
+        """The read model called ``name`` (its live tables; a rebuild's with
+        ``prefix="rebuild_"``)."""
+        context = registry.Context(self.db, self.settings, self.app.blind_index)
+        return registry.build(name, context, prefix)
 
     def projector(self, names: Sequence[str] | None = None) -> Projector:
         """A projector for the named read models (all by default), set up."""

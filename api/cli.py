@@ -32,6 +32,7 @@ from adapters.read_models import registry
 from adapters.read_models.base import SqlReadModel
 from adapters.users import ROLES, UserError
 from api.bootstrap import Crm, bootstrap
+from api.cli_import import register as register_import
 from application.settings import Settings, SettingsError
 from projections.kpis import KEYS
 
@@ -46,6 +47,7 @@ users_app = typer.Typer(no_args_is_help=True, help="Users and their API tokens."
 keys_app = typer.Typer(no_args_is_help=True, help="The master key that protects personal data.")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+register_import(app)
 
 out = Console()
 err = Console(stderr=True)
@@ -192,7 +194,7 @@ def project(
                 raise _fail(f"no read model {name!r}; known: {', '.join(registry.NAMES)}")
 
             def make(prefix: str) -> SqlReadModel:
-                return registry.build(name, crm.db, crm.settings, prefix)
+                return crm.read_model(name, prefix)
 
             if discard_name:
                 projection.discard_rebuild(crm.db, make)

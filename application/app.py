@@ -66,6 +66,7 @@ HANDLERS: dict[type[Any], Handler] = {
 class _Key:
     key: str
     fingerprint: str
+    scope: str
 
 
 @dataclass(frozen=True)
@@ -157,11 +158,12 @@ class CrmApplication(Application[UUID]):
         commands: Sequence[tuple[object, Envelope]],
         *,
         idempotency_key: str | None = None,
+        idempotency_scope: str | None = None,
     ) -> list[CommandResult]:
         """Run several commands, each with its own envelope, in one unit of work and
         one transaction: all of them are recorded, or none (a CSV import's file).
-        A later command sees what the earlier ones did. With an idempotency key, the
-        key belongs to the first envelope's actor."""
+        A later command sees what the earlier ones did. An idempotency key belongs to
+        ``idempotency_scope``, by default the first envelope's actor."""
         if not commands:
             return []
         for command, _ in commands:
@@ -169,16 +171,19 @@ class CrmApplication(Application[UUID]):
                 raise TypeError(f"no handler for {type(command).__name__}")
         if not idempotency_key:
             return self._run(commands, None)
-        first = commands[0][1]
-        key = _Key(idempotency_key, fingerprint(commands))
-        if prior := self._replay(first, key):
+        key = _Key(
+            idempotency_key,
+            fingerprint(commands),
+            idempotency_scope or commands[0][1].actor_id,
+        )
+        if prior := self._replay(key):
             return prior
         try:
             return self._run(commands, key)
         except (DomainError, ApplicationError):
             # A concurrent request with the same key may have won the race (and, say,
             # claimed the phone this one now finds taken): its answer is the answer.
-            if prior := self._replay(first, key):
+            if prior := self._replay(key):
                 return prior
             raise
 
@@ -204,7 +209,7 @@ class CrmApplication(Application[UUID]):
             record = None
             if key:
                 record = IdempotencyRecord(
-                    scope=commands[0][1].actor_id,
+                    scope=key.scope,
                     key=key.key,
                     fingerprint=key.fingerprint,
                     aggregate_id=results[-1].id,
@@ -222,7 +227,7 @@ class CrmApplication(Application[UUID]):
                     side_effects=SideEffects(claims=claims, releases=releases, idempotency=record),
                 )
             except IntegrityError:
-                if key and (prior := self._replay(commands[0][1], key)):
+                if key and (prior := self._replay(key)):
                     return prior
                 uow.contact_claims()  # raises DuplicateContact if a claim was taken meanwhile
                 if uow.expected_versions_given:
@@ -247,8 +252,8 @@ class CrmApplication(Application[UUID]):
             last = self.recorder.position_of(results[-1].id, results[-1].version) or 0
         return [replace(result, position=last) for result in results]
 
-    def _replay(self, envelope: Envelope, key: _Key) -> list[CommandResult] | None:
-        record = self.recorder.idempotency_record(envelope.actor_id, key.key)
+    def _replay(self, key: _Key) -> list[CommandResult] | None:
+        record = self.recorder.idempotency_record(key.scope, key.key)
         if record is None:
             return None
         if record.fingerprint != key.fingerprint:

@@ -35,6 +35,9 @@ class CrmAggregate(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.born_at = self.occurred_at
 
+    creation = "the record was created"
+    """How an error names the moment the aggregate began ("the client was registered")."""
+
     if TYPE_CHECKING:  # declared here only: class annotations would make a dataclass
         born_at: datetime
 
@@ -61,7 +64,9 @@ class CrmAggregate(Aggregate):
         """Check the running command's business time suits this aggregate before a
         command that changes several aggregates touches any of them."""
         now = utc_now()
-        _check_business_time(current_envelope().occurred_at or now, now, self.born_at)
+        _check_business_time(
+            current_envelope().occurred_at or now, now, self.born_at, self.creation
+        )
 
     @staticmethod
     def _occurred_at() -> datetime:
@@ -70,7 +75,7 @@ class CrmAggregate(Aggregate):
 
 
 def _check_business_time(
-    occurred_at: datetime, recorded_at: datetime, born_at: datetime | None
+    occurred_at: datetime, recorded_at: datetime, born_at: datetime | None, creation: str
 ) -> None:
     if occurred_at > recorded_at:
         raise InvalidValue(
@@ -78,8 +83,7 @@ def _check_business_time(
         )
     if born_at is not None and occurred_at < born_at:
         raise InvalidValue(
-            f"occurred_at {occurred_at.isoformat()} precedes the record's creation "
-            f"({born_at.isoformat()})",
+            f"occurred_at {occurred_at.isoformat()} is before {creation} ({born_at.isoformat()})",
             field="occurred_at",
         )
 
@@ -98,7 +102,12 @@ def _stamped(
     envelope = current_envelope()
     recorded_at = event_class.create_timestamp()
     occurred_at = envelope.occurred_at or recorded_at
-    _check_business_time(occurred_at, recorded_at, getattr(aggregate, "born_at", None))
+    _check_business_time(
+        occurred_at,
+        recorded_at,
+        getattr(aggregate, "born_at", None),
+        aggregate.creation if aggregate is not None else "",
+    )
     return {
         **payload,
         "timestamp": recorded_at,

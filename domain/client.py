@@ -65,6 +65,8 @@ def _check_choice(value: str, choices: tuple[str, ...], *, field: str) -> None:
 class Client(CrmAggregate):
     """A person or company that showed interest, bought, left or came back."""
 
+    creation = "the client was registered"
+
     class Event(CrmAggregate.Event):
         pass
 
@@ -179,6 +181,7 @@ class Client(CrmAggregate):
 
         def apply(self, aggregate: Client) -> None:
             aggregate.erased = True
+            aggregate.follow_ups.clear()  # nobody calls an erased client back
             aggregate._forget_personal_data()
 
     class ClientMerged(Event):

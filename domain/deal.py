@@ -35,6 +35,8 @@ class Deal(CrmAggregate):
     time is no earlier than the previous one's), so every stay has a duration.
     """
 
+    creation = "the deal was opened"
+
     class Event(CrmAggregate.Event):
         def apply(self, aggregate: Deal) -> None:
             super().apply(aggregate)

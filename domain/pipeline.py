@@ -42,6 +42,8 @@ def _check_stages(stages: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 class Pipeline(CrmAggregate):
     """An ordered list of stages, plus the terminal outcomes ``won`` and ``lost``."""
 
+    creation = "the pipeline was defined"
+
     class Event(CrmAggregate.Event):
         pass
 

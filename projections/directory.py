@@ -16,7 +16,8 @@ Rules taken from the business:
   of the two registrations (as in the lifecycle read model); the duplicate's card
   leaves the directory;
 * erasure blanks every personal value on the card and keeps the non-personal
-  figures (that a purchase of 120.00 happened, and when).
+  figures (that a purchase of 120.00 happened, and when); its open follow-ups can
+  never be completed, so they no longer count as open (as in the work queue).
 """
 
 from __future__ import annotations
@@ -243,6 +244,7 @@ def _(event: Client.PersonalDataErased, card: ClientCard, cards: Cards) -> Clien
         phones=(),
         emails=(),
         attributes={},
+        open_follow_ups=0,  # nothing can be recorded any more: the work queue closes them
     )
 
 

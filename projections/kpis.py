@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from statistics import fmean
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -53,6 +54,8 @@ CHURN_PERIOD_DAYS = 365
 DAYS_PER_YEAR = 365.25
 MONEY_PLACES = Decimal("0.0001")
 DAY_SECONDS = 86_400.0
+_MICROSECOND = timedelta(microseconds=1)
+_YEAR_US = int(DAYS_PER_YEAR * 86_400 * 1_000_000)
 
 
 class Kpi(Protocol[S]):
@@ -118,18 +121,6 @@ def kpi_values(inputs: KpiInputs) -> dict[str, Any]:
     lifetimes = [_days(c.end - c.first_purchase) for c in inputs.paying]
     lifecycles = [_days(c.end - c.registered_at) for c in inputs.paying]
     avg_lifetime = fmean(lifetimes) if lifetimes else None
-    customer_years = sum(lifetimes) / DAYS_PER_YEAR
-    # clv = avg_check * purchases per client per year * margin_ratio * lifetime in years,
-    # with the yearly frequency measured over the customers' own lifetimes.
-    clv = None
-    if avg_check is not None and margin_ratio is not None and avg_lifetime and customer_years:
-        frequency = p / customer_years
-        clv = _money(
-            avg_check
-            * Decimal(repr(frequency))
-            * Decimal(repr(margin_ratio))
-            * Decimal(repr(avg_lifetime / DAYS_PER_YEAR))
-        )
     per_year = Counter(at.year for at, _ in inputs.deaths)
     return {
         "clients_total": inputs.clients_total,
@@ -149,8 +140,29 @@ def kpi_values(inputs: KpiInputs) -> dict[str, Any]:
             "from": inputs.as_of - timedelta(days=CHURN_PERIOD_DAYS),
             "to": inputs.as_of,
         },
-        "clv": clv,
+        "clv": _clv(inputs),
     }
+
+
+def _clv(inputs: KpiInputs) -> Decimal | None:
+    """clv = avg_check * purchases per client per year * margin_ratio * lifetime in
+    years, the yearly frequency measured over the paying clients' own lifetimes.
+
+    Computed exactly (in fractions of microseconds), so the result does not depend
+    on the order the clients were gathered in.
+    """
+    p, n = inputs.purchases, len(inputs.paying)
+    customer_years = Fraction(
+        sum((c.end - c.first_purchase) // _MICROSECOND for c in inputs.paying), _YEAR_US
+    )
+    if not (p and n and inputs.revenue and customer_years):
+        return None
+    avg_check = Fraction(inputs.revenue) / p
+    frequency = p / customer_years
+    margin_ratio = Fraction(inputs.margin) / Fraction(inputs.revenue)
+    lifetime_years = customer_years / n
+    exact = avg_check * frequency * margin_ratio * lifetime_years
+    return _money(Decimal(exact.numerator) / Decimal(exact.denominator))
 
 
 # ------------------------------------------------- a fold of client histories

@@ -31,7 +31,7 @@ BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 
 def rebuilt_copy(crm: Crm, prefix: str = "check_") -> list[SqlReadModel]:
     """Every read model rebuilt from position zero into ``prefix``ed tables."""
-    models = [registry.build(name, crm.db, crm.settings, prefix) for name in registry.NAMES]
+    models = [crm.read_model(name, prefix) for name in registry.NAMES]
     projector = Projector(crm.app, crm.db, models, batch_size=500)
     projector.setup()
     projector.catch_up()
@@ -166,7 +166,7 @@ def test_an_interrupted_rebuild_resumes_and_is_never_half_visible(
     before = table_rows(crm, "lifecycle_intervals")
 
     def make(prefix: str) -> SqlReadModel:
-        return registry.build("lifecycle", crm.db, crm.settings, prefix)
+        return crm.read_model("lifecycle", prefix)
 
     partial = Projector(crm.app, crm.db, [make(REBUILD_PREFIX)], batch_size=10)
     partial.setup()
@@ -186,7 +186,7 @@ def test_a_discarded_rebuild_leaves_nothing_behind(crm: Crm) -> None:
     load_demo(crm, clients_count=10)
 
     def make(prefix: str) -> SqlReadModel:
-        return registry.build("lifecycle", crm.db, crm.settings, prefix)
+        return crm.read_model("lifecycle", prefix)
 
     partial = Projector(crm.app, crm.db, [make(REBUILD_PREFIX)], batch_size=10)
     partial.setup()
