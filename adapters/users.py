@@ -89,6 +89,18 @@ class SqlUserDirectory:
             )
         return token
 
+    def issue_token(self, user_id: str) -> str | None:
+        """A new token for an active user (the old one stops working); ``None`` if there
+        is no such active user."""
+        token = new_token()
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "UPDATE users SET token_hash = %s WHERE user_id = %s AND active = %s"
+                " RETURNING user_id",
+                (hash_token(token), user_id, True),
+            )
+            return token if cursor.fetchone() else None
+
     def revoke(self, user_id: str) -> bool:
         with self.db.transaction() as cursor:
             cursor.execute(
@@ -151,6 +163,15 @@ class MemoryUserDirectory:
             if user_id in self._users:
                 raise UserError(f"user {user_id!r} already exists")
             self._users[user_id] = (role, hash_token(token), True, datetime.now(UTC).isoformat())
+        return token
+
+    def issue_token(self, user_id: str) -> str | None:
+        token = new_token()
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or not user[2]:
+                return None
+            self._users[user_id] = (user[0], hash_token(token), True, user[3])
         return token
 
     def revoke(self, user_id: str) -> bool:

@@ -45,9 +45,13 @@ app = typer.Typer(
 )
 users_app = typer.Typer(no_args_is_help=True, help="Users and their API tokens.")
 keys_app = typer.Typer(no_args_is_help=True, help="The master key that protects personal data.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 register_import(app)
+
+DEMO_USER = "demo-admin"
 
 out = Console()
 err = Console(stderr=True)
@@ -134,6 +138,25 @@ def demo(
             f"{report.clients} clients, {report.deals} deals, {after - before} events "
             f"(positions {before + 1} to {after})."
         )
+        crm.projector().catch_up()
+        sample = crm.app.recorder.select_notifications(start=before + 1, limit=50)
+        client = next(n.originator_id for n in sample if n.topic.endswith("ClientRegistered"))
+        token = crm.users.issue_token(DEMO_USER)
+        if token is None:
+            token = crm.users.add(DEMO_USER, "admin")
+        settings = crm.settings
+        out.print(
+            "\nEvery read model is filled. Try:\n"
+            "  crm lifecycle            clients per stage now (or --as-of 2025-01-01)\n"
+            "  crm funnel               the default pipeline's funnel (--pipeline windows)\n"
+            "  crm kpis                 the business KPIs\n"
+            f"  crm audit show --client {client}\n"
+            "  crm replay examples.kpis:RepeatPurchaseRate\n\n"
+            f"Or start the API with `crm serve` and open "
+            f"http://{settings.host}:{settings.port}/schema, using this admin token "
+            f"(user {DEMO_USER}; `crm users token {DEMO_USER}` makes a new one):\n"
+        )
+        out.print(token, highlight=False)
 
 
 def _instant(text: str | None, *, option: str) -> datetime | None:
@@ -370,6 +393,121 @@ def kpis(
 
 
 @app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default CRM_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default CRM_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default CRM_WORKERS).")] = None,
+    projector: Annotated[
+        bool,
+        typer.Option(
+            "--projector/--no-projector",
+            help="Keep the read models current in this process too (off when a separate "
+            "`crm project` runs).",
+        ),
+    ] = True,
+) -> None:
+    """Run the HTTP API (uvicorn). The interactive API page is at /schema."""
+    import os
+
+    import uvicorn
+
+    settings = _settings()
+    with _product():  # create the tables and check the store and key once, up front
+        pass
+    os.environ["CRM_EMBEDDED_PROJECTOR"] = "true" if projector else "false"
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    err.print(f"API on http://{bind_host}:{bind_port}  (interactive page: /schema)")
+    uvicorn.run(
+        "api.http.app:app_from_environment",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers or settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+@app.command()
+def funnel(
+    pipeline: Annotated[str, typer.Option(help="Pipeline name.")] = "default",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO instant (default now).")] = None,
+) -> None:
+    """The sales funnel of a pipeline at an instant."""
+    from adapters.read_models.funnel import FunnelReadModel
+    from domain.pipeline import pipeline_id
+
+    at = _instant(as_of, option="--as-of") or datetime.now(UTC)
+    with _product() as crm:
+        crm.projector(["funnel"]).catch_up()
+        model = crm.read_model("funnel")
+        assert isinstance(model, FunnelReadModel)
+        report = model.funnel(pipeline_id(pipeline), at)
+        table = Table(title=f"Funnel {pipeline!r} as of {at.date().isoformat()}")
+        for column in ("stage", "reached", "current", "next %", "cumulative %", "avg days"):
+            table.add_column(column, justify="left" if column == "stage" else "right")
+        for s in report.stages:
+            table.add_row(
+                s.stage,
+                str(s.reached),
+                str(s.current),
+                _percent(s.conversion_next),
+                _percent(s.conversion_cumulative),
+                "-" if s.avg_days_in_stage is None else f"{s.avg_days_in_stage:.1f}",
+            )
+        out.print(table)
+        out.print(
+            f"won {report.won}, lost {report.lost}, win rate {_percent(report.win_rate)}, "
+            f"lost reasons: {_show(dict(report.lost_reasons))}, "
+            f"average sales cycle {_show(report.avg_sales_cycle_days)} days"
+        )
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+@audit_app.command("show")
+def audit_show(
+    client: Annotated[str | None, typer.Option(help="A client's id.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who acted.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """A client's (or an actor's) audit trail: who changed which field, when, how."""
+    from uuid import UUID
+
+    from adapters.read_models.audit import AuditReadModel
+
+    try:
+        client_id = UUID(client) if client else None
+    except ValueError:
+        raise _fail(f"{client!r} is not a client id") from None
+    with _product() as crm:
+        crm.projector(["audit"]).catch_up()
+        model = crm.read_model("audit")
+        assert isinstance(model, AuditReadModel)
+        page = model.page(client_id=client_id, actor_id=actor, limit=limit)
+        table = Table(title="Audit trail")
+        for column in ("pos", "occurred", "who", "source", "event", "field", "old", "new"):
+            table.add_column(column, overflow="fold")
+        for e in page.entries:
+            table.add_row(
+                str(e.position),
+                e.occurred_at.strftime("%Y-%m-%d %H:%M"),
+                f"{e.actor_id} ({e.actor_role})",
+                e.source,
+                e.event_type,
+                e.field or "",
+                e.old_value or "",
+                e.new_value if e.field else (e.details or ""),
+            )
+        out.print(table)
+        if page.next_cursor:
+            out.print(f"(first {limit} entries; use --limit or the API's cursor for more)")
+
+
+@app.command()
 def status() -> None:
     """Where the store is and how much it holds."""
     with _product() as crm:
@@ -391,6 +529,16 @@ def users_add(
         except UserError as error:
             raise _fail(str(error)) from None
     err.print(f"user {name} ({role}) created; their token (keep it, it is not shown again):")
+    out.print(token, highlight=False)
+
+
+@users_app.command("token")
+def users_token(name: str) -> None:
+    """Give an active user a new token (printed once; the old one stops working)."""
+    with _product() as crm:
+        token = crm.users.issue_token(name)
+    if token is None:
+        raise _fail(f"no active user {name!r}")
     out.print(token, highlight=False)
 
 

@@ -104,6 +104,10 @@ class UserDirectory(Staff, Protocol):
         """Deactivate a user and invalidate their token; False if unknown or inactive."""
         ...
 
+    def issue_token(self, user_id: str) -> str | None:
+        """Replace an active user's token (the old one stops working at once)."""
+        ...
+
     def list(self) -> list[UserRecord]: ...
 
     def authenticate(self, token: str) -> UserRecord | None:

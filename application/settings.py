@@ -40,6 +40,11 @@ class Settings(BaseModel):
     dormancy_days: int = Field(default=90, ge=1)
     projection_batch_size: int = Field(default=2000, ge=1, le=100_000)
     """Events per projector transaction."""
+    embedded_projector: bool = True
+    """``crm serve`` also keeps the read models up to date (turn off when a separate
+    ``crm project`` runs, as in docker-compose)."""
+    export_rate_per_hour: int = Field(default=30, ge=1, le=10_000)
+    """Bulk exports (audit trail, client list) a user may make in any hour."""
     master_key: str | None = None
     """Base64 of 32 random bytes; protects the keys that protect personal data."""
     key_file: str = "crm.key"

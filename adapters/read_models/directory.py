@@ -179,6 +179,7 @@ class DirectoryReadModel(SqlReadModel):
         last_contact_before: datetime | None = None,
         last_contact_after: datetime | None = None,
         text: str | None = None,
+        visible_to: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> ClientPage:
@@ -192,7 +193,8 @@ class DirectoryReadModel(SqlReadModel):
           (both are "not contacted since X"); ``last_contact_after`` X: last contact
           at or after X — so the two split the directory in two;
         * ``text``: a case-insensitive substring of name, company, an email or a phone
-          (as stored, E.164).
+          (as stored, E.164);
+        * ``visible_to``: only that manager's own clients and unassigned leads.
 
         Raises ``ValueError`` for a malformed cursor, an unknown stage or a limit
         outside 1..1000.
@@ -211,6 +213,9 @@ class DirectoryReadModel(SqlReadModel):
         if owner_id is not None:
             conditions.append("c.owner_id = %s")
             params.append(owner_id)
+        if visible_to is not None:
+            conditions.append("(c.owner_id = %s OR c.owner_id IS NULL)")
+            params.append(visible_to)
         if last_contact_before is not None:
             conditions.append("(c.last_contact_at IS NULL OR c.last_contact_at < %s)")
             params.append(last_contact_before)

@@ -807,6 +807,15 @@ def test_erasure_keeps_the_non_personal_facts() -> None:
     assert client.owner_id == "bob"
 
 
+def test_erasure_closes_the_open_follow_ups_so_nobody_calls_an_erased_client() -> None:
+    client = register()
+    client.schedule_follow_up(due_at=datetime.now(UTC) + timedelta(days=1), assignee_id="bob")
+
+    client.erase_personal_data(reason="subject request")
+
+    assert client.follow_ups == {}
+
+
 def test_erasure_needs_a_reason() -> None:
     client = register()
 

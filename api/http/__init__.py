@@ -1,0 +1,1 @@
+"""The HTTP API (litestar): thin routes over the use cases and the read models."""

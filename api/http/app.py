@@ -1,0 +1,131 @@
+"""The litestar application, built around one ``Crm`` object graph."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ExceptionHandlersMap
+
+from api.bootstrap import Crm, bootstrap
+from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
+from api.http.clients import ClientRoutes
+from api.http.deals import DealRoutes, PipelineRoutes
+from api.http.metrics import REQUESTS, metrics, projection_registry
+from api.http.middleware import correlation
+from api.http.problems import HANDLERS
+from api.http.reads import ReadRoutes, health
+from api.http.support import ExportLimiter, OrjsonResponse
+
+log = logging.getLogger("api")
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Request bodies over 1 MiB are refused (413): no command needs more."""
+
+
+def require_json(request: Request[Any, Any, Any]) -> None:
+    """A write with a body must send JSON (415 otherwise)."""
+    if request.method not in ("POST", "PATCH", "PUT"):
+        return
+    length = request.headers.get("content-length", "")
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    if not chunked and length in ("", "0"):
+        return
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(
+            status_code=415, detail="send the body as JSON (Content-Type: application/json)"
+        )
+
+
+def _follow_store(crm: Crm, stop: threading.Event) -> None:
+    """Keep the read models up to date until ``stop``; a failure is logged and the
+    projector starts again a moment later."""
+    while not stop.is_set():
+        try:
+            crm.projector().follow(stop, idle_wait=0.5)
+        except Exception:
+            log.exception("the embedded projector failed; restarting it in 2 s")
+            stop.wait(2)
+
+
+def create_app(crm: Crm | None = None) -> Litestar:
+    """The API over ``crm`` (built from the environment if not given). With the
+    ``embedded_projector`` setting, the app also keeps the read models current."""
+    owned = crm is None
+    product = crm or bootstrap()
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        stop = threading.Event()
+        worker = None
+        if product.settings.embedded_projector:
+            worker = threading.Thread(
+                target=_follow_store, args=(product, stop), name="crm-projector", daemon=True
+            )
+            worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join(timeout=10)
+            if owned:
+                product.close()
+
+    return Litestar(
+        route_handlers=[ClientRoutes, DealRoutes, PipelineRoutes, ReadRoutes, health, metrics],
+        state=State(
+            {
+                "crm": product,
+                "exports": ExportLimiter(product.settings.export_rate_per_hour),
+                "metrics": projection_registry(product),
+            }
+        ),
+        middleware=[
+            correlation,
+            DefineMiddleware(BearerTokenAuthentication, exclude=PUBLIC_PATHS),
+            REQUESTS.middleware,
+        ],
+        exception_handlers=cast("ExceptionHandlersMap", HANDLERS),
+        before_request=require_json,
+        request_max_body_size=MAX_BODY_BYTES,
+        response_class=OrjsonResponse,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="crm-core",
+            version="0.1.0",
+            description=(
+                "Event-sourced CRM core. Every write answers with the position of its "
+                "last event; pass it as `min_position` to a read to see your write. "
+                "Errors are application/problem+json (RFC 9457)."
+            ),
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="A token from `crm users add NAME --role ROLE`",
+                    )
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+    )
+
+
+def app_from_environment() -> Litestar:
+    """For ASGI servers: ``uvicorn --factory api.http.app:app_from_environment``."""
+    return create_app()

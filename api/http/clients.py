@@ -1,0 +1,551 @@
+"""``/clients``: register and change clients, and read their cards, lifecycle,
+history and personal-data exports. Each route parses, calls one use case or query,
+and maps the result."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from adapters.read_models.audit import AuditReadModel
+from adapters.read_models.directory import DirectoryReadModel
+from adapters.read_models.lifecycle import LifecycleReadModel
+from api.http import schemas
+from api.http.auth import allow
+from api.http.support import (
+    crm_of,
+    envelope,
+    etag,
+    idempotency_key,
+    if_match,
+    principal,
+    wait_for_position,
+    written,
+)
+from application import clients
+from application.access import EXPORTERS, READERS, WRITERS
+from application.errors import NotFound
+from application.exports import RecordExport
+from domain.client import Client
+from domain.lifecycle import interval_at
+from projections.audit import ENVELOPE_FIELDS
+from projections.directory import ClientCard
+
+MinPosition = Parameter(
+    default=None, ge=1, description="Wait until the read models include this position"
+)
+Limit = Parameter(default=50, ge=1, le=500)
+
+CSV_COLUMNS = (
+    "client_id", "name", "kind", "company", "phones", "emails", "owner_id", "stage",
+    "registered_at", "last_contact_at", "last_purchase_at", "purchases_count", "revenue",
+    "margin", "open_follow_ups", "restricted", "erased",
+)  # fmt: skip
+
+
+def _directory(request: Request[Any, Any, Any]) -> DirectoryReadModel:
+    model = crm_of(request).read_model("directory")
+    assert isinstance(model, DirectoryReadModel)
+    return model
+
+
+def _lifecycle(request: Request[Any, Any, Any]) -> LifecycleReadModel:
+    model = crm_of(request).read_model("lifecycle")
+    assert isinstance(model, LifecycleReadModel)
+    return model
+
+
+def _card_out(request: Request[Any, Any, Any], card: ClientCard) -> dict[str, Any]:
+    """The card as sent: its fields plus the stage now (from the lifecycle)."""
+    now = datetime.now(UTC)
+    interval = interval_at(_lifecycle(request).intervals(card.client_id), now)
+    body = asdict(card)
+    body.pop("merged_into", None)
+    body["id"] = body.pop("client_id")
+    body["stage"] = interval.stage.value if interval else None
+    return body
+
+
+def _visible_card(request: Request[Any, Any, Any], client_id: UUID) -> ClientCard:
+    card = _directory(request).card(client_id)
+    if card is None or not principal(request).sees(card.owner_id):
+        raise NotFoundException(f"no client {client_id}")
+    return card
+
+
+class ClientRoutes(Controller):
+    path = "/clients"
+    tags = ["clients"]
+
+    # ---------------------------------------------------------------- writes
+
+    @post("/", guards=[allow(*WRITERS)], status_code=201, sync_to_thread=True)
+    def register(
+        self, request: Request[Any, Any, Any], data: schemas.RegisterClientBody
+    ) -> Response[schemas.Written]:
+        """Register a lead. Without `owner_id` a manager takes it; an admin's lead goes
+        to the next active manager in turn."""
+        command = clients.RegisterClient(
+            name=data.name,
+            kind=data.kind,
+            company=data.company,
+            phones=tuple(data.phones),
+            emails=tuple(data.emails),
+            address=data.address,
+            channel=data.channel,
+            attributes=data.attributes,
+            owner_id=data.owner_id or principal(request).default_owner(),
+        )
+        result = crm_of(request).app.execute(
+            command, envelope(request, data.occurred_at), idempotency_key=idempotency_key(request)
+        )
+        response = written(result, status=201)
+        response.headers["Location"] = f"/clients/{result.id}"
+        return response
+
+    @patch("/{client_id:uuid}", guards=[allow(*WRITERS)], sync_to_thread=True)
+    def change(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.ChangeClientBody
+    ) -> Response[schemas.Written]:
+        """Change profile fields; each changed field is audited with old and new value.
+        Send `If-Match: "<version>"` to refuse the change if the card moved on."""
+        return self._run(
+            request,
+            clients.ChangeClientDetails(
+                client_id=client_id, changes=data.changes(), expected_version=if_match(request)
+            ),
+            data.occurred_at,
+        )
+
+    @post(
+        "/{client_id:uuid}/contacts", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200
+    )
+    def contact(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.ContactBody
+    ) -> Response[schemas.Written]:
+        """Record a call, email, meeting, SMS, chat or visit."""
+        command = clients.RecordContact(
+            client_id=client_id,
+            channel=data.channel,
+            direction=data.direction,
+            summary=data.summary,
+            outcome=data.outcome,
+            purpose=data.purpose,
+            expected_version=if_match(request),
+        )
+        return self._run(request, command, data.occurred_at)
+
+    @post(
+        "/{client_id:uuid}/purchases",
+        guards=[allow(*WRITERS)],
+        sync_to_thread=True,
+        status_code=200,
+    )
+    def purchase(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.PurchaseBody
+    ) -> Response[schemas.Written]:
+        """Record money that came in (a lost client who buys again has returned)."""
+        command = clients.RecordPurchase(
+            client_id=client_id,
+            amount=data.amount,
+            cost=data.cost,
+            currency=data.currency or crm_of(request).settings.currency,
+            expected_version=if_match(request),
+        )
+        return self._run(request, command, data.occurred_at)
+
+    @post("/{client_id:uuid}/loss", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    def loss(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.LossBody
+    ) -> Response[schemas.Written]:
+        """The client left, and why."""
+        command = clients.MarkClientLost(
+            client_id=client_id,
+            reason=data.reason,
+            note=data.note,
+            expected_version=if_match(request),
+        )
+        return self._run(request, command, data.occurred_at)
+
+    @post("/{client_id:uuid}/owner", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    def assign_owner(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.OwnerBody
+    ) -> Response[schemas.Written]:
+        """Hand the client over to another manager."""
+        command = clients.AssignOwner(
+            client_id=client_id,
+            owner_id=data.owner_id,
+            reason=data.reason,
+            expected_version=if_match(request),
+        )
+        return self._run(request, command, data.occurred_at)
+
+    @post(
+        "/{client_id:uuid}/follow-ups",
+        guards=[allow(*WRITERS)],
+        sync_to_thread=True,
+        status_code=201,
+    )
+    def follow_up(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.FollowUpBody
+    ) -> Response[schemas.Written]:
+        """Schedule a call-back; the answer's `task_id` names it."""
+        command = clients.ScheduleFollowUp(
+            client_id=client_id,
+            due_at=data.due_at,
+            assignee_id=data.assignee_id,
+            note=data.note,
+            expected_version=if_match(request),
+        )
+        return self._run(request, command, data.occurred_at, status=201)
+
+    @post(
+        "/{client_id:uuid}/follow-ups/{task_id:uuid}/complete",
+        guards=[allow(*WRITERS)],
+        sync_to_thread=True,
+        status_code=200,
+    )
+    def complete(
+        self,
+        request: Request[Any, Any, Any],
+        client_id: UUID,
+        task_id: UUID,
+        data: schemas.FollowUpDoneBody | None = None,
+    ) -> Response[schemas.Written]:
+        """Mark a follow-up done."""
+        body = data or schemas.FollowUpDoneBody()
+        command = clients.CompleteFollowUp(
+            client_id=client_id, task_id=task_id, note=body.note, expected_version=if_match(request)
+        )
+        return self._run(request, command, body.occurred_at)
+
+    @post(
+        "/{client_id:uuid}/follow-ups/{task_id:uuid}/cancel",
+        guards=[allow(*WRITERS)],
+        sync_to_thread=True,
+        status_code=200,
+    )
+    def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        client_id: UUID,
+        task_id: UUID,
+        data: schemas.FollowUpDoneBody | None = None,
+    ) -> Response[schemas.Written]:
+        """Cancel a follow-up that is no longer needed."""
+        body = data or schemas.FollowUpDoneBody()
+        command = clients.CancelFollowUp(
+            client_id=client_id,
+            task_id=task_id,
+            reason=body.note,
+            expected_version=if_match(request),
+        )
+        return self._run(request, command, body.occurred_at)
+
+    @post("/{client_id:uuid}/merge", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    def merge(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.MergeBody
+    ) -> Response[schemas.Written]:
+        """Merge a duplicate card of the same person into this one."""
+        command = clients.MergeClients(survivor_id=client_id, duplicate_id=data.duplicate_id)
+        return self._run(request, command, None)
+
+    @post(
+        "/{client_id:uuid}/erasure", guards=[allow("admin")], sync_to_thread=True, status_code=200
+    )
+    def erasure(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.ErasureBody
+    ) -> Response[schemas.Written]:
+        """Erase the client's personal data (the reason is kept for auditors, so it
+        must not contain personal data)."""
+        command = clients.ErasePersonalData(
+            client_id=client_id, reason=data.reason, expected_version=if_match(request)
+        )
+        return self._run(request, command, None)
+
+    @post(
+        "/{client_id:uuid}/restriction",
+        guards=[allow("admin")],
+        sync_to_thread=True,
+        status_code=200,
+    )
+    def restriction(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.RestrictionBody
+    ) -> Response[schemas.Written]:
+        """Restrict processing (no marketing, no new deals) or lift the restriction."""
+        kind = clients.RestrictProcessing if data.restricted else clients.LiftRestriction
+        command = kind(client_id=client_id, reason=data.reason, expected_version=if_match(request))
+        return self._run(request, command, None)
+
+    @post(
+        "/{client_id:uuid}/consents", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200
+    )
+    def consents(
+        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.ConsentBody
+    ) -> Response[schemas.Written]:
+        """Record that consent for a purpose was given, or withdrawn."""
+        kind = clients.GiveConsent if data.given else clients.WithdrawConsent
+        command = kind(
+            client_id=client_id, purpose=data.purpose, expected_version=if_match(request)
+        )
+        return self._run(request, command, None)
+
+    @staticmethod
+    def _run(
+        request: Request[Any, Any, Any],
+        command: object,
+        occurred_at: datetime | None,
+        *,
+        status: int = 200,
+    ) -> Response[schemas.Written]:
+        result = crm_of(request).app.execute(
+            command, envelope(request, occurred_at), idempotency_key=idempotency_key(request)
+        )
+        return written(result, status=status)
+
+    # ----------------------------------------------------------------- reads
+
+    @get("/", guards=[allow(*READERS)], sync_to_thread=True)
+    def directory(
+        self,
+        request: Request[Any, Any, Any],
+        stage: Literal["potential", "new", "loyal", "dead", "returned"] | None = None,
+        owner_id: str | None = None,
+        last_contact_before: datetime | None = None,
+        last_contact_after: datetime | None = None,
+        q: str | None = Parameter(default=None, max_length=200, description="Text search"),
+        as_of: datetime | None = Parameter(default=None, description="Instant of the stage"),
+        limit: int = Limit,
+        cursor: str | None = Parameter(default=None, max_length=200),
+        format: Literal["json", "csv"] = "json",  # noqa: A002
+        min_position: int | None = MinPosition,
+    ) -> Response[Any]:
+        """The client directory, newest first, with filters and cursor pagination.
+        `format=csv` exports every matching card (export permission; recorded)."""
+        crm = crm_of(request)
+        wait_for_position(crm, min_position)
+        user = principal(request)
+        filters: dict[str, Any] = {
+            "stage": stage,
+            "owner_id": owner_id,
+            "last_contact_before": last_contact_before,
+            "last_contact_after": last_contact_after,
+            "text": q,
+            "at": _aware(as_of) or datetime.now(UTC),
+            "visible_to": user.user_id if user.role == "manager" else None,
+        }
+        if format == "csv":
+            return self._export_csv(request, filters)
+        try:
+            page = _directory(request).search(limit=limit, cursor=cursor, **filters)
+        except ValueError as error:
+            raise ClientException(str(error)) from None
+        return Response(
+            {"items": [_card_out(request, c) for c in page.cards], "next_cursor": page.next_cursor}
+        )
+
+    def _export_csv(
+        self, request: Request[Any, Any, Any], filters: dict[str, Any]
+    ) -> Response[Any]:
+        user = principal(request)
+        if user.role not in EXPORTERS:
+            raise ClientException(status_code=403, detail="exporting needs the export permission")
+        crm = crm_of(request)
+        request.app.state["exports"].take(user.user_id)
+        crm.app.execute(
+            RecordExport(
+                kind="clients",
+                format="csv",
+                filters={k: str(v) for k, v in filters.items() if v is not None},
+                up_to_position=crm.app.recorder.max_notification_id() or 0,
+            ),
+            envelope(request),
+        )
+        directory = _directory(request)
+
+        def rows() -> Iterator[str]:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(CSV_COLUMNS)
+            cursor = None
+            while True:
+                page = directory.search(limit=500, cursor=cursor, **filters)
+                for card in page.cards:
+                    body = _card_out(request, card)
+                    writer.writerow(_csv_value(body, column) for column in CSV_COLUMNS)
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+                if page.next_cursor is None:
+                    return
+                cursor = page.next_cursor
+
+        return Stream(
+            rows(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="clients.csv"'},
+        )
+
+    @get("/lookup", guards=[allow(*READERS)], sync_to_thread=True)
+    def lookup(
+        self,
+        request: Request[Any, Any, Any],
+        phone: str | None = Parameter(default=None, max_length=40),
+        email: str | None = Parameter(default=None, max_length=254),
+        min_position: int | None = MinPosition,
+    ) -> Response[dict[str, Any]]:
+        """The telephony popup: the card holding this phone (any formatting) or email.
+        An unknown number finds nothing (404)."""
+        if (phone is None) == (email is None):
+            raise ClientException("give exactly one of phone or email")
+        wait_for_position(crm_of(request), min_position)
+        card = _directory(request).lookup(phone=phone, email=email)
+        if card is None or not principal(request).sees(card.owner_id):
+            raise NotFoundException("no client holds that phone or email")
+        return Response(_card_out(request, card), headers={"ETag": etag(card.version)})
+
+    @get("/{client_id:uuid}", guards=[allow(*READERS)], sync_to_thread=True)
+    def card(
+        self,
+        request: Request[Any, Any, Any],
+        client_id: UUID,
+        min_position: int | None = MinPosition,
+    ) -> Response[dict[str, Any]]:
+        """The client's card; the `ETag` is its version, for `If-Match` on writes."""
+        wait_for_position(crm_of(request), min_position)
+        card = _visible_card(request, client_id)
+        return Response(_card_out(request, card), headers={"ETag": etag(card.version)})
+
+    @get("/{client_id:uuid}/lifecycle", guards=[allow(*READERS)], sync_to_thread=True)
+    def lifecycle(
+        self,
+        request: Request[Any, Any, Any],
+        client_id: UUID,
+        min_position: int | None = MinPosition,
+    ) -> list[schemas.StageIntervalOut]:
+        """The client's lifecycle stages over time."""
+        wait_for_position(crm_of(request), min_position)
+        _visible_card(request, client_id)
+        return [
+            schemas.StageIntervalOut(
+                stage=i.stage.value, valid_from=i.valid_from, valid_to=i.valid_to, reason=i.reason
+            )
+            for i in _lifecycle(request).intervals(client_id)
+        ]
+
+    @get(
+        "/{client_id:uuid}/history",
+        guards=[allow("admin", "manager", "auditor")],
+        sync_to_thread=True,
+    )
+    def history(self, request: Request[Any, Any, Any], client_id: UUID) -> list[dict[str, Any]]:
+        """Every event of the client, with its envelope, oldest first."""
+        events = _client_events(request, client_id)
+        if principal(request).role == "manager":
+            _visible_card(request, client_id)
+        return events
+
+    @get("/{client_id:uuid}/export", guards=[allow(*EXPORTERS)], sync_to_thread=True)
+    def export(self, request: Request[Any, Any, Any], client_id: UUID) -> dict[str, Any]:
+        """Everything held about one client (the subject access right): the events,
+        the card, the lifecycle and the audit trail. The export itself is recorded."""
+        crm = crm_of(request)
+        _client_events(request, client_id)  # 404 for an unknown client
+        position = crm.app.recorder.max_notification_id() or 0
+        crm.app.execute(
+            RecordExport(
+                kind="subject",
+                format="json",
+                up_to_position=position,
+                subject_id=client_id,
+                filters={"client_id": str(client_id)},
+            ),
+            envelope(request),
+        )
+        card = _directory(request).card(client_id)
+        audit = crm.read_model("audit")
+        assert isinstance(audit, AuditReadModel)
+        entries = []
+        cursor = None
+        while True:
+            page = audit.page(client_id=client_id, limit=500, cursor=cursor)
+            entries += [asdict(e) for e in page.entries]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        events = _client_events(request, client_id)
+        return {
+            "client_id": client_id,
+            "exported_at": datetime.now(UTC),
+            "up_to_position": position,
+            "card": None if card is None else _card_out(request, card),
+            "consents": _consents(events),
+            "lifecycle": [asdict(i) for i in _lifecycle(request).intervals(client_id)],
+            "events": events,
+            "audit_trail": entries,
+        }
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _client_events(request: Request[Any, Any, Any], client_id: UUID) -> list[dict[str, Any]]:
+    """The client's stored events, as sent; 404 if there is no such client."""
+    events = list(crm_of(request).app.repository.event_store.get(client_id))
+    if not events or not isinstance(events[0], Client.ClientRegistered):
+        raise NotFound("client", client_id)
+    return [event_out(event) for event in events]
+
+
+def _csv_value(body: dict[str, Any], column: str) -> Any:
+    value = body["id" if column == "client_id" else column]
+    if isinstance(value, list | tuple):
+        return ";".join(value)
+    return "" if value is None else value
+
+
+def event_out(event: Any) -> dict[str, Any]:
+    """An event as the API sends it: its type, place, times, envelope and payload."""
+    payload = {
+        f.name: getattr(event, f.name) for f in fields(event) if f.name not in ENVELOPE_FIELDS
+    }
+    return {
+        "event_type": type(event).__name__,
+        "aggregate_id": event.originator_id,
+        "version": event.originator_version,
+        "recorded_at": event.timestamp,
+        "occurred_at": event.occurred_at,
+        "actor_id": event.actor_id,
+        "actor_role": event.actor_role,
+        "source": event.source,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "payload": payload,
+    }
+
+
+def _consents(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The consent history: every consent given or withdrawn, in order."""
+    return [
+        {
+            "purpose": e["payload"]["purpose"],
+            "given": e["event_type"] == "ConsentGiven",
+            "at": e["occurred_at"],
+            "actor_id": e["actor_id"],
+        }
+        for e in events
+        if e["event_type"] in ("ConsentGiven", "ConsentWithdrawn")
+    ]

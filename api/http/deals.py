@@ -1,0 +1,170 @@
+"""``/deals`` and ``/pipelines``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+
+from adapters.read_models.deals import DealsReadModel
+from api.http import schemas
+from api.http.auth import allow
+from api.http.support import (
+    crm_of,
+    envelope,
+    etag,
+    idempotency_key,
+    if_match,
+    principal,
+    wait_for_position,
+    written,
+)
+from application import deals, pipelines
+from application.access import READERS, WRITERS
+
+MinPosition = Parameter(
+    default=None, ge=1, description="Wait until the read models include this position"
+)
+
+
+def _deals(request: Request[Any, Any, Any]) -> DealsReadModel:
+    model = crm_of(request).read_model("deals")
+    assert isinstance(model, DealsReadModel)
+    return model
+
+
+def _run(
+    request: Request[Any, Any, Any],
+    command: object,
+    occurred_at: datetime | None,
+    *,
+    status: int = 200,
+) -> Response[schemas.Written]:
+    result = crm_of(request).app.execute(
+        command, envelope(request, occurred_at), idempotency_key=idempotency_key(request)
+    )
+    response = written(result, status=status)
+    if status == 201:
+        response.headers["Location"] = f"/deals/{result.id}"
+    return response
+
+
+class DealRoutes(Controller):
+    path = "/deals"
+    tags = ["deals"]
+
+    @post("/", guards=[allow(*WRITERS)], status_code=201, sync_to_thread=True)
+    def open_deal(
+        self, request: Request[Any, Any, Any], data: schemas.OpenDealBody
+    ) -> Response[schemas.Written]:
+        """Open a deal for a client, in the first stage of its pipeline (the default
+        pipeline unless `pipeline_id` is given)."""
+        command = deals.OpenDeal(
+            client_id=data.client_id,
+            title=data.title,
+            amount=data.amount,
+            currency=data.currency or crm_of(request).settings.currency,
+            pipeline_id=data.pipeline_id,
+            owner_id=data.owner_id,
+            stage=data.stage,
+        )
+        return _run(request, command, data.occurred_at, status=201)
+
+    @post("/{deal_id:uuid}/stage", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    def move(
+        self, request: Request[Any, Any, Any], deal_id: UUID, data: schemas.StageBody
+    ) -> Response[schemas.Written]:
+        """Move the deal to another stage of its pipeline."""
+        command = deals.MoveDealStage(
+            deal_id=deal_id, stage=data.stage, expected_version=if_match(request)
+        )
+        return _run(request, command, data.occurred_at)
+
+    @post("/{deal_id:uuid}/win", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    def win(
+        self, request: Request[Any, Any, Any], deal_id: UUID, data: schemas.WinBody | None = None
+    ) -> Response[schemas.Written]:
+        """Win the deal: the client's purchase is recorded in the same transaction."""
+        body = data or schemas.WinBody()
+        command = deals.WinDeal(
+            deal_id=deal_id, amount=body.amount, cost=body.cost, expected_version=if_match(request)
+        )
+        return _run(request, command, body.occurred_at)
+
+    @post("/{deal_id:uuid}/lose", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    def lose(
+        self, request: Request[Any, Any, Any], deal_id: UUID, data: schemas.LoseDealBody
+    ) -> Response[schemas.Written]:
+        """Lose the deal, for one of the known reasons."""
+        command = deals.LoseDeal(
+            deal_id=deal_id, reason=data.reason, note=data.note, expected_version=if_match(request)
+        )
+        return _run(request, command, data.occurred_at)
+
+    @post("/{deal_id:uuid}/reopen", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    def reopen(
+        self, request: Request[Any, Any, Any], deal_id: UUID, data: schemas.ReopenBody | None = None
+    ) -> Response[schemas.Written]:
+        """Reopen a won or lost deal in the stage it was closed from."""
+        body = data or schemas.ReopenBody()
+        command = deals.ReopenDeal(deal_id=deal_id, expected_version=if_match(request))
+        return _run(request, command, body.occurred_at)
+
+    @get("/{deal_id:uuid}", guards=[allow(*READERS)], sync_to_thread=True)
+    def card(
+        self, request: Request[Any, Any, Any], deal_id: UUID, min_position: int | None = MinPosition
+    ) -> Response[schemas.DealOut]:
+        """The deal as it stands; the `ETag` is its version."""
+        wait_for_position(crm_of(request), min_position)
+        deal = _deals(request).card(deal_id)
+        if deal is None or not principal(request).sees(deal.owner_id):
+            raise NotFoundException(f"no deal {deal_id}")
+        body = schemas.DealOut(
+            id=deal.deal_id,
+            client_id=deal.client_id,
+            pipeline_id=deal.pipeline_id,
+            title=deal.title,
+            amount=deal.amount,
+            currency=deal.currency,
+            owner_id=deal.owner_id,
+            stage=deal.stage,
+            status=deal.status,
+            opened_at=deal.opened_at,
+            updated_at=deal.updated_at,
+            version=deal.version,
+        )
+        return Response(body, headers={"ETag": etag(deal.version)})
+
+
+class PipelineRoutes(Controller):
+    path = "/pipelines"
+    tags = ["deals"]
+
+    @post("/", guards=[allow("admin")], status_code=201, sync_to_thread=True)
+    def define(
+        self, request: Request[Any, Any, Any], data: schemas.PipelineBody
+    ) -> Response[schemas.Written]:
+        """Define a pipeline, or redefine the stages of the one with that name (stages
+        may be added or reordered, never removed)."""
+        command = pipelines.DefinePipeline(name=data.name, stages=tuple(data.stages))
+        result = crm_of(request).app.execute(
+            command, envelope(request), idempotency_key=idempotency_key(request)
+        )
+        return written(result, status=201 if result.version == 1 else 200)
+
+    @get("/", guards=[allow(*READERS)], sync_to_thread=True)
+    def list_pipelines(
+        self, request: Request[Any, Any, Any], min_position: int | None = MinPosition
+    ) -> list[schemas.PipelineOut]:
+        """Every pipeline with its stages in order."""
+        wait_for_position(crm_of(request), min_position)
+        return [
+            schemas.PipelineOut(
+                id=p.pipeline_id, name=p.name, stages=list(p.stages), version=p.version
+            )
+            for p in _deals(request).pipelines()
+        ]

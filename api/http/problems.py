@@ -1,0 +1,145 @@
+"""Every error is an ``application/problem+json`` document (RFC 9457).
+
+Domain and application errors map to their status; framework errors (malformed
+JSON, unknown route, wrong method, oversized body) are rewritten in the same shape;
+anything unexpected is a 500 whose ``correlation_id`` is also in the server log,
+with no stack trace or SQL in the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from api.http.middleware import SAFE_ID
+from application.errors import (
+    ApplicationError,
+    ConcurrencyConflict,
+    DuplicateContact,
+    IdempotencyKeyReused,
+    NotFound,
+    UnknownUser,
+    VersionMismatch,
+)
+from domain.errors import DomainError
+
+log = logging.getLogger("api")
+
+PROBLEM = "application/problem+json"
+TYPE_PREFIX = "urn:crm:problem:"
+
+
+def correlation_id(request: Request[Any, Any, Any]) -> str:
+    """The request's correlation id. Routing errors (404, 405) happen before any
+    route middleware, so for them it is taken from the header or made here."""
+    state = request.scope.setdefault("state", {})
+    if "correlation_id" not in state:
+        given = request.headers.get("x-correlation-id", "")
+        state["correlation_id"] = given if SAFE_ID.fullmatch(given) else str(uuid.uuid4())
+    return str(state["correlation_id"])
+
+
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"{TYPE_PREFIX}{code}" if code else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail or HTTPStatus(status).description,
+        "instance": request.url.path,
+        "correlation_id": correlation_id(request),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    headers = {**(headers or {}), "X-Correlation-ID": body["correlation_id"]}
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def domain_error(request: Request[Any, Any, Any], error: DomainError) -> Response[Any]:
+    errors = [{"field": error.field, "message": error.message}] if error.field else None
+    return problem(request, 422, error.message, code=error.code, errors=errors)
+
+
+_STATUS: dict[type[ApplicationError], int] = {
+    NotFound: 404,
+    VersionMismatch: 412,
+    ConcurrencyConflict: 409,
+    DuplicateContact: 409,
+    IdempotencyKeyReused: 422,
+    UnknownUser: 422,
+}
+
+
+def application_error(request: Request[Any, Any, Any], error: ApplicationError) -> Response[Any]:
+    status = next((s for cls, s in _STATUS.items() if isinstance(error, cls)), 422)
+    extra: dict[str, Any] = {}
+    if isinstance(error, DuplicateContact):
+        extra["existing_client_id"] = str(error.existing_client_id)
+    if isinstance(error, VersionMismatch):
+        extra["current_version"] = error.actual
+    errors = (
+        [{"field": error.field, "message": error.message}]
+        if isinstance(error, UnknownUser)
+        else None
+    )
+    return problem(request, status, error.message, code=error.code, errors=errors, **extra)
+
+
+def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+    if isinstance(error, ValidationException) and isinstance(error.extra, list):
+        errors = [
+            {
+                "field": item.get("key") or "body",
+                "message": item.get("message", ""),
+                **({"source": item["source"]} if item.get("source") else {}),
+            }
+            for item in error.extra
+            if isinstance(item, dict)
+        ]
+        return problem(
+            request, 422, "the request has invalid fields", code="validation", errors=errors
+        )
+    status = error.status_code
+    headers = dict(error.headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="crm"')
+    detail = error.detail if status < 500 else None
+    return problem(request, status, detail, headers=headers or None)
+
+
+def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    log.error(
+        "unexpected error on %s %s [correlation_id=%s]",
+        request.method,
+        request.url.path,
+        correlation_id(request),
+        exc_info=error,
+    )
+    return problem(
+        request,
+        500,
+        "the server failed to answer; quote the correlation id when reporting it",
+        code="internal",
+    )
+
+
+HANDLERS: dict[type[Exception], Any] = {
+    DomainError: domain_error,
+    ApplicationError: application_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

@@ -1,0 +1,236 @@
+"""Read models served as they are: lifecycle, funnel, KPIs, audit trail, the event
+feed and the work queue; and the liveness and metrics endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import ClientException, PermissionDeniedException
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from adapters.read_models.audit import AuditReadModel
+from adapters.read_models.funnel import FunnelReadModel
+from adapters.read_models.kpis import KpiQueries
+from adapters.read_models.lifecycle import LifecycleReadModel
+from adapters.read_models.work_queue import WorkQueueReadModel
+from api.http import schemas
+from api.http.auth import allow
+from api.http.clients import event_out
+from api.http.support import (
+    crm_of,
+    envelope,
+    principal,
+    read_models_position,
+    wait_for_position,
+)
+from application.access import AUDIT_READERS, EXPORTERS, FEED_READERS, READERS
+from application.exports import RecordExport
+from domain.pipeline import pipeline_id as pipeline_named
+
+MinPosition = Parameter(
+    default=None, ge=1, description="Wait until the read models include this position"
+)
+
+
+def _now_or(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class ReadRoutes(Controller):
+    path = "/"
+    tags = ["read models"]
+
+    @get("/lifecycle", guards=[allow(*READERS)], sync_to_thread=True)
+    def lifecycle(
+        self,
+        request: Request[Any, Any, Any],
+        as_of: datetime | None = None,
+        min_position: int | None = MinPosition,
+    ) -> schemas.LifecycleCounts:
+        """How many clients are in each lifecycle stage at an instant (default now)."""
+        crm = crm_of(request)
+        wait_for_position(crm, min_position)
+        at = _now_or(as_of)
+        model = crm.read_model("lifecycle")
+        assert isinstance(model, LifecycleReadModel)
+        return schemas.LifecycleCounts(as_of=at, counts=model.stage_counts(at))
+
+    @get("/funnel", guards=[allow(*READERS)], sync_to_thread=True)
+    def funnel(
+        self,
+        request: Request[Any, Any, Any],
+        pipeline: str = Parameter(
+            default="default", max_length=200, description="A pipeline's name or id"
+        ),
+        as_of: datetime | None = None,
+        owner_id: str | None = None,
+        opened_from: datetime | None = None,
+        opened_to: datetime | None = None,
+        min_position: int | None = MinPosition,
+    ) -> dict[str, Any]:
+        """The sales funnel of one pipeline at an instant: per stage reached, current,
+        conversions and days in stage; won, lost, win rate, lost reasons, sales cycle."""
+        crm = crm_of(request)
+        wait_for_position(crm, min_position)
+        try:
+            pipeline_id = UUID(pipeline)
+        except ValueError:
+            pipeline_id = pipeline_named(pipeline)
+        model = crm.read_model("funnel")
+        assert isinstance(model, FunnelReadModel)
+        report = model.funnel(
+            pipeline_id,
+            _now_or(as_of),
+            owner_id=owner_id,
+            opened_from=opened_from and _now_or(opened_from),
+            opened_to=opened_to and _now_or(opened_to),
+        )
+        return asdict(report)
+
+    @get("/kpis", guards=[allow(*READERS)], sync_to_thread=True)
+    def kpis(
+        self,
+        request: Request[Any, Any, Any],
+        as_of: datetime | None = None,
+        min_position: int | None = MinPosition,
+    ) -> dict[str, Any]:
+        """The business KPIs at an instant (money as exact decimal strings)."""
+        crm = crm_of(request)
+        wait_for_position(crm, min_position)
+        at = _now_or(as_of)
+        return {"as_of": at, **KpiQueries(crm.db).values(at)}
+
+    @get("/audit", guards=[allow(*AUDIT_READERS)], sync_to_thread=True)
+    def audit(
+        self,
+        request: Request[Any, Any, Any],
+        client_id: UUID | None = None,
+        deal_id: UUID | None = None,
+        actor_id: str | None = Parameter(default=None, max_length=63),
+        field: str | None = Parameter(default=None, max_length=100),
+        from_: datetime | None = Parameter(default=None, query="from"),
+        to: datetime | None = None,
+        cursor: str | None = Parameter(default=None, max_length=200),
+        limit: int = Parameter(default=50, ge=1, le=500),
+        format: Literal["json", "csv", "jsonl"] = "json",  # noqa: A002
+        min_position: int | None = MinPosition,
+    ) -> Response[Any]:
+        """The audit trail: one entry per changed field (old and new value) and one per
+        other event, with who, in what role, from where, when. `format=csv|jsonl`
+        exports every matching entry (export permission; rate-limited; recorded)."""
+        crm = crm_of(request)
+        wait_for_position(crm, min_position)
+        model = crm.read_model("audit")
+        assert isinstance(model, AuditReadModel)
+        filters: dict[str, Any] = {
+            "client_id": client_id,
+            "deal_id": deal_id,
+            "actor_id": actor_id,
+            "field": field,
+            "occurred_from": from_ and _now_or(from_),
+            "occurred_to": to and _now_or(to),
+        }
+        if format != "json":
+            user = principal(request)
+            if user.role not in EXPORTERS:
+                raise PermissionDeniedException("exporting needs the export permission")
+            request.app.state["exports"].take(user.user_id)
+            crm.app.execute(
+                RecordExport(
+                    kind="audit",
+                    format=format,
+                    filters={k: str(v) for k, v in filters.items() if v is not None},
+                    up_to_position=crm.app.recorder.max_notification_id() or 0,
+                ),
+                envelope(request),
+            )
+            rows = model.export_csv(**filters) if format == "csv" else model.export_jsonl(**filters)
+            media = "text/csv; charset=utf-8" if format == "csv" else "application/jsonl"
+            return Stream(
+                rows,
+                media_type=media,
+                headers={"Content-Disposition": f'attachment; filename="audit.{format}"'},
+            )
+        try:
+            page = model.page(limit=limit, cursor=cursor, **filters)
+        except ValueError as error:
+            raise ClientException(str(error)) from None
+        return Response(
+            {"items": [asdict(e) for e in page.entries], "next_cursor": page.next_cursor}
+        )
+
+    @get("/events", guards=[allow(*FEED_READERS)], sync_to_thread=True)
+    def events(
+        self,
+        request: Request[Any, Any, Any],
+        after: int = Parameter(default=0, ge=0, description="Events after this position"),
+        limit: int = Parameter(default=100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """The event feed, in position order, with each event's envelope; follow it with
+        `after` = the previous page's `next_after`."""
+        crm = crm_of(request)
+        notifications = crm.app.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
+        )
+        items = [
+            {"position": n.id, **event_out(crm.app.mapper.to_domain_event(n))}
+            for n in notifications
+        ]
+        return {"items": items, "next_after": items[-1]["position"] if items else after}
+
+    @get("/work-queue", guards=[allow("admin", "manager")], sync_to_thread=True)
+    def work_queue(
+        self,
+        request: Request[Any, Any, Any],
+        assignee_id: str | None = Parameter(default=None, max_length=63),
+        within_hours: int = Parameter(default=24, ge=0, le=24 * 90),
+        min_position: int | None = MinPosition,
+    ) -> list[dict[str, Any]]:
+        """Follow-ups due in the next hours and overdue ones; a manager sees their own."""
+        crm = crm_of(request)
+        wait_for_position(crm, min_position)
+        user = principal(request)
+        if user.role == "manager":
+            assignee_id = user.user_id
+        model = crm.read_model("work_queue")
+        assert isinstance(model, WorkQueueReadModel)
+        rows = model.due(
+            now=datetime.now(UTC), within=timedelta(hours=within_hours), assignee_id=assignee_id
+        )
+        return [asdict(row) for row in rows]
+
+    @get("/activity", guards=[allow("admin", "auditor")], sync_to_thread=True)
+    def activity(
+        self,
+        request: Request[Any, Any, Any],
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actor_id: str | None = Parameter(default=None, max_length=63),
+    ) -> list[dict[str, Any]]:
+        """What each manager did over a period (default: the last 30 days): contacts,
+        follow-ups done on time or late, deals moved and won."""
+        end = _now_or(until)
+        start = _now_or(since) if since else end - timedelta(days=30)
+        model = crm_of(request).read_model("work_queue")
+        assert isinstance(model, WorkQueueReadModel)
+        return [asdict(a) for a in model.activity(since=start, until=end, actor_id=actor_id)]
+
+
+@get("/health", tags=["operations"], sync_to_thread=True)
+def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Liveness: the store answers; the head position and how far the read models got."""
+    crm = crm_of(request)
+    head = crm.app.recorder.max_notification_id() or 0
+    return {
+        "status": "ok",
+        "store": crm.settings.backend,
+        "head_position": head,
+        "read_models_position": read_models_position(crm),
+    }

@@ -1,0 +1,164 @@
+"""What every route shares: the envelope of a request, idempotency keys, ETags,
+read-your-writes, export limits, and JSON rendering with orjson."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from litestar import Request, Response
+from litestar.exceptions import ClientException, HTTPException
+from pydantic import BaseModel
+
+from adapters.read_models import registry
+from api.bootstrap import Crm
+from api.http.problems import correlation_id
+from api.http.schemas import Written
+from application.access import Principal
+from application.app import CommandResult
+from domain.envelope import Envelope
+
+READ_WAIT_SECONDS = 5.0
+_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # exact: money is a string in JSON
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z)
+
+
+class OrjsonResponse(Response[Any]):
+    """Renders JSON bodies with orjson (decimals as exact strings)."""
+
+    def render(self, content: Any, media_type: str, enc_hook: Any = None) -> bytes:
+        if isinstance(content, (bytes, str)) or "json" not in media_type:
+            return super().render(content, media_type, enc_hook)
+        return dumps(content)
+
+
+def crm_of(request: Request[Any, Any, Any]) -> Crm:
+    crm: Crm = request.app.state["crm"]
+    return crm
+
+
+def principal(request: Request[Any, Any, Any]) -> Principal:
+    user: Principal = request.user
+    return user
+
+
+def envelope(request: Request[Any, Any, Any], occurred_at: datetime | None = None) -> Envelope:
+    """The request's attribution: the authenticated user and role, source ``api``,
+    the request's correlation id, and the business time given in the body."""
+    user = principal(request)
+    return Envelope(
+        actor_id=user.user_id,
+        actor_role=user.role,  # type: ignore[arg-type]
+        source="api",
+        correlation_id=correlation_id(request),
+        occurred_at=occurred_at,
+    )
+
+
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not _KEY.fullmatch(key):
+        raise ClientException("Idempotency-Key must be 1 to 200 printable ASCII characters")
+    return key
+
+
+def if_match(request: Request[Any, Any, Any]) -> int | None:
+    """``If-Match: "<version>"`` → the expected version (``*`` or absent: any)."""
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return None
+    match = _ETAG.match(header.strip())
+    if match is None:
+        raise ClientException('If-Match must be an ETag such as "3"')
+    return int(match.group(1))
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def written(result: CommandResult, *, status: int = 200) -> Response[Written]:
+    task_id = result.extra.get("task_id")
+    body = Written(
+        id=result.id,
+        version=result.version,
+        position=result.position,
+        task_id=task_id,
+    )
+    return Response(body, status_code=status, headers={"ETag": etag(result.version)})
+
+
+def read_models_position(crm: Crm) -> int:
+    """The position every read model has reached."""
+    names = list(registry.NAMES)
+    marks = ", ".join(["%s"] * len(names))
+    rows = crm.db.query(
+        f"SELECT COUNT(*), MIN(position) FROM projection_tracking WHERE name IN ({marks})",  # noqa: S608
+        names,
+    )
+    count, position = rows[0]
+    return int(position) if count == len(names) and position is not None else 0
+
+
+def wait_for_position(crm: Crm, min_position: int | None) -> None:
+    """Read-your-writes: wait (bounded) until the read models include
+    ``min_position``; a 503 problem with ``Retry-After`` if they are still behind."""
+    if not min_position:
+        return
+    deadline = time.monotonic() + READ_WAIT_SECONDS
+    delay = 0.005
+    while read_models_position(crm) < min_position:
+        if time.monotonic() >= deadline:
+            raise HTTPException(
+                status_code=503,
+                detail=f"the read models have not reached position {min_position} yet",
+                headers={"Retry-After": "1"},
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class ExportLimiter:
+    """At most ``per_hour`` bulk exports per user in any hour (a sliding window)."""
+
+    def __init__(self, per_hour: int) -> None:
+        self.per_hour = per_hour
+        self._lock = threading.Lock()
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+
+    def take(self, user_id: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = self._recent[user_id]
+            while recent and recent[0] <= now - 3600:
+                recent.popleft()
+            if len(recent) >= self.per_hour:
+                retry = int(recent[0] + 3600 - now) + 1
+                raise HTTPException(
+                    status_code=429,
+                    detail=f"at most {self.per_hour} exports an hour; try again later",
+                    headers={"Retry-After": str(retry)},
+                )
+            recent.append(now)
