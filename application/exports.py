@@ -15,13 +15,13 @@ class RecordExport:
     format: str
     up_to_position: int
     filters: dict[str, str] = field(default_factory=dict)
-    subject_id: UUID | None = None
+    client_id: UUID | None = None
 
 
 def record_export(uow: UnitOfWork, cmd: RecordExport) -> Outcome:
     """Exports are recorded before a byte of them is sent."""
-    if cmd.subject_id is not None:
-        uow.client(cmd.subject_id)  # the subject must exist (and be visible)
+    if cmd.client_id is not None:
+        uow.client(cmd.client_id)  # the subject must exist (and be visible)
     return Outcome(
         uow.add(
             DataAccess.record_export(
@@ -29,7 +29,7 @@ def record_export(uow: UnitOfWork, cmd: RecordExport) -> Outcome:
                 filters=cmd.filters,
                 format=cmd.format,
                 up_to_position=cmd.up_to_position,
-                subject_id=cmd.subject_id,
+                client_id=cmd.client_id,
             )
         )
     )

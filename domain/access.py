@@ -25,7 +25,7 @@ class DataAccess(CrmAggregate):
 
     class DataExported(Event, CrmAggregate.Created):
         kind: str
-        subject_id: UUID | None
+        client_id: UUID | None
         filters: dict[str, str]
         format: str
         up_to_position: int
@@ -34,13 +34,13 @@ class DataAccess(CrmAggregate):
         self,
         *,
         kind: str,
-        subject_id: UUID | None,
+        client_id: UUID | None,
         filters: dict[str, str],
         format: str,  # noqa: A002 (the event's field)
         up_to_position: int,
     ) -> None:
         self.kind = kind
-        self.subject_id = subject_id
+        self.client_id = client_id
         self.filters = dict(filters)
         self.format = format
         self.up_to_position = up_to_position
@@ -53,19 +53,19 @@ class DataAccess(CrmAggregate):
         filters: dict[str, str],
         format: str,  # noqa: A002
         up_to_position: int,
-        subject_id: UUID | None = None,
+        client_id: UUID | None = None,
     ) -> Self:
         """An export was made; ``filters`` and ``up_to_position`` say exactly what it
         held (the same query at that position gives the same rows)."""
         if kind not in EXPORT_KINDS:
             raise InvalidValue(f"unknown export kind {kind!r}", field="kind")
-        if (kind == "subject") != (subject_id is not None):
+        if (kind == "subject") != (client_id is not None):
             raise InvalidValue("a subject export names its subject, and only it", field="kind")
         return cls._create(
             cls.DataExported,
             id=uuid4(),
             kind=kind,
-            subject_id=subject_id,
+            client_id=client_id,
             filters=dict(filters),
             format=format,
             up_to_position=up_to_position,

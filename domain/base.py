@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, CanInitAggregate, CanMutateAggregate
 
@@ -30,6 +31,12 @@ class CrmAggregate(Aggregate):
         @property
         def event_id(self) -> str:
             return event_id(self.originator_id, self.originator_version)
+
+        @property
+        def subject_id(self) -> UUID | None:
+            """The person whose personal data this event carries (its fields marked
+            ``PERSONAL`` are encrypted with that person's key); ``None`` for none."""
+            return None
 
     class Created(Event, Aggregate.Created):
         def apply(self, aggregate: Any) -> None:

@@ -68,7 +68,9 @@ class Client(CrmAggregate):
     creation = "the client was registered"
 
     class Event(CrmAggregate.Event):
-        pass
+        @property
+        def subject_id(self) -> UUID | None:
+            return self.originator_id
 
     class ClientRegistered(Event, CrmAggregate.Created):
         name: PersonalText

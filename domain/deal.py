@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal, Self, get_args
+from typing import Any, Literal, Self, get_args
 from uuid import UUID, uuid4
+
+from eventsourcing.domain import CanMutateAggregate
 
 from domain.base import CrmAggregate
 from domain.client import Client
@@ -38,12 +40,19 @@ class Deal(CrmAggregate):
     creation = "the deal was opened"
 
     class Event(CrmAggregate.Event):
+        client_id: UUID
+        """Every deal event names its client: it is the data subject of the deal's
+        personal fields (a title, a note)."""
+
+        @property
+        def subject_id(self) -> UUID | None:
+            return self.client_id
+
         def apply(self, aggregate: Deal) -> None:
             super().apply(aggregate)
             aggregate.last_occurred_at = self.occurred_at
 
     class DealOpened(Event, CrmAggregate.Created):
-        client_id: UUID
         pipeline_id: UUID
         title: PersonalText
         amount: Decimal
@@ -118,6 +127,9 @@ class Deal(CrmAggregate):
         self.status: DealStatus = "open"
         self.won_amount = Decimal(0)
         self.last_occurred_at: datetime | None = None
+
+    def trigger_event(self, event_class: type[CanMutateAggregate[Any]], **kwargs: Any) -> None:
+        super().trigger_event(event_class, client_id=self.client_id, **kwargs)
 
     @classmethod
     def open(

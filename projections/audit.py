@@ -165,7 +165,7 @@ def _subjects(event: CrmAggregate.Event) -> tuple[UUID | None, UUID | None]:
     if isinstance(event, Deal.Event):
         return None, event.originator_id
     if isinstance(event, DataAccess.DataExported):  # a subject export is about its client
-        return event.subject_id, None
+        return event.client_id, None
     return None, None
 
 

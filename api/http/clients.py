@@ -467,7 +467,7 @@ class ClientRoutes(Controller):
                 kind="subject",
                 format="json",
                 up_to_position=position,
-                subject_id=client_id,
+                client_id=client_id,
                 filters={"client_id": str(client_id)},
             ),
             envelope(request),

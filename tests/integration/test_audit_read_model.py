@@ -158,7 +158,13 @@ def test_a_clients_trail_is_every_field_change_and_event_in_order(history: Histo
     details = {e.position: orjson.loads(e.details or "") for e in found if e.field is None}
     assert details == {
         5: {"amount": "120.00", "cost": "70", "currency": "EUR", "deal_id": None},
-        8: {"amount": "1500", "cost": "0", "currency": "EUR", "stage": "evaluation"},
+        8: {
+            "amount": "1500",
+            "client_id": str(h.client),
+            "cost": "0",
+            "currency": "EUR",
+            "stage": "evaluation",
+        },
         9: {"amount": "1500", "cost": "0", "currency": "EUR", "deal_id": str(h.deal)},
     }
     field_details = {(e.field, e.details) for e in found if e.field is not None}

@@ -449,12 +449,12 @@ def test_an_export_is_recorded_with_what_it_held(crm: Crm, envelope: Envelope) -
 
     client = register(crm, envelope).id
     recorded = crm.app.execute(
-        RecordExport(kind="subject", format="json", up_to_position=2, subject_id=client),
+        RecordExport(kind="subject", format="json", up_to_position=2, client_id=client),
         replace(envelope, actor_role="auditor", actor_id="audrey"),
     )
     (event,) = crm.app.repository.event_store.get(recorded.id)
     assert isinstance(event, DataAccess.DataExported)
-    assert (event.kind, event.subject_id, event.up_to_position, event.actor_id) == (
+    assert (event.kind, event.client_id, event.up_to_position, event.actor_id) == (
         "subject",
         client,
         2,

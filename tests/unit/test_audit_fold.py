@@ -233,8 +233,8 @@ def test_every_other_client_and_deal_event_is_one_entry_of_its_payload() -> None
         "RestrictionLifted": {"reason"},
         "ClientMerged": {"into_id"},
         "DuplicateAbsorbed": {"absorbed_id", "phones", "emails"},
-        "DealWon": {"amount", "cost", "currency", "stage"},
-        "DealLost": {"reason", "note", "stage"},
+        "DealWon": {"client_id", "amount", "cost", "currency", "stage"},
+        "DealLost": {"client_id", "reason", "note", "stage"},
         "PersonalDataErased": {"reason"},
     }
     assert all((e.seq, e.field) == (0, None) for e in recorded)
