@@ -54,17 +54,28 @@ def load_master_key(master_key: str | None, key_file: Path, *, create: bool) -> 
             f"no master key: set CRM_MASTER_KEY or create {key_file} "
             "(`crm keys generate` prints a new key)"
         )
-    key_file.parent.mkdir(parents=True, exist_ok=True)
     text = generate_master_key()
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text + "\n")
+    write_key_file(key_file, text, replace=False)
     log.warning(
         "generated a new master key in %s; keep it safe and back it up: without it "
         "personal data cannot be read",
         key_file.resolve(),
     )
     return decode_master_key(text, origin=f"key file {key_file}")
+
+
+def write_key_file(key_file: Path, text: str, *, replace: bool = True) -> None:
+    """Write a master key readable by its owner only; a replacement goes to a new file
+    first and is renamed over the old one, so no crash leaves half a key."""
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    target = key_file.with_name(key_file.name + ".new") if replace else key_file
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    if replace:
+        target.replace(key_file)
 
 
 def derive_key(master_key: bytes, purpose: str) -> bytes:

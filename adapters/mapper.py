@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import types
+import typing
 from functools import cache
 from typing import Any, cast
 from uuid import UUID
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
-from eventsourcing.utils import resolve_topic
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import TypeAdapter, ValidationError
+
+from adapters.keystore import KeyStore
+from domain.values import Personal
 
 
 @cache
@@ -57,6 +66,7 @@ class PydanticMapper(Mapper[UUID]):
             if self.compressor:
                 state_bytes = self.compressor.decompress(state_bytes)
             state: dict[str, Any] = self.transcoder.decode(state_bytes)
+            erased = self._reveal(stored_event, state)
             upcast(cls, state)
             originator_id = stored_event.originator_id
             state["originator_id"] = (
@@ -64,9 +74,134 @@ class PydanticMapper(Mapper[UUID]):
             )
             state["originator_version"] = stored_event.originator_version
             event: DomainEventProtocol[UUID] = _adapter(cls).validate_python(state)
-        except (ValidationError, ValueError, TypeError, KeyError) as error:
+            if erased:
+                object.__setattr__(event, ERASED_FIELDS, erased)
+        except (ValidationError, ValueError, TypeError, KeyError, InvalidTag) as error:
             raise MapperDeserialisationError(
                 f"cannot decode {stored_event.topic} "
                 f"{stored_event.originator_id}@{stored_event.originator_version}: {error}"
             ) from error
         return event
+
+    def _reveal(self, stored_event: StoredEvent, state: dict[str, Any]) -> frozenset[str]:  # noqa: ARG002
+        """Put back fields stored apart (none here; see ``CryptoMapper``); returns the
+        names of those that held values but can no longer be read."""
+        return frozenset()
+
+
+# ------------------------------------------------------------ personal data
+
+
+def personal_fields(cls: type[Any]) -> dict[str, Any]:
+    """The fields of an event class marked ``PERSONAL`` in the domain, each with the
+    value it reads as once its subject's key is destroyed."""
+    cached = _personal.get(cls)
+    if cached is None:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        cached = _personal[cls] = {
+            name: _erased_value(hint)
+            for name, hint in hints.items()
+            if typing.get_origin(hint) is typing.Annotated
+            and any(isinstance(mark, Personal) for mark in hint.__metadata__)
+        }
+    return cached
+
+
+_personal: dict[type[Any], dict[str, Any]] = {}
+
+
+def _erased_value(hint: Any) -> Any:
+    inner = typing.get_args(hint)[0]
+    options = (
+        typing.get_args(inner)
+        if typing.get_origin(inner) in (types.UnionType, typing.Union)
+        else ()
+    )
+    if type(None) in options:
+        return None
+    origin = typing.get_origin(inner) or inner
+    return {str: "", tuple: (), list: [], dict: {}}[origin]
+
+
+class CryptoMapper(PydanticMapper):
+    """Encrypts each event's personal fields with its data subject's key.
+
+    The personal fields of an event (``domain.values.PERSONAL``) are taken out of
+    its stored state, encrypted together with AES-GCM under the subject's key (bound
+    to the event's id and topic, so a ciphertext cannot be moved to another event),
+    and stored beside the plain fields as ``_personal`` with the ``_subject`` id.
+    Reading them back needs the key; once it is destroyed, they read as erased
+    (empty) while every other field — dates, amounts, stages — stays as it was.
+    """
+
+    def __init__(self, transcoder: Transcoder, keys: KeyStore) -> None:
+        super().__init__(transcoder=transcoder)
+        self.keys = keys
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        cls = type(domain_event)
+        personal = personal_fields(cls)
+        subject = getattr(domain_event, "subject_id", None)
+        if not personal or subject is None:
+            return super().to_stored_event(domain_event)
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        class_version = getattr(cls, "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        secret = {name: state.pop(name) for name in personal}
+        key = self.keys.key(subject, create=True)
+        if key is None:  # the domain refuses commands after erasure; this is a backstop
+            raise MapperDeserialisationError(f"the data key of {subject} was destroyed")
+        topic = get_topic(cls)
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(
+            nonce, self.transcoder.encode(secret), _aad(originator_id, originator_version, topic)
+        )
+        state["_subject"] = str(subject)
+        state["_personal"] = base64.b64encode(nonce + sealed).decode()
+        state["_present"] = _present(secret)
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=topic,
+            state=self.transcoder.encode(state),
+        )
+
+    def _reveal(self, stored_event: StoredEvent, state: dict[str, Any]) -> frozenset[str]:
+        sealed = state.pop("_personal", None)
+        subject = state.pop("_subject", None)
+        present = state.pop("_present", ())
+        if sealed is None or subject is None:
+            return frozenset()
+        cls = _event_class(stored_event.topic)
+        key = self.keys.key(UUID(subject))
+        if key is None:  # crypto-shredded: the personal fields read as erased
+            state.update(personal_fields(cls))
+            return frozenset(present)
+        blob = base64.b64decode(sealed)
+        aad = _aad(stored_event.originator_id, stored_event.originator_version, stored_event.topic)
+        state.update(self.transcoder.decode(AESGCM(key).decrypt(blob[:12], blob[12:], aad)))
+        return frozenset()
+
+
+ERASED_FIELDS = "erased_fields"
+"""An event read after its subject's key was destroyed carries, under this
+attribute, the names of the personal fields that held values (``phones``,
+``attributes.vip``): names are not personal, and an audit trail rebuilt after the
+erasure still says which fields were set."""
+
+
+def _present(secret: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for name, value in secret.items():
+        if isinstance(value, dict):
+            names += [f"{name}.{key}" for key in value]
+        elif value not in (None, "", (), []):
+            names.append(name)
+    return names
+
+
+def _aad(originator_id: Any, version: int, topic: str) -> bytes:
+    return f"{originator_id}:{version}:{topic}".encode()

@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
+from adapters.keystore import MemoryKeyTable
 from application.ports import EventRecorder, IdempotencyRecord, SideEffects
 
 
@@ -16,8 +17,9 @@ class MemoryEventRecorder(POPOApplicationRecorder, EventRecorder):
     """eventsourcing's in-memory recorder plus side tables, checked and applied under
     the recorder's lock so a command's writes are all-or-nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: MemoryKeyTable) -> None:
         super().__init__()
+        self.keys = keys
         self._claims: dict[tuple[str, str], UUID] = {}
         self._idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
 
@@ -39,6 +41,8 @@ class MemoryEventRecorder(POPOApplicationRecorder, EventRecorder):
             if record is not None and (record.scope, record.key) in self._idempotency:
                 raise IntegrityError("idempotency key already used")
             self._claims = claims
+            if side.destroy_keys:
+                self.keys.destroy(list(side.destroy_keys))
             if record is not None:
                 self._idempotency[(record.scope, record.key)] = record
             return self._update_table(stored_events, **kwargs)

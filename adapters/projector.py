@@ -8,6 +8,10 @@ positions, so two projector processes never apply the same batch twice.
 The events table is written under a table lock (PostgreSQL) or the single writer
 lock (SQLite), so positions become visible in order and reading "everything after
 my position" never skips an event that commits later.
+
+A raw read model (``SqlReadModel.raw``) gets the stored records of every topic,
+undecoded; while one is in the set, batches are read without the topic filter and
+only the records a decoded model still needs are decoded.
 """
 
 from __future__ import annotations
@@ -22,13 +26,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import Notification
+from eventsourcing.utils import get_topic
 
 from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel, swap_statements
 from adapters.sql import Cursor, Database
 from application.app import CrmApplication
+from domain.client import Client
 from projections.base import Recorded
 
 log = logging.getLogger(__name__)
+
+ERASURE_TOPIC = get_topic(Client.PersonalDataErased)
 
 _TRACKING_DDL = {
     "postgresql": "CREATE TABLE IF NOT EXISTS projection_tracking ("
@@ -39,6 +47,10 @@ _TRACKING_DDL = {
 
 Progress = Callable[[int, int], None]
 """Called with (position reached, head) after each batch."""
+
+Batch = list[tuple[Notification, Recorded | None]]
+"""A fetched batch: each stored record, with its decoded event if a decoded model
+needs it (else None)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,13 @@ class Projector:
         self.db = db
         self.models = list(models)
         self.batch_size = batch_size
-        self.topics = sorted(set().union(*(model.topics for model in self.models)))
+        self._decoded = [model for model in self.models if not model.raw]
+        self._decoded_topics: frozenset[str] = frozenset().union(
+            *(model.topics for model in self._decoded)
+        )
+        any_raw = len(self._decoded) < len(self.models)
+        self.topics = [] if any_raw else sorted(self._decoded_topics)
+        """The topics to read (empty: every topic)."""
         self._positions: dict[str, int] = {}
 
     @staticmethod
@@ -127,13 +145,16 @@ class Projector:
                 self._positions = self._read_positions()
                 continue
             read += len(batch)
+            if any(notification.topic == ERASURE_TOPIC for notification, _ in batch):
+                self.db.scrub()  # the purged values must not linger in a log file
             if progress:
                 progress(min(self._positions.values()), stop)
         return read
 
-    def _fetch(self, after: int, stop: int) -> tuple[list[tuple[str, Recorded]], int]:
-        """The next batch after ``after`` (only the models' topics, decoded), read
-        before any write lock is taken, and the position it brings the models to."""
+    def _fetch(self, after: int, stop: int) -> tuple[Batch, int]:
+        """The next batch after ``after`` (only the models' topics, unless a raw model
+        needs them all), read and decoded before any write lock is taken, and the
+        position it brings the models to."""
         notifications: Sequence[Notification] = self.app.recorder.select_notifications(
             start=after,
             limit=self.batch_size,
@@ -142,13 +163,18 @@ class Projector:
             inclusive_of_start=False,
         )
         reached = notifications[-1].id if len(notifications) == self.batch_size else stop
-        batch = [
-            (n.topic, Recorded(n.id, self.app.mapper.to_domain_event(n)))  # type: ignore[arg-type]
-            for n in notifications
-        ]
-        return batch, reached
+        floor = min(
+            (self._positions.get(self.tracking_name(m), 0) for m in self._decoded), default=stop
+        )  # decoded models are all at or past it: nothing before it is decoded
 
-    def _apply(self, cursor: Cursor, batch: list[tuple[str, Recorded]], reached: int) -> None:
+        def decoded(n: Notification) -> Recorded | None:
+            if n.id <= floor or n.topic not in self._decoded_topics:
+                return None
+            return Recorded(n.id, self.app.mapper.to_domain_event(n))  # type: ignore[arg-type]
+
+        return [(n, decoded(n)) for n in notifications], reached
+
+    def _apply(self, cursor: Cursor, batch: Batch, reached: int) -> None:
         """Apply a fetched batch and advance the tracked positions, in the caller's
         transaction; ``_PositionsMoved`` if another projector got there first."""
         locked = self._read_positions(cursor)
@@ -160,9 +186,14 @@ class Projector:
             position = locked[name]
             if reached <= position:
                 continue
-            mine = [r for topic, r in batch if r.position > position and topic in model.topics]
-            if mine:
-                model.apply(cursor, mine)
+            if model.raw:
+                records = [n for n, _ in batch if n.id > position]
+                if records:
+                    model.apply_raw(cursor, records)
+            else:
+                mine = [r for n, r in batch if r and n.id > position and n.topic in model.topics]
+                if mine:
+                    model.apply(cursor, mine)
             cursor.execute(
                 "UPDATE projection_tracking SET position = %s, updated_at = %s WHERE name = %s",
                 (reached, now, name),

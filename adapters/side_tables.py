@@ -8,6 +8,7 @@ from uuid import UUID
 
 import orjson
 
+from adapters.keystore import destroy_keys
 from adapters.sql import Cursor, Database, Dialect
 from application.ports import Claim, IdempotencyRecord, SideEffects
 
@@ -58,6 +59,8 @@ def write(cursor: Cursor, side_effects: SideEffects | None) -> None:
         cursor.executemany(_RELEASE, [_claim_row(c) for c in side_effects.releases])
     if side_effects.claims:
         cursor.executemany(_CLAIM, sorted(_claim_row(c) for c in side_effects.claims))
+    if side_effects.destroy_keys:
+        destroy_keys(cursor, list(side_effects.destroy_keys))
     if (record := side_effects.idempotency) is not None:
         last_id, last_version = record.last_event or (None, None)
         cursor.execute(

@@ -69,6 +69,11 @@ class Database(Protocol):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
+    def scrub(self) -> None:
+        """Make deleted and overwritten values unrecoverable from the database's files
+        where the engine can (after an erasure's purge)."""
+        ...
+
 
 UNITS = Decimal(10_000)
 
@@ -162,6 +167,14 @@ class SqliteDatabase:
         with self.transaction() as cursor:
             cursor.execute(sql, params)
 
+    def scrub(self) -> None:
+        """Fold the write-ahead log into the file and empty it: its older page images
+        still hold values since purged (deleted content in the file itself is zeroed,
+        as connections use ``secure_delete``). Best effort: a reader holding an old
+        snapshot delays it to the next erasure."""
+        with self.datastore.get_connection(commit=True) as conn:
+            conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
 
 class PostgresDatabase:
     dialect: Dialect = "postgresql"
@@ -189,3 +202,7 @@ class PostgresDatabase:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         with self.transaction() as cursor:
             cursor.execute(sql, params)
+
+    def scrub(self) -> None:
+        """Nothing to do: a dump never holds deleted row versions (VACUUM reclaims
+        their space in the files over time)."""

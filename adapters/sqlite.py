@@ -8,7 +8,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+)
 
 from adapters import side_tables
 from adapters.sql import SqliteDatabase, _SqliteCursor
@@ -17,11 +23,33 @@ from application.ports import EventRecorder, IdempotencyRecord
 EVENTS_TABLE = "events"
 
 
+class _ShreddingPool(SQLiteConnectionPool):
+    """Connections that overwrite deleted content (``secure_delete``), so a purged
+    personal value or a destroyed key does not linger in the file's free space."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        connection.cursor().execute("PRAGMA secure_delete = ON")
+        return connection
+
+
 def connect(path: Path) -> SQLiteDatastore:
     """A datastore on the file at ``path`` (created if missing); eventsourcing switches
     file databases to WAL mode on first connection."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteDatastore(db_name=str(path), lock_timeout=30, pool_size=8, max_overflow=8)
+    datastore = SQLiteDatastore(db_name=str(path), lock_timeout=30)
+    datastore.pool.close()
+    datastore.pool = _ShreddingPool(db_name=str(path), lock_timeout=30, pool_size=8, max_overflow=8)
+    return datastore
+
+
+def truncate_log(datastore: SQLiteDatastore) -> None:
+    """Fold the write-ahead log into the database file and empty it, so that older
+    page images (holding values since purged) do not stay in the ``-wal`` file."""
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute("ROLLBACK")  # a checkpoint cannot run inside a transaction
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.execute("BEGIN")
 
 
 class SqliteEventRecorder(SQLiteApplicationRecorder, EventRecorder):

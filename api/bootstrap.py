@@ -13,8 +13,15 @@ from typing import Any
 from eventsourcing.sqlite import SQLiteDatastore
 
 from adapters import memory, postgres, sqlite
-from adapters.keys import HmacBlindIndex, load_master_key
-from adapters.mapper import PydanticMapper
+from adapters.keys import HmacBlindIndex, decode_master_key, load_master_key
+from adapters.keystore import (
+    BLIND_INDEX_SUBJECT,
+    KeyStore,
+    KeyTable,
+    MemoryKeyTable,
+    SqlKeyTable,
+)
+from adapters.mapper import CryptoMapper
 from adapters.projector import Projector
 from adapters.read_models import registry
 from adapters.read_models.base import SqlReadModel
@@ -39,6 +46,7 @@ class Crm:
     db: Database
     """The read models' database: the store's own (PostgreSQL, SQLite), or an
     in-memory SQLite database beside the in-memory store."""
+    keys: KeyStore
     datastore: Any = None
     read_datastore: Any = None
 
@@ -86,49 +94,57 @@ def system_envelope(actor_id: str = "system") -> Envelope:
 
 def bootstrap(settings: Settings | None = None) -> Crm:
     """Build the application on the configured store: ``memory:``, SQLite (the
-    embedded default) or PostgreSQL. Tables are created on first start."""
+    embedded default) or PostgreSQL. Tables are created on first start; a master key
+    that does not open the store's keys stops the start with ``MasterKeyError``."""
     settings = settings or Settings.from_env()
     recorder: EventRecorder
     users: MemoryUserDirectory | SqlUserDirectory
+    key_table: KeyTable
     datastore: Any = None
     read_datastore: Any = None
     db: Database
     if settings.backend == "memory":
-        recorder = memory.MemoryEventRecorder()
+        key_table = MemoryKeyTable()
+        recorder = memory.MemoryEventRecorder(key_table)
         users = MemoryUserDirectory()
         read_datastore = SQLiteDatastore(
             db_name=f"file:crm-{uuid.uuid4().hex}?mode=memory&cache=shared", pool_size=4
         )
         db = SqliteDatabase(read_datastore)
         master_key = (
-            load_master_key(settings.master_key, Path(), create=False)
-            if (settings.master_key)
+            decode_master_key(settings.master_key, origin="CRM_MASTER_KEY")
+            if settings.master_key
             else secrets.token_bytes(32)
         )
-    elif settings.backend == "sqlite":
-        datastore = sqlite.connect(settings.sqlite_path)
-        recorder = sqlite.SqliteEventRecorder(datastore)
-        recorder.create_table()
-        db = SqliteDatabase(datastore)
-        users = SqlUserDirectory(db)
-        master_key = load_master_key(settings.master_key, Path(settings.key_file), create=True)
     else:
-        master_key = load_master_key(settings.master_key, Path(settings.key_file), create=False)
-        datastore = postgres.connect(
-            settings.database_url, schema=settings.database_schema, pool_size=settings.pool_size
-        )
-        recorder = postgres.PostgresEventRecorder(datastore)
+        if settings.backend == "sqlite":
+            master_key = load_master_key(settings.master_key, Path(settings.key_file), create=True)
+            datastore = sqlite.connect(settings.sqlite_path)
+            recorder = sqlite.SqliteEventRecorder(datastore)
+            db = SqliteDatabase(datastore)
+        else:
+            master_key = load_master_key(settings.master_key, Path(settings.key_file), create=False)
+            datastore = postgres.connect(
+                settings.database_url, schema=settings.database_schema, pool_size=settings.pool_size
+            )
+            recorder = postgres.PostgresEventRecorder(datastore)
+            db = PostgresDatabase(datastore)
         recorder.create_table()
-        db = PostgresDatabase(datastore)
         users = SqlUserDirectory(db)
-    if isinstance(users, SqlUserDirectory):
         users.create_tables()
+        key_table = SqlKeyTable(db)
+        key_table.create_tables()
+    keys = KeyStore(key_table, master_key)
+    keys.open()
+    index_key = keys.key(BLIND_INDEX_SUBJECT, create=True)
+    assert index_key is not None
     app = CrmApplication(
         recorder=recorder,
-        mapper=PydanticMapper(transcoder=OrjsonTranscoder()),
-        blind_index=HmacBlindIndex(master_key),
+        mapper=CryptoMapper(OrjsonTranscoder(), keys),
+        blind_index=HmacBlindIndex(index_key),
         staff=users,
         settings=settings,
+        forget_keys=keys.forget,
     )
     if pipeline_id(DEFAULT_PIPELINE) not in app.repository:
         app.execute(DefinePipeline(name=DEFAULT_PIPELINE, stages=DEFAULT_STAGES), system_envelope())
@@ -137,6 +153,7 @@ def bootstrap(settings: Settings | None = None) -> Crm:
         app=app,
         users=users,
         db=db,
+        keys=keys,
         datastore=datastore,
         read_datastore=read_datastore,
     )

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import signal
+import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
 
 import orjson
 import typer
@@ -34,6 +39,7 @@ from adapters.users import ROLES, UserError
 from api.bootstrap import Crm, bootstrap
 from api.cli_import import register as register_import
 from application.settings import Settings, SettingsError
+from domain.envelope import Envelope
 from projections.kpis import KEYS
 
 app = typer.Typer(
@@ -46,9 +52,13 @@ app = typer.Typer(
 users_app = typer.Typer(no_args_is_help=True, help="Users and their API tokens.")
 keys_app = typer.Typer(no_args_is_help=True, help="The master key that protects personal data.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+subject_app = typer.Typer(
+    no_args_is_help=True, help="A client's personal-data rights: export, erase, restrict, consent."
+)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(subject_app, name="subject")
 register_import(app)
 
 DEMO_USER = "demo-admin"
@@ -507,6 +517,169 @@ def audit_show(
             out.print(f"(first {limit} entries; use --limit or the API's cursor for more)")
 
 
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain over the stored events; name the first broken position
+    (exit 1) or print the verified head (exit 0)."""
+    from adapters.read_models.chain import verify
+
+    with _product() as crm:
+        try:
+            crm.projector(["chain"]).catch_up()
+        except (ValueError, PersistenceError) as error:  # a damaged store: verify says where
+            err.print(f"could not chain the newest events ({error}); verifying the chain as is")
+        report = verify(crm.db, crm.app.recorder)
+    if not report.ok:
+        err.print(
+            f"[bold red]chain broken[/] at position {report.first_broken_position}: "
+            f"{report.reason} ({report.checked} events before it verified)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
+    pending = f"; {report.unchained} newer events not chained yet" if report.unchained else ""
+    out.print(
+        f"verified {report.checked} events; head position {report.head_position}, "
+        f"link {report.head_link}{pending}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@audit_app.command("head")
+def audit_head() -> None:
+    """Print the chain's head position and link (after chaining every stored event),
+    to keep elsewhere as an anchor."""
+    from adapters.read_models.chain import ChainReadModel
+
+    with _product() as crm:
+        crm.projector(["chain"]).catch_up()
+        model = crm.read_model("chain")
+        assert isinstance(model, ChainReadModel)
+        position, link = model.head()
+    out.print(f"{position} {link}", highlight=False, soft_wrap=True)
+
+
+def _cli_envelope() -> Envelope:
+    """Commands typed at the CLI are attributed to the operating-system user, with the
+    admin role (who may run `crm` may read the store directly anyway)."""
+    return Envelope(
+        actor_id=getpass.getuser() or "cli",
+        actor_role="admin",
+        source="cli",
+        correlation_id=f"cli:{uuid.uuid4()}",
+    )
+
+
+def _client_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise _fail(f"{text!r} is not a client id") from None
+
+
+def _subject_command(command: object) -> None:
+    from application.errors import ApplicationError
+    from domain.errors import DomainError
+
+    with _product() as crm:
+        try:
+            result = crm.app.execute(command, _cli_envelope())
+        except (DomainError, ApplicationError) as error:
+            raise _fail(error.message) from None
+    out.print(
+        f"done (client {result.id} is at version {result.version}, position {result.position})"
+    )
+
+
+@subject_app.command("export")
+def subject_export(
+    client: Annotated[str, typer.Argument(help="The client's id.")],
+    output: Annotated[Path | None, typer.Option("--out", help="Write to a file.")] = None,
+) -> None:
+    """Everything held about one client, as JSON (the export is recorded)."""
+    from api.subject import client_events, export_subject
+    from application.errors import NotFound
+    from application.exports import RecordExport
+
+    client_id = _client_id(client)
+    with _product() as crm:
+        try:
+            client_events(crm, client_id)
+        except NotFound as error:
+            raise _fail(error.message) from None
+        crm.projector().catch_up()
+        position = crm.app.recorder.max_notification_id() or 0
+        crm.app.execute(
+            RecordExport(
+                kind="subject",
+                format="json",
+                up_to_position=position,
+                client_id=client_id,
+                filters={"client_id": str(client_id)},
+            ),
+            _cli_envelope(),
+        )
+        document = orjson.dumps(
+            {**export_subject(crm, client_id), "up_to_position": position},
+            default=str,
+            option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z,
+        )
+    if output is None:
+        sys.stdout.buffer.write(document + b"\n")
+    else:
+        output.write_bytes(document)
+        err.print(f"written to {output}")
+
+
+@subject_app.command("erase")
+def subject_erase(
+    client: Annotated[str, typer.Argument(help="The client's id.")],
+    reason: Annotated[str, typer.Option(help="Why (kept for auditors: no personal data).")],
+) -> None:
+    """Erase a client's personal data for ever: their key is destroyed (with the keys of
+    cards merged into theirs); dates, amounts and stages stay."""
+    from application.clients import ErasePersonalData
+
+    _subject_command(ErasePersonalData(client_id=_client_id(client), reason=reason))
+
+
+@subject_app.command("restrict")
+def subject_restrict(
+    client: Annotated[str, typer.Argument(help="The client's id.")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+) -> None:
+    """Restrict processing: no marketing contacts, no new deals."""
+    from application.clients import RestrictProcessing
+
+    _subject_command(RestrictProcessing(client_id=_client_id(client), reason=reason))
+
+
+@subject_app.command("lift")
+def subject_lift(
+    client: Annotated[str, typer.Argument(help="The client's id.")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+) -> None:
+    """Lift a restriction of processing."""
+    from application.clients import LiftRestriction
+
+    _subject_command(LiftRestriction(client_id=_client_id(client), reason=reason))
+
+
+@subject_app.command("consent")
+def subject_consent(
+    client: Annotated[str, typer.Argument(help="The client's id.")],
+    purpose: Annotated[str, typer.Argument(help="e.g. newsletter, marketing_calls.")],
+    withdraw: Annotated[
+        bool, typer.Option("--withdraw", help="Record a withdrawal instead.")
+    ] = False,
+) -> None:
+    """Record a consent for a purpose (or its withdrawal)."""
+    from application.clients import GiveConsent, WithdrawConsent
+
+    kind = WithdrawConsent if withdraw else GiveConsent
+    _subject_command(kind(client_id=_client_id(client), purpose=purpose))
+
+
 @app.command()
 def status() -> None:
     """Where the store is and how much it holds."""
@@ -561,6 +734,34 @@ def users_revoke(name: str) -> None:
         if not crm.users.revoke(name):
             raise _fail(f"no active user {name!r}")
     out.print(f"user {name} revoked")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    new_key: Annotated[
+        str | None,
+        typer.Option("--new-key", help="The new master key (base64); a random one if absent."),
+    ] = None,
+) -> None:
+    """Re-wrap every data key under a new master key (events are not touched).
+
+    Stop the API and the projectors first, and start them again with the new key."""
+    from adapters.keys import decode_master_key, write_key_file
+
+    settings = _settings()
+    text = new_key or generate_master_key()
+    try:
+        new_master = decode_master_key(text, origin="--new-key")
+    except MasterKeyError as error:
+        raise _fail(str(error)) from None
+    with _product() as crm:
+        count = crm.keys.rotate(new_master)
+    if settings.master_key:
+        err.print(f"re-wrapped {count} keys; set CRM_MASTER_KEY to the new master key:")
+        out.print(text, highlight=False)
+    else:
+        write_key_file(Path(settings.key_file), text)
+        err.print(f"re-wrapped {count} keys; the new master key replaced {settings.key_file}")
 
 
 @keys_app.command("generate")

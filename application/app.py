@@ -23,6 +23,7 @@ from application.errors import ApplicationError, ConcurrencyConflict, Idempotenc
 from application.ports import BlindIndex, EventRecorder, IdempotencyRecord, SideEffects, Staff
 from application.settings import Settings
 from application.unit_of_work import Outcome, UnitOfWork
+from domain.client import Client
 from domain.envelope import Envelope, recording
 from domain.errors import DomainError
 
@@ -123,8 +124,11 @@ class CrmApplication(Application[UUID]):
         blind_index: BlindIndex,
         staff: Staff,
         settings: Settings,
+        forget_keys: Callable[[list[UUID]], None] = lambda _: None,
     ) -> None:
         self._injected_recorder = recorder
+        self.forget_keys = forget_keys
+        """Drops destroyed data keys from this process's caches."""
         self._injected_mapper = mapper
         self.blind_index = blind_index
         self.staff = staff
@@ -221,10 +225,13 @@ class CrmApplication(Application[UUID]):
                     if len(results) > 1
                     else dict(results[-1].extra),
                 )
+            erased = [e.originator_id for e in events if isinstance(e, Client.PersonalDataErased)]
             try:
                 recordings = self.save(
                     *events,
-                    side_effects=SideEffects(claims=claims, releases=releases, idempotency=record),
+                    side_effects=SideEffects(
+                        claims=claims, releases=releases, idempotency=record, destroy_keys=erased
+                    ),
                 )
             except IntegrityError:
                 if key and (prior := self._replay(key)):
@@ -236,6 +243,8 @@ class CrmApplication(Application[UUID]):
                     ) from None
                 log.debug("concurrent write; running the command again")
                 continue
+            if erased:
+                self.forget_keys(erased)
             return self._positioned(results, [r.notification.id for r in recordings])
         raise ConcurrencyConflict(
             f"gave up after {MAX_ATTEMPTS} concurrent writes to the same records; retry later"

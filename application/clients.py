@@ -232,6 +232,14 @@ def lift_restriction(uow: UnitOfWork, cmd: LiftRestriction) -> Outcome:
 
 
 def erase_personal_data(uow: UnitOfWork, cmd: ErasePersonalData) -> Outcome:
+    """Erase the client and every card merged into theirs (the same person): each
+    card's data key is destroyed with the erasure, in one transaction."""
     client = uow.client(cmd.client_id, cmd.expected_version)
     client.erase_personal_data(reason=cmd.reason)
+    duplicates = list(client.absorbed_ids)
+    while duplicates:
+        duplicate = uow.client(duplicates.pop())
+        duplicates += duplicate.absorbed_ids
+        if not duplicate.erased:
+            duplicate.erase_personal_data(reason=cmd.reason)
     return Outcome(client)

@@ -50,6 +50,8 @@ class SideEffects:
     claims: Sequence[Claim] = ()
     releases: Sequence[Claim] = ()
     idempotency: IdempotencyRecord | None = None
+    destroy_keys: Sequence[UUID] = ()
+    """Data subjects whose keys are destroyed with these events (erasure)."""
 
 
 class EventRecorder(ApplicationRecorder):

@@ -67,6 +67,10 @@ PIPELINE_EVENTS: tuple[type[Pipeline.Event], ...] = (
 
 ACCESS_EVENTS: tuple[type[DataAccess.Event], ...] = (DataAccess.DataExported,)
 
+ERASED_FIELDS = "erased_fields"
+"""Set by the store on events read after their subject's erasure: the names of the
+personal fields that held values then (see ``adapters.mapper``)."""
+
 TOPICS = topics_of(*CLIENT_EVENTS, *DEAL_EVENTS, *PIPELINE_EVENTS, *ACCESS_EVENTS)
 
 ERASURE = Client.PersonalDataErased.__name__
@@ -178,19 +182,35 @@ def _changes(event: Any) -> list[Change] | None:  # noqa: ARG001
     return None
 
 
-def _given(changes: list[Change]) -> list[Change]:
-    """At creation, the fields given a value (absent and empty lists are not)."""
-    return [(name, old, new) for name, old, new in changes if new is not None and new != ()]
+def _given(event: CrmAggregate.Event, changes: list[Change]) -> list[Change]:
+    """At creation, the fields given a value (absent and empty lists are not) — and,
+    for an event read after its subject's erasure, those that held one then."""
+    erased = _erased_fields(event)
+    return [
+        (name, old, new)
+        for name, old, new in changes
+        if (new is not None and new != ()) or name in erased
+    ]
+
+
+def _erased_fields(event: CrmAggregate.Event) -> frozenset[str]:
+    erased: frozenset[str] = getattr(event, ERASED_FIELDS, frozenset())
+    return erased
 
 
 @_changes.register
 def _(event: Client.ClientRegistered) -> list[Change]:
     names = ("name", "kind", "company", "phones", "emails", "address", "channel", "owner_id")
     changes: list[Change] = [(name, None, getattr(event, name)) for name in names]
+    attributes: dict[str, str | None] = dict(event.attributes) or {
+        name.removeprefix("attributes."): None
+        for name in _erased_fields(event)
+        if name.startswith("attributes.")
+    }
     changes += [
-        (f"{ATTRIBUTE_PREFIX}{key}", None, value) for key, value in sorted(event.attributes.items())
+        (f"{ATTRIBUTE_PREFIX}{key}", None, value) for key, value in sorted(attributes.items())
     ]
-    return _given(changes)
+    return _given(event, changes)
 
 
 @_changes.register
@@ -206,7 +226,7 @@ def _(event: Client.OwnerAssigned) -> list[Change]:
 @_changes.register
 def _(event: Deal.DealOpened) -> list[Change]:
     names = ("title", "amount", "currency", "stage", "owner_id", "pipeline_id")
-    return _given([(name, None, getattr(event, name)) for name in names])
+    return _given(event, [(name, None, getattr(event, name)) for name in names])
 
 
 @_changes.register
@@ -311,18 +331,23 @@ def redacted(entry: AuditEntry) -> AuditEntry:
 
     Rule (erasure): "purge personal values from every read model, keep the
     non-personal skeleton", so the trail still says who changed which field when.
-    Purged values become ``None`` (keys stay in ``details``) and ``redacted`` is set;
-    an entry holding no personal value is returned as it is.
+    Purged values become ``None`` (keys stay in ``details``) and ``redacted`` is set
+    on every entry that held personal fields — also when a rebuild folded them from
+    events whose key was already destroyed (they read as empty), so a rebuild gives
+    the same trail as the live purge did. Other entries are returned as they are.
     """
     old, new, details = entry.old_value, entry.new_value, entry.details
+    personal_entry = False
     if entry.field is not None:
         personal = PERSONAL_FIELDS.get(entry.event_type, frozenset())
         if entry.field.split(".", 1)[0] in personal:
             old = new = None
+            personal_entry = True
     if details is not None and (keys := PERSONAL_DETAILS.get(entry.event_type)):
         payload = orjson.loads(details)
-        if any(payload.get(key) is not None for key in keys):
+        if keys & payload.keys():
             details = _dumps({k: None if k in keys else v for k, v in payload.items()})
-    if (old, new, details) == (entry.old_value, entry.new_value, entry.details):
+            personal_entry = True
+    if not personal_entry:
         return entry
     return dataclasses.replace(entry, old_value=old, new_value=new, details=details, redacted=True)

@@ -11,6 +11,7 @@ from functools import singledispatch
 from typing import Any
 from uuid import UUID
 
+from domain.client import Client
 from domain.deal import Deal
 from domain.pipeline import Pipeline
 from projections.base import Recorded, topics_of
@@ -50,9 +51,17 @@ class PipelineStages:
     version: int
 
 
-Change = DealOpened | DealChanged | PipelineStages
+@dataclass(frozen=True, slots=True)
+class ClientErased:
+    """The client's personal data was erased: their deals' titles go too."""
+
+    client_id: UUID
+
+
+Change = DealOpened | DealChanged | PipelineStages | ClientErased
 
 TOPICS = topics_of(
+    Client.PersonalDataErased,
     Deal.DealOpened,
     Deal.DealStageChanged,
     Deal.DealValueChanged,
@@ -127,6 +136,11 @@ def _(event: Pipeline.PipelineDefined) -> Iterable[Change]:
     return (
         PipelineStages(event.originator_id, event.name, event.stages, event.originator_version),
     )
+
+
+@_changes.register
+def _(event: Client.PersonalDataErased) -> Iterable[Change]:
+    return (ClientErased(event.originator_id),)
 
 
 @_changes.register

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from eventsourcing.persistence import Notification
+
 from adapters.sql import TYPES, Cursor, Database, Dialect
 from projections.base import Recorded
 
@@ -31,12 +33,17 @@ class SqlReadModel(ABC):
     Its physical tables are ``<prefix><name>_<logical>``: the live ones have no
     prefix, a rebuild writes ``rebuild_…`` tables beside them and swaps them in.
     Subclasses declare ``name``, ``tables`` and ``topics`` and implement ``apply``.
+
+    A *raw* model (``raw = True``) sees the stored records themselves, undecoded, of
+    every topic: it implements ``apply_raw`` instead and leaves ``topics`` empty.
     """
 
     name: ClassVar[str]
     tables: ClassVar[tuple[Table, ...]]
     topics: ClassVar[frozenset[str]]
     """Stored event topics this read model needs; others are never decoded for it."""
+    raw: ClassVar[bool] = False
+    """True: the projector passes every stored record, undecoded, to ``apply_raw``."""
 
     def __init__(self, db: Database, *, prefix: str = "") -> None:
         self.db = db
@@ -69,6 +76,12 @@ class SqlReadModel(ABC):
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
         """Fold ``batch`` (in position order, only this model's topics) into the
         tables, inside the projector's transaction."""
+
+    def apply_raw(self, cursor: Cursor, notifications: Sequence[Notification]) -> None:
+        """Fold ``notifications`` (the stored records of every topic, in position
+        order, undecoded) into the tables, inside the projector's transaction; only
+        called on ``raw`` models."""
+        raise NotImplementedError(f"{type(self).__name__} is not a raw read model")
 
 
 def swap_statements(model: type[SqlReadModel], dialect: Dialect) -> list[str]:

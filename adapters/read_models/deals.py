@@ -102,6 +102,11 @@ class DealsReadModel(SqlReadModel):
                                 change.deal_id,
                             ),
                         )
+                    case deals.ClientErased():
+                        cursor.execute(
+                            f"UPDATE {t['cards']} SET title = '' WHERE client_id = %s",
+                            (change.client_id,),
+                        )
                     case deals.PipelineStages():
                         stages = orjson.dumps(list(change.stages)).decode()
                         if change.name is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from adapters.read_models.audit import AuditReadModel
 from adapters.read_models.base import SqlReadModel
+from adapters.read_models.chain import ChainReadModel
 from adapters.read_models.deals import DealsReadModel
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.funnel import FunnelReadModel
@@ -37,6 +38,7 @@ FACTORIES: dict[str, Factory] = {
         c.db, blind_index=c.blind_index, prefix=prefix
     ),
     "work_queue": lambda c, prefix: WorkQueueReadModel(c.db, prefix=prefix),
+    "chain": lambda c, prefix: ChainReadModel(c.db, prefix=prefix),
 }
 NAMES = tuple(FACTORIES)
 

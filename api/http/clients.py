@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -17,7 +17,6 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Parameter
 from litestar.response import Stream
 
-from adapters.read_models.audit import AuditReadModel
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from api.http import schemas
@@ -32,13 +31,11 @@ from api.http.support import (
     wait_for_position,
     written,
 )
+from api.subject import client_events, export_subject
 from application import clients
 from application.access import EXPORTERS, READERS, WRITERS
-from application.errors import NotFound
 from application.exports import RecordExport
-from domain.client import Client
 from domain.lifecycle import interval_at
-from projections.audit import ENVELOPE_FIELDS
 from projections.directory import ClientCard
 
 MinPosition = Parameter(
@@ -65,10 +62,11 @@ def _lifecycle(request: Request[Any, Any, Any]) -> LifecycleReadModel:
     return model
 
 
-def _card_out(request: Request[Any, Any, Any], card: ClientCard) -> dict[str, Any]:
-    """The card as sent: its fields plus the stage now (from the lifecycle)."""
-    now = datetime.now(UTC)
-    interval = interval_at(_lifecycle(request).intervals(card.client_id), now)
+def _card_out(
+    request: Request[Any, Any, Any], card: ClientCard, at: datetime | None = None
+) -> dict[str, Any]:
+    """The card as sent: its fields plus the lifecycle stage at ``at`` (default now)."""
+    interval = interval_at(_lifecycle(request).intervals(card.client_id), at or datetime.now(UTC))
     body = asdict(card)
     body.pop("merged_into", None)
     body["id"] = body.pop("client_id")
@@ -324,7 +322,9 @@ class ClientRoutes(Controller):
         last_contact_before: datetime | None = None,
         last_contact_after: datetime | None = None,
         q: str | None = Parameter(default=None, max_length=200, description="Text search"),
-        as_of: datetime | None = Parameter(default=None, description="Instant of the stage"),
+        as_of: datetime | None = Parameter(
+            default=None, description="The instant of the stage filter and of each card's stage"
+        ),
         limit: int = Limit,
         cursor: str | None = Parameter(default=None, max_length=200),
         format: Literal["json", "csv"] = "json",  # noqa: A002
@@ -350,9 +350,8 @@ class ClientRoutes(Controller):
             page = _directory(request).search(limit=limit, cursor=cursor, **filters)
         except ValueError as error:
             raise ClientException(str(error)) from None
-        return Response(
-            {"items": [_card_out(request, c) for c in page.cards], "next_cursor": page.next_cursor}
-        )
+        cards = [_card_out(request, card, filters["at"]) for card in page.cards]
+        return Response({"items": cards, "next_cursor": page.next_cursor})
 
     def _export_csv(
         self, request: Request[Any, Any, Any], filters: dict[str, Any]
@@ -366,7 +365,12 @@ class ClientRoutes(Controller):
             RecordExport(
                 kind="clients",
                 format="csv",
-                filters={k: str(v) for k, v in filters.items() if v is not None},
+                # a search text may be a name: the record keeps only that there was one
+                filters={
+                    k: "(text)" if k == "text" else str(v)
+                    for k, v in filters.items()
+                    if v is not None
+                },
                 up_to_position=crm.app.recorder.max_notification_id() or 0,
             ),
             envelope(request),
@@ -381,7 +385,7 @@ class ClientRoutes(Controller):
             while True:
                 page = directory.search(limit=500, cursor=cursor, **filters)
                 for card in page.cards:
-                    body = _card_out(request, card)
+                    body = _card_out(request, card, filters["at"])
                     writer.writerow(_csv_value(body, column) for column in CSV_COLUMNS)
                 yield buffer.getvalue()
                 buffer.seek(0)
@@ -450,7 +454,7 @@ class ClientRoutes(Controller):
     )
     def history(self, request: Request[Any, Any, Any], client_id: UUID) -> list[dict[str, Any]]:
         """Every event of the client, with its envelope, oldest first."""
-        events = _client_events(request, client_id)
+        events = client_events(crm_of(request), client_id)
         if principal(request).role == "manager":
             _visible_card(request, client_id)
         return events
@@ -458,9 +462,10 @@ class ClientRoutes(Controller):
     @get("/{client_id:uuid}/export", guards=[allow(*EXPORTERS)], sync_to_thread=True)
     def export(self, request: Request[Any, Any, Any], client_id: UUID) -> dict[str, Any]:
         """Everything held about one client (the subject access right): the events,
-        the card, the lifecycle and the audit trail. The export itself is recorded."""
+        the card, the lifecycle, the consents and the audit trail. The export itself
+        is recorded, before it is sent."""
         crm = crm_of(request)
-        _client_events(request, client_id)  # 404 for an unknown client
+        client_events(crm, client_id)  # 404 for an unknown client
         position = crm.app.recorder.max_notification_id() or 0
         crm.app.execute(
             RecordExport(
@@ -472,28 +477,7 @@ class ClientRoutes(Controller):
             ),
             envelope(request),
         )
-        card = _directory(request).card(client_id)
-        audit = crm.read_model("audit")
-        assert isinstance(audit, AuditReadModel)
-        entries = []
-        cursor = None
-        while True:
-            page = audit.page(client_id=client_id, limit=500, cursor=cursor)
-            entries += [asdict(e) for e in page.entries]
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        events = _client_events(request, client_id)
-        return {
-            "client_id": client_id,
-            "exported_at": datetime.now(UTC),
-            "up_to_position": position,
-            "card": None if card is None else _card_out(request, card),
-            "consents": _consents(events),
-            "lifecycle": [asdict(i) for i in _lifecycle(request).intervals(client_id)],
-            "events": events,
-            "audit_trail": entries,
-        }
+        return {**export_subject(crm, client_id), "up_to_position": position}
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -502,50 +486,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _client_events(request: Request[Any, Any, Any], client_id: UUID) -> list[dict[str, Any]]:
-    """The client's stored events, as sent; 404 if there is no such client."""
-    events = list(crm_of(request).app.repository.event_store.get(client_id))
-    if not events or not isinstance(events[0], Client.ClientRegistered):
-        raise NotFound("client", client_id)
-    return [event_out(event) for event in events]
-
-
 def _csv_value(body: dict[str, Any], column: str) -> Any:
     value = body["id" if column == "client_id" else column]
     if isinstance(value, list | tuple):
         return ";".join(value)
     return "" if value is None else value
-
-
-def event_out(event: Any) -> dict[str, Any]:
-    """An event as the API sends it: its type, place, times, envelope and payload."""
-    payload = {
-        f.name: getattr(event, f.name) for f in fields(event) if f.name not in ENVELOPE_FIELDS
-    }
-    return {
-        "event_type": type(event).__name__,
-        "aggregate_id": event.originator_id,
-        "version": event.originator_version,
-        "recorded_at": event.timestamp,
-        "occurred_at": event.occurred_at,
-        "actor_id": event.actor_id,
-        "actor_role": event.actor_role,
-        "source": event.source,
-        "correlation_id": event.correlation_id,
-        "causation_id": event.causation_id,
-        "payload": payload,
-    }
-
-
-def _consents(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The consent history: every consent given or withdrawn, in order."""
-    return [
-        {
-            "purpose": e["payload"]["purpose"],
-            "given": e["event_type"] == "ConsentGiven",
-            "at": e["occurred_at"],
-            "actor_id": e["actor_id"],
-        }
-        for e in events
-        if e["event_type"] in ("ConsentGiven", "ConsentWithdrawn")
-    ]

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import ClientException, PermissionDeniedException
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import Stream
 
 from adapters.read_models.audit import AuditReadModel
@@ -20,7 +20,6 @@ from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.read_models.work_queue import WorkQueueReadModel
 from api.http import schemas
 from api.http.auth import allow
-from api.http.clients import event_out
 from api.http.support import (
     crm_of,
     envelope,
@@ -28,6 +27,7 @@ from api.http.support import (
     read_models_position,
     wait_for_position,
 )
+from api.subject import event_out
 from application.access import AUDIT_READERS, EXPORTERS, FEED_READERS, READERS
 from application.exports import RecordExport
 from domain.pipeline import pipeline_id as pipeline_named
@@ -115,7 +115,7 @@ class ReadRoutes(Controller):
         deal_id: UUID | None = None,
         actor_id: str | None = Parameter(default=None, max_length=63),
         field: str | None = Parameter(default=None, max_length=100),
-        from_: datetime | None = Parameter(default=None, query="from"),
+        from_: datetime | None = QueryParameter(default=None, name="from"),
         to: datetime | None = None,
         cursor: str | None = Parameter(default=None, max_length=200),
         limit: int = Parameter(default=50, ge=1, le=500),

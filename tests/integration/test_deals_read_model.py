@@ -61,3 +61,18 @@ def test_an_unknown_deal_has_no_card(crm: Crm) -> None:
 
     crm.projector(["deals"]).catch_up()
     assert crm.read_model("deals").card(uuid4()) is None  # type: ignore[attr-defined]
+
+
+def test_erasing_a_client_blanks_their_deals_titles(crm: Crm, envelope: Envelope) -> None:
+    from application import clients
+
+    story = Story(crm, envelope)
+    client = story.register("Ann", "2024-01-01")
+    deal = story.run(
+        deals.OpenDeal(client_id=client, title="Ann's roof", amount=Decimal(9), currency="EUR"),
+        "2024-01-02",
+    ).id
+    crm.app.execute(clients.ErasePersonalData(client_id=client, reason="request"), envelope)
+    crm.projector(["deals"]).catch_up()
+    card = crm.read_model("deals").card(deal)  # type: ignore[attr-defined]
+    assert (card.title, card.amount, card.stage) == ("", Decimal(9), "attraction")

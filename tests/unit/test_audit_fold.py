@@ -247,6 +247,7 @@ def test_every_other_client_and_deal_event_is_one_entry_of_its_payload() -> None
     won_entry = next(e for e in recorded if e.event_type == "DealWon")
     assert (won_entry.client_id, won_entry.deal_id) == (None, won.id)
     assert orjson.loads(won_entry.details or "") == {
+        "client_id": str(won.client_id),
         "amount": "1500.50",
         "cost": "100",
         "currency": "EUR",

@@ -1,0 +1,260 @@
+"""Personal data: encryption at rest, erasure by key destruction, key rotation,
+restriction and consent, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from adapters.keys import MasterKeyError, generate_master_key
+from adapters.read_models.audit import AuditReadModel
+from adapters.read_models.kpis import KpiQueries
+from api.bootstrap import Crm, bootstrap
+from application import clients, deals
+from domain.client import Client
+from domain.envelope import Envelope, utc_now
+from domain.errors import RuleViolation
+from tests.conftest import POSTGRES_URL, fresh_product, make_settings
+from tests.story import Story, recorded_events
+
+BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+
+NAME = "Zyxmarker Qwertyson"
+PHONE = "+4930987650011"
+EMAIL = "zyx.marker@qwerty-marker.example"
+ADDRESS = "Markerstrasse 7"
+SUMMARY = "Zyx-secret-summary"
+NOTE = "Zyx-secret-note"
+TITLE = "Zyx-deal-title"
+MARKERS = (NAME, "Zyxmarker", PHONE, PHONE[1:], EMAIL, ADDRESS, SUMMARY, NOTE, TITLE)
+
+
+def marked_client(crm: Crm, envelope: Envelope) -> UUID:
+    """A client whose every personal field holds a marker, in events of several kinds."""
+    if "alice" not in {user.user_id for user in crm.users.list()}:
+        crm.users.add("alice", "admin")  # the envelope's actor takes the follow-up
+    story = Story(crm, envelope)
+    client = story.register(NAME, "2024-01-10", phones=(PHONE,), emails=(EMAIL,), address=ADDRESS)
+    story.run(
+        clients.RecordContact(
+            client_id=client, channel="call", direction="outbound", summary=SUMMARY, outcome=NOTE
+        ),
+        "2024-01-11",
+    )
+    story.buy(client, "2024-02-01", "120.00", "70")
+    story.run(
+        clients.ChangeClientDetails(client_id=client, changes={"address": ADDRESS + " b"}),
+        "2024-02-02",
+    )
+    deal = story.run(
+        deals.OpenDeal(client_id=client, title=TITLE, amount=Decimal(300), currency="EUR"),
+        "2024-02-03",
+    ).id
+    story.run(deals.WinDeal(deal_id=deal, cost=Decimal(100)), "2024-02-10")
+    crm.app.execute(
+        clients.ScheduleFollowUp(client_id=client, due_at=utc_now() + timedelta(days=3), note=NOTE),
+        envelope,
+    )
+    return client
+
+
+def database_bytes(crm: Crm, tmp_path: Path) -> bytes:
+    """Everything the database holds, as an attacker with a copy would see it: a
+    pg_dump of the schema, or the SQLite file and its write-ahead log."""
+    settings = crm.settings
+    if settings.backend == "postgresql":
+        dump = subprocess.run(
+            ["pg_dump", POSTGRES_URL, "--schema", settings.database_schema, "--no-owner"],
+            check=True,
+            capture_output=True,
+        )
+        return dump.stdout
+    copy = tmp_path / "copy.db"
+    shutil.copy(settings.sqlite_path, copy)
+    wal = Path(f"{settings.sqlite_path}-wal")
+    return copy.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def findable(markers: tuple[str, ...], data: bytes) -> list[str]:
+    """The markers found in plain text or hex (pg_dump shows bytea as hex)."""
+    return [
+        marker
+        for marker in markers
+        if marker.encode() in data or marker.encode().hex().encode() in data
+    ]
+
+
+@BACKENDS
+def test_personal_data_is_never_stored_in_clear_in_the_events(
+    backend: str, tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        marked_client(crm, envelope)
+        rows = crm.db.query("SELECT state FROM events")
+        stored = b"".join(bytes(state) for (state,) in rows)
+        assert findable(MARKERS, stored) == []
+
+
+@BACKENDS
+def test_after_erasure_no_marker_is_left_anywhere_in_the_database(
+    backend: str, tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        client = marked_client(crm, envelope)
+        projector = crm.projector()
+        projector.catch_up()
+        assert findable(MARKERS, database_bytes(crm, tmp_path)), "the read models hold them"
+        crm.app.execute(
+            clients.ErasePersonalData(client_id=client, reason="subject request 17"), envelope
+        )
+        projector.catch_up()
+        assert findable(MARKERS, database_bytes(crm, tmp_path)) == []
+        # ... and the product itself can no longer read them: they read as erased
+        registered = next(iter(crm.app.repository.event_store.get(client)))
+        assert isinstance(registered, Client.ClientRegistered)
+        assert (registered.name, registered.phones, registered.address) == ("", (), None)
+        assert registered.occurred_at.year == 2024  # the non-personal skeleton stays
+
+
+@BACKENDS
+def test_erasure_leaves_the_kpis_except_the_client_count_and_keeps_who_changed_what(
+    backend: str, tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        client = marked_client(crm, envelope)
+        other = Story(crm, envelope).register("Bo Other", "2024-03-01")
+        Story(crm, envelope).buy(other, "2024-03-02", "50")
+        projector = crm.projector()
+        projector.catch_up()
+        now = utc_now() + timedelta(days=1)  # an instant after the erasure, for both reads
+        before = KpiQueries(crm.db).values(now)
+        eraser = replace(envelope, actor_id="dpo", correlation_id="erasure-1")
+        crm.app.execute(clients.ErasePersonalData(client_id=client, reason="request 17"), eraser)
+        projector.catch_up()
+        after = KpiQueries(crm.db).values(now)
+        assert after["clients_total"] == before["clients_total"] - 1
+        for key in before:
+            if key not in ("clients_total", "churn_period"):
+                assert after[key] == before[key], key
+        audit = crm.read_model("audit")
+        assert isinstance(audit, AuditReadModel)
+        trail = audit.page(client_id=client, limit=500).entries
+        changed = [(e.field, e.actor_id, e.old_value, e.new_value) for e in trail if e.field]
+        assert ("address", "alice", None, None) in changed  # who changed which field
+        assert ("name", "alice", None, None) in changed
+        erasure = trail[-1]
+        assert (erasure.event_type, erasure.actor_id, erasure.correlation_id) == (
+            "PersonalDataErased",
+            "dpo",
+            "erasure-1",
+        )
+
+
+@BACKENDS
+def test_erasing_a_survivor_erases_the_cards_merged_into_it(
+    backend: str, tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        survivor = marked_client(crm, envelope)
+        duplicate = Story(crm, envelope).register(NAME, "2024-01-12", emails=("zyx2@m.example",))
+        crm.app.execute(
+            clients.MergeClients(survivor_id=survivor, duplicate_id=duplicate), envelope
+        )
+        crm.app.execute(clients.ErasePersonalData(client_id=survivor, reason="request"), envelope)
+        crm.projector().catch_up()
+        assert crm.app.repository.get(duplicate).erased
+        assert findable((*MARKERS, "zyx2@m.example"), database_bytes(crm, tmp_path)) == []
+
+
+@BACKENDS
+def test_a_rotated_master_key_keeps_every_event_readable_and_the_old_one_fails(
+    backend: str, tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        marked_client(crm, envelope)
+        before = [(r.position, r.event) for r in recorded_events(crm)]
+        new_key = generate_master_key()
+        rotated = crm.keys.rotate(decode(new_key))
+        assert rotated >= 2  # the client's key and the blind-index key
+        old_settings = crm.settings
+        with bootstrap(old_settings.model_copy(update={"master_key": new_key})) as reopened:
+            assert [(r.position, r.event) for r in recorded_events(reopened)] == before
+            # the blind index survives rotation: the phone is still taken
+            with pytest.raises(Exception, match="already belongs"):
+                reopened.app.execute(clients.RegisterClient(name="X", phones=(PHONE,)), envelope)
+        with pytest.raises(MasterKeyError, match="does not open this store's keys"):
+            bootstrap(old_settings)
+
+
+def decode(text: str) -> bytes:
+    from adapters.keys import decode_master_key
+
+    return decode_master_key(text, origin="test")
+
+
+def test_a_wrong_master_key_fails_at_start_up_not_with_garbage(tmp_path: Path) -> None:
+    settings = make_settings("sqlite", tmp_path)
+    with bootstrap(settings) as crm:
+        crm.app.execute(
+            clients.RegisterClient(name=NAME),
+            Envelope(actor_id="a", actor_role="admin", source="cli", correlation_id="c"),
+        )
+    with pytest.raises(MasterKeyError, match="does not open"):
+        bootstrap(settings.model_copy(update={"master_key": generate_master_key()}))
+
+
+def test_restriction_blocks_marketing_and_new_deals_but_not_reading(
+    crm: Crm, envelope: Envelope
+) -> None:
+    client = crm.app.execute(clients.RegisterClient(name="Ann"), envelope).id
+    crm.app.execute(clients.RestrictProcessing(client_id=client, reason="objection"), envelope)
+    with pytest.raises(RuleViolation, match="restricted: no marketing"):
+        crm.app.execute(
+            clients.RecordContact(
+                client_id=client, channel="email", direction="outbound", purpose="marketing"
+            ),
+            envelope,
+        )
+    with pytest.raises(RuleViolation, match="restricted: no new deals"):
+        crm.app.execute(
+            deals.OpenDeal(client_id=client, title="x", amount=Decimal(1), currency="EUR"),
+            envelope,
+        )
+    crm.app.execute(  # service contacts are still allowed
+        clients.RecordContact(client_id=client, channel="call", direction="inbound"), envelope
+    )
+    crm.app.execute(clients.LiftRestriction(client_id=client, reason="resolved"), envelope)
+    crm.app.execute(
+        deals.OpenDeal(client_id=client, title="x", amount=Decimal(1), currency="EUR"), envelope
+    )
+
+
+def test_the_consent_history_is_exact(crm: Crm, envelope: Envelope) -> None:
+    from api.subject import export_subject
+
+    story = Story(crm, envelope)
+    client = story.register("Ann", "2024-01-01")
+    story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-02-01")
+    story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-02-15")  # no-op
+    story.run(clients.GiveConsent(client_id=client, purpose="calls"), "2024-03-01")
+    story.run(clients.WithdrawConsent(client_id=client, purpose="newsletter"), "2024-04-01")
+    story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-05-01")
+    crm.projector().catch_up()
+    history = [
+        (c["purpose"], c["given"], c["at"].date().isoformat())
+        for c in export_subject(crm, client)["consents"]
+    ]
+    assert history == [
+        ("newsletter", True, "2024-02-01"),
+        ("calls", True, "2024-03-01"),
+        ("newsletter", False, "2024-04-01"),
+        ("newsletter", True, "2024-05-01"),
+    ]
+    assert crm.app.repository.get(client).consents == {"newsletter", "calls"}
