@@ -79,6 +79,9 @@ class KeyTable(Protocol):
         """Insert unless a row (a key or a tombstone) exists."""
         ...
 
+    def insert_many(self, rows: list[tuple[UUID, bytes]]) -> None: ...
+    def read_many(self, subjects: list[UUID]) -> dict[UUID, StoredKey]: ...
+
     def rewrap_all(self, rewrap: Any, master_id: str, sealed: bytes) -> int: ...
     def destroy(self, subjects: list[UUID]) -> None: ...
 
@@ -110,12 +113,33 @@ class SqlKeyTable:
         wrapped = rows[0][0]
         return StoredKey(None if wrapped is None else bytes(wrapped))
 
+    def read_many(self, subjects: list[UUID]) -> dict[UUID, StoredKey]:
+        found: dict[UUID, StoredKey] = {}
+        for start in range(0, len(subjects), 500):
+            chunk = subjects[start : start + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            rows = self.db.query(
+                f"SELECT subject_id, wrapped FROM data_keys WHERE subject_id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            found.update({_uuid(s): StoredKey(None if w is None else bytes(w)) for s, w in rows})
+        return found
+
     def insert(self, subject: UUID, wrapped: bytes) -> None:
         self.db.execute(
             "INSERT INTO data_keys (subject_id, wrapped, created_at) VALUES (%s, %s, %s)"
             " ON CONFLICT (subject_id) DO NOTHING",
             (subject, wrapped, datetime.now(UTC)),
         )
+
+    def insert_many(self, rows: list[tuple[UUID, bytes]]) -> None:
+        now = datetime.now(UTC)
+        with self.db.transaction() as cursor:
+            cursor.executemany(
+                "INSERT INTO data_keys (subject_id, wrapped, created_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (subject_id) DO NOTHING",
+                [(subject, wrapped, now) for subject, wrapped in rows],
+            )
 
     def rewrap_all(self, rewrap: Any, master_id: str, sealed: bytes) -> int:
         with self.db.transaction() as cursor:
@@ -152,9 +176,17 @@ class MemoryKeyTable:
         with self._lock:
             return StoredKey(self._keys[subject]) if subject in self._keys else None
 
+    def read_many(self, subjects: list[UUID]) -> dict[UUID, StoredKey]:
+        with self._lock:
+            return {s: StoredKey(self._keys[s]) for s in subjects if s in self._keys}
+
     def insert(self, subject: UUID, wrapped: bytes) -> None:
         with self._lock:
             self._keys.setdefault(subject, wrapped)
+
+    def insert_many(self, rows: list[tuple[UUID, bytes]]) -> None:
+        for subject, wrapped in rows:
+            self.insert(subject, wrapped)
 
     def rewrap_all(self, rewrap: Any, master_id: str, sealed: bytes) -> int:
         with self._lock:
@@ -226,6 +258,33 @@ class KeyStore:
         with self._lock:
             self._cache[subject] = (now + self.ttl, key)
         return key
+
+    def prefetch(self, subjects: set[UUID]) -> None:
+        """Unwrap and cache the keys of these subjects with one read (a batch of
+        events to decode)."""
+        now = time.monotonic()
+        with self._lock:
+            missing = [s for s in subjects if (c := self._cache.get(s)) is None or c[0] <= now]
+        if not missing:
+            return
+        stored = self.table.read_many(missing)
+        expiry = now + self.ttl
+        keys = {
+            subject: None
+            if (row := stored.get(subject)) is None or row.wrapped is None
+            else _open(self._wrapping, row.wrapped, _aad(subject))
+            for subject in missing
+        }
+        with self._lock:
+            self._cache.update({s: (expiry, key) for s, key in keys.items()})
+
+    def create_many(self, subjects: list[UUID]) -> None:
+        """Keys for many new subjects in one statement (bulk loading), cached."""
+        keys = {subject: AESGCM.generate_key(bit_length=256) for subject in subjects}
+        self.table.insert_many([(s, self._wrap(s, key)) for s, key in keys.items()])
+        expiry = time.monotonic() + self.ttl
+        with self._lock:
+            self._cache.update({s: (expiry, key) for s, key in keys.items()})
 
     def destroy(self, subjects: list[UUID]) -> None:
         """Destroy keys outside an event transaction (tests, tools); erasure destroys

@@ -6,6 +6,7 @@ import base64
 import os
 import types
 import typing
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, cast
 from uuid import UUID
@@ -58,7 +59,18 @@ class PydanticMapper(Mapper[UUID]):
     event with wrong types."""
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
-        cls = _event_class(stored_event.topic)
+        return self._finish(stored_event, self._state(stored_event))
+
+    def to_domain_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+        """Decode many records (the projector's batches)."""
+        states = [self._state(stored) for stored in stored_events]
+        self._before_batch(states)
+        return [self._finish(s, state) for s, state in zip(stored_events, states, strict=True)]
+
+    def _before_batch(self, states: list[dict[str, Any]]) -> None:
+        """A chance to prepare for decoding a batch (see ``CryptoMapper``)."""
+
+    def _state(self, stored_event: StoredEvent) -> dict[str, Any]:
         try:
             state_bytes = stored_event.state
             if self.cipher:
@@ -66,6 +78,18 @@ class PydanticMapper(Mapper[UUID]):
             if self.compressor:
                 state_bytes = self.compressor.decompress(state_bytes)
             state: dict[str, Any] = self.transcoder.decode(state_bytes)
+        except (ValueError, TypeError) as error:
+            raise MapperDeserialisationError(
+                f"cannot decode {stored_event.topic} "
+                f"{stored_event.originator_id}@{stored_event.originator_version}: {error}"
+            ) from error
+        return state
+
+    def _finish(
+        self, stored_event: StoredEvent, state: dict[str, Any]
+    ) -> DomainEventProtocol[UUID]:
+        cls = _event_class(stored_event.topic)
+        try:
             erased = self._reveal(stored_event, state)
             upcast(cls, state)
             originator_id = stored_event.originator_id
@@ -168,6 +192,10 @@ class CryptoMapper(PydanticMapper):
             topic=topic,
             state=self.transcoder.encode(state),
         )
+
+    def _before_batch(self, states: list[dict[str, Any]]) -> None:
+        """One read for every data key a batch needs."""
+        self.keys.prefetch({UUID(s["_subject"]) for s in states if "_subject" in s})
 
     def _reveal(self, stored_event: StoredEvent, state: dict[str, Any]) -> frozenset[str]:
         sealed = state.pop("_personal", None)

@@ -66,6 +66,14 @@ class _PositionsMoved(Exception):
     """Another projector advanced a tracked position since we read it."""
 
 
+def decode_all(mapper: Any, stored: Sequence[Notification]) -> list[Any]:
+    """Decode a batch, in one go when the mapper can (one key lookup per batch)."""
+    decode_many = getattr(mapper, "to_domain_events", None)
+    if decode_many is not None:
+        return list(decode_many(stored))
+    return [mapper.to_domain_event(n) for n in stored]
+
+
 class Projector:
     """Runs a set of read models over the event store."""
 
@@ -167,12 +175,14 @@ class Projector:
             (self._positions.get(self.tracking_name(m), 0) for m in self._decoded), default=stop
         )  # decoded models are all at or past it: nothing before it is decoded
 
-        def decoded(n: Notification) -> Recorded | None:
-            if n.id <= floor or n.topic not in self._decoded_topics:
-                return None
-            return Recorded(n.id, self.app.mapper.to_domain_event(n))  # type: ignore[arg-type]
-
-        return [(n, decoded(n)) for n in notifications], reached
+        wanted = [n for n in notifications if n.id > floor and n.topic in self._decoded_topics]
+        events = iter(decode_all(self.app.mapper, wanted))
+        chosen = {n.id for n in wanted}
+        batch: Batch = [
+            (n, Recorded(n.id, next(events)) if n.id in chosen else None)
+            for n in notifications
+        ]
+        return batch, reached
 
     def _apply(self, cursor: Cursor, batch: Batch, reached: int) -> None:
         """Apply a fetched batch and advance the tracked positions, in the caller's

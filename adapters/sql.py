@@ -42,8 +42,6 @@ TYPES: dict[Dialect, dict[str, str]] = {
 """Column types by dialect; DDL is written with ``{uuid}``, ``{ts}``… placeholders.
 Money is stored as an exact integer count of ten-thousandths (see ``to_units``)."""
 
-_SQLITE_INSTANT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
-
 
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
@@ -89,7 +87,10 @@ def from_units(units: int | None) -> Decimal:
 
 
 def sqlite_instant(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_SQLITE_INSTANT)
+    """Fixed-width UTC text (so text order is time order): 2024-01-02T03:04:05.000006+00:00."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 def as_datetime(value: Any) -> datetime:
@@ -107,11 +108,17 @@ def as_uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
 
 
+_PLAIN = frozenset({str, int, float, bytes, bool, type(None)})
+
+
 def _sqlite_param(value: Any) -> Any:
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
+    kind = type(value)
+    if kind in _PLAIN:  # the common case, decided without isinstance chains
+        return value
+    if kind is datetime or isinstance(value, datetime):
         return sqlite_instant(value)
+    if kind is UUID or isinstance(value, UUID):
+        return str(value)
     return value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get
@@ -115,7 +115,7 @@ class ReadRoutes(Controller):
         deal_id: UUID | None = None,
         actor_id: str | None = Parameter(default=None, max_length=63),
         field: str | None = Parameter(default=None, max_length=100),
-        from_: datetime | None = QueryParameter(default=None, name="from"),
+        from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
         to: datetime | None = None,
         cursor: str | None = Parameter(default=None, max_length=200),
         limit: int = Parameter(default=50, ge=1, le=500),

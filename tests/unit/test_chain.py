@@ -115,12 +115,18 @@ def decodes(product: Crm, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The positions the mapper is asked to decode."""
     asked: list[int] = []
     decode = product.app.mapper.to_domain_event
+    decode_many = product.app.mapper.to_domain_events  # type: ignore[attr-defined]
 
     def counting(notification: Any) -> Any:
         asked.append(notification.id)
         return decode(notification)
 
+    def counting_many(notifications: Any) -> Any:
+        asked.extend(n.id for n in notifications)
+        return decode_many(notifications)
+
     monkeypatch.setattr(product.app.mapper, "to_domain_event", counting)
+    monkeypatch.setattr(product.app.mapper, "to_domain_events", counting_many)
     return asked
 
 
