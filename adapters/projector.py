@@ -179,8 +179,7 @@ class Projector:
         events = iter(decode_all(self.app.mapper, wanted))
         chosen = {n.id for n in wanted}
         batch: Batch = [
-            (n, Recorded(n.id, next(events)) if n.id in chosen else None)
-            for n in notifications
+            (n, Recorded(n.id, next(events)) if n.id in chosen else None) for n in notifications
         ]
         return batch, reached
 

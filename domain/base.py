@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
@@ -81,9 +81,19 @@ class CrmAggregate(Aggregate):
         return current_envelope().occurred_at or utc_now()
 
 
+EARLIEST_BUSINESS_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+"""No CRM fact predates this: an earlier date is a typo (0201 for 2021), refused."""
+
+
 def _check_business_time(
     occurred_at: datetime, recorded_at: datetime, born_at: datetime | None, creation: str
 ) -> None:
+    if occurred_at < EARLIEST_BUSINESS_TIME:
+        raise InvalidValue(
+            f"occurred_at {occurred_at.isoformat()} is before "
+            f"{EARLIEST_BUSINESS_TIME.date().isoformat()}",
+            field="occurred_at",
+        )
     if occurred_at > recorded_at:
         raise InvalidValue(
             f"occurred_at {occurred_at.isoformat()} is in the future", field="occurred_at"

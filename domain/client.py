@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self, get_args
 from uuid import UUID, uuid4, uuid5
@@ -46,6 +46,7 @@ FieldValue = str | tuple[str, ...] | None
 PROFILE_FIELDS = ("name", "kind", "company", "address", "channel", "phones", "emails")
 ATTRIBUTE_PREFIX = "attributes."
 MAX_ATTRIBUTES = 100
+MAX_FOLLOW_UP_HORIZON = timedelta(days=50 * 365)
 
 
 @dataclass(frozen=True)
@@ -380,6 +381,8 @@ class Client(CrmAggregate):
             raise InvalidValue("due_at must carry a timezone", field="due_at")
         if due_at < self._occurred_at():
             raise InvalidValue("a follow-up cannot be due before it is scheduled", field="due_at")
+        if due_at > self._occurred_at() + MAX_FOLLOW_UP_HORIZON:
+            raise InvalidValue("a follow-up is due within 50 years", field="due_at")
         if not assignee_id.strip():
             raise InvalidValue("assignee_id must not be empty", field="assignee_id")
         task_id = uuid5(self.id, f"follow-up/{self.version + 1}")

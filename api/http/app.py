@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+import orjson
 from litestar import Litestar, Request
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
+from litestar.exceptions import ClientException, HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -22,7 +23,7 @@ from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
 from api.http.deals import DealRoutes, PipelineRoutes
 from api.http.metrics import REQUESTS, metrics, projection_registry
-from api.http.middleware import correlation
+from api.http.middleware import correlation, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
 from api.http.reads import ReadRoutes, health
 from api.http.support import ExportLimiter, OrjsonResponse
@@ -33,8 +34,10 @@ MAX_BODY_BYTES = 1024 * 1024
 """Request bodies over 1 MiB are refused (413): no command needs more."""
 
 
-def require_json(request: Request[Any, Any, Any]) -> None:
-    """A write with a body must send JSON (415 otherwise)."""
+async def require_json(request: Request[Any, Any, Any]) -> None:
+    """A write with a body must send well-formed JSON: 415 for another content type,
+    400 for a body that is not UTF-8 JSON (including one nested absurdly deep), so
+    nothing malformed reaches the framework's own decoding."""
     if request.method not in ("POST", "PATCH", "PUT"):
         return
     length = request.headers.get("content-length", "")
@@ -46,6 +49,12 @@ def require_json(request: Request[Any, Any, Any]) -> None:
         raise HTTPException(
             status_code=415, detail="send the body as JSON (Content-Type: application/json)"
         )
+    body = await request.body()
+    if body:
+        try:
+            orjson.loads(body)  # rejects invalid UTF-8 and nesting deeper than 1024
+        except orjson.JSONDecodeError as error:
+            raise ClientException(f"the body is not valid JSON: {error}") from None
 
 
 def _follow_store(crm: Crm, stop: threading.Event) -> None:
@@ -64,6 +73,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
     ``embedded_projector`` setting, the app also keeps the read models current."""
     owned = crm is None
     product = crm or bootstrap()
+    product.projector()  # the read models' tables exist before the first read
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -93,6 +103,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
             }
         ),
         middleware=[
+            schema_pages_not_found_as_problems,
             correlation,
             DefineMiddleware(BearerTokenAuthentication, exclude=PUBLIC_PATHS),
             REQUESTS.middleware,

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
 
 from adapters.read_models.directory import DirectoryReadModel
@@ -22,6 +22,7 @@ from adapters.read_models.lifecycle import LifecycleReadModel
 from api.http import schemas
 from api.http.auth import allow
 from api.http.support import (
+    MAX_POSITION,
     crm_of,
     envelope,
     etag,
@@ -39,7 +40,10 @@ from domain.lifecycle import interval_at
 from projections.directory import ClientCard
 
 MinPosition = Parameter(
-    default=None, ge=1, description="Wait until the read models include this position"
+    default=None,
+    ge=1,
+    le=MAX_POSITION,
+    description="Wait until the read models include this position",
 )
 Limit = Parameter(default=50, ge=1, le=500)
 
@@ -74,7 +78,7 @@ def _card_out(
     return body
 
 
-def _visible_card(request: Request[Any, Any, Any], client_id: UUID) -> ClientCard:
+def _visible_card(request: Request[Any, Any, Any], client_id: FromPath[UUID]) -> ClientCard:
     card = _directory(request).card(client_id)
     if card is None or not principal(request).sees(card.owner_id):
         raise NotFoundException(f"no client {client_id}")
@@ -89,7 +93,7 @@ class ClientRoutes(Controller):
 
     @post("/", guards=[allow(*WRITERS)], status_code=201, sync_to_thread=True)
     def register(
-        self, request: Request[Any, Any, Any], data: schemas.RegisterClientBody
+        self, request: Request[Any, Any, Any], data: JSONBody[schemas.RegisterClientBody]
     ) -> Response[schemas.Written]:
         """Register a lead. Without `owner_id` a manager takes it; an admin's lead goes
         to the next active manager in turn."""
@@ -113,7 +117,10 @@ class ClientRoutes(Controller):
 
     @patch("/{client_id:uuid}", guards=[allow(*WRITERS)], sync_to_thread=True)
     def change(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.ChangeClientBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.ChangeClientBody],
     ) -> Response[schemas.Written]:
         """Change profile fields; each changed field is audited with old and new value.
         Send `If-Match: "<version>"` to refuse the change if the card moved on."""
@@ -129,7 +136,10 @@ class ClientRoutes(Controller):
         "/{client_id:uuid}/contacts", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200
     )
     def contact(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.ContactBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.ContactBody],
     ) -> Response[schemas.Written]:
         """Record a call, email, meeting, SMS, chat or visit."""
         command = clients.RecordContact(
@@ -150,7 +160,10 @@ class ClientRoutes(Controller):
         status_code=200,
     )
     def purchase(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.PurchaseBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.PurchaseBody],
     ) -> Response[schemas.Written]:
         """Record money that came in (a lost client who buys again has returned)."""
         command = clients.RecordPurchase(
@@ -164,7 +177,10 @@ class ClientRoutes(Controller):
 
     @post("/{client_id:uuid}/loss", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def loss(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.LossBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.LossBody],
     ) -> Response[schemas.Written]:
         """The client left, and why."""
         command = clients.MarkClientLost(
@@ -177,7 +193,10 @@ class ClientRoutes(Controller):
 
     @post("/{client_id:uuid}/owner", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def assign_owner(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.OwnerBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.OwnerBody],
     ) -> Response[schemas.Written]:
         """Hand the client over to another manager."""
         command = clients.AssignOwner(
@@ -195,7 +214,10 @@ class ClientRoutes(Controller):
         status_code=201,
     )
     def follow_up(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.FollowUpBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.FollowUpBody],
     ) -> Response[schemas.Written]:
         """Schedule a call-back; the answer's `task_id` names it."""
         command = clients.ScheduleFollowUp(
@@ -216,9 +238,9 @@ class ClientRoutes(Controller):
     def complete(
         self,
         request: Request[Any, Any, Any],
-        client_id: UUID,
-        task_id: UUID,
-        data: schemas.FollowUpDoneBody | None = None,
+        client_id: FromPath[UUID],
+        task_id: FromPath[UUID],
+        data: JSONBody[schemas.FollowUpDoneBody | None] = None,
     ) -> Response[schemas.Written]:
         """Mark a follow-up done."""
         body = data or schemas.FollowUpDoneBody()
@@ -236,9 +258,9 @@ class ClientRoutes(Controller):
     def cancel(
         self,
         request: Request[Any, Any, Any],
-        client_id: UUID,
-        task_id: UUID,
-        data: schemas.FollowUpDoneBody | None = None,
+        client_id: FromPath[UUID],
+        task_id: FromPath[UUID],
+        data: JSONBody[schemas.FollowUpDoneBody | None] = None,
     ) -> Response[schemas.Written]:
         """Cancel a follow-up that is no longer needed."""
         body = data or schemas.FollowUpDoneBody()
@@ -252,7 +274,10 @@ class ClientRoutes(Controller):
 
     @post("/{client_id:uuid}/merge", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def merge(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.MergeBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.MergeBody],
     ) -> Response[schemas.Written]:
         """Merge a duplicate card of the same person into this one."""
         command = clients.MergeClients(survivor_id=client_id, duplicate_id=data.duplicate_id)
@@ -262,7 +287,10 @@ class ClientRoutes(Controller):
         "/{client_id:uuid}/erasure", guards=[allow("admin")], sync_to_thread=True, status_code=200
     )
     def erasure(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.ErasureBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.ErasureBody],
     ) -> Response[schemas.Written]:
         """Erase the client's personal data (the reason is kept for auditors, so it
         must not contain personal data)."""
@@ -278,7 +306,10 @@ class ClientRoutes(Controller):
         status_code=200,
     )
     def restriction(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.RestrictionBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.RestrictionBody],
     ) -> Response[schemas.Written]:
         """Restrict processing (no marketing, no new deals) or lift the restriction."""
         kind = clients.RestrictProcessing if data.restricted else clients.LiftRestriction
@@ -289,7 +320,10 @@ class ClientRoutes(Controller):
         "/{client_id:uuid}/consents", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200
     )
     def consents(
-        self, request: Request[Any, Any, Any], client_id: UUID, data: schemas.ConsentBody
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        data: JSONBody[schemas.ConsentBody],
     ) -> Response[schemas.Written]:
         """Record that consent for a purpose was given, or withdrawn."""
         kind = clients.GiveConsent if data.given else clients.WithdrawConsent
@@ -317,17 +351,17 @@ class ClientRoutes(Controller):
     def directory(
         self,
         request: Request[Any, Any, Any],
-        stage: Literal["potential", "new", "loyal", "dead", "returned"] | None = None,
-        owner_id: str | None = None,
-        last_contact_before: datetime | None = None,
-        last_contact_after: datetime | None = None,
+        stage: FromQuery[Literal["potential", "new", "loyal", "dead", "returned"] | None] = None,
+        owner_id: FromQuery[str | None] = None,
+        last_contact_before: FromQuery[datetime | None] = None,
+        last_contact_after: FromQuery[datetime | None] = None,
         q: str | None = Parameter(default=None, max_length=200, description="Text search"),
         as_of: datetime | None = Parameter(
             default=None, description="The instant of the stage filter and of each card's stage"
         ),
         limit: int = Limit,
         cursor: str | None = Parameter(default=None, max_length=200),
-        format: Literal["json", "csv"] = "json",  # noqa: A002
+        format: FromQuery[Literal["json", "csv"]] = "json",  # noqa: A002
         min_position: int | None = MinPosition,
     ) -> Response[Any]:
         """The client directory, newest first, with filters and cursor pagination.
@@ -422,7 +456,7 @@ class ClientRoutes(Controller):
     def card(
         self,
         request: Request[Any, Any, Any],
-        client_id: UUID,
+        client_id: FromPath[UUID],
         min_position: int | None = MinPosition,
     ) -> Response[dict[str, Any]]:
         """The client's card; the `ETag` is its version, for `If-Match` on writes."""
@@ -434,7 +468,7 @@ class ClientRoutes(Controller):
     def lifecycle(
         self,
         request: Request[Any, Any, Any],
-        client_id: UUID,
+        client_id: FromPath[UUID],
         min_position: int | None = MinPosition,
     ) -> list[schemas.StageIntervalOut]:
         """The client's lifecycle stages over time."""
@@ -452,7 +486,9 @@ class ClientRoutes(Controller):
         guards=[allow("admin", "manager", "auditor")],
         sync_to_thread=True,
     )
-    def history(self, request: Request[Any, Any, Any], client_id: UUID) -> list[dict[str, Any]]:
+    def history(
+        self, request: Request[Any, Any, Any], client_id: FromPath[UUID]
+    ) -> list[dict[str, Any]]:
         """Every event of the client, with its envelope, oldest first."""
         events = client_events(crm_of(request), client_id)
         if principal(request).role == "manager":
@@ -460,7 +496,7 @@ class ClientRoutes(Controller):
         return events
 
     @get("/{client_id:uuid}/export", guards=[allow(*EXPORTERS)], sync_to_thread=True)
-    def export(self, request: Request[Any, Any, Any], client_id: UUID) -> dict[str, Any]:
+    def export(self, request: Request[Any, Any, Any], client_id: FromPath[UUID]) -> dict[str, Any]:
         """Everything held about one client (the subject access right): the events,
         the card, the lifecycle, the consents and the audit trail. The export itself
         is recorded, before it is sent."""

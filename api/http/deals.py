@@ -8,12 +8,13 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
 from adapters.read_models.deals import DealsReadModel
 from api.http import schemas
 from api.http.auth import allow
 from api.http.support import (
+    MAX_POSITION,
     crm_of,
     envelope,
     etag,
@@ -27,7 +28,10 @@ from application import deals, pipelines
 from application.access import READERS, WRITERS
 
 MinPosition = Parameter(
-    default=None, ge=1, description="Wait until the read models include this position"
+    default=None,
+    ge=1,
+    le=MAX_POSITION,
+    description="Wait until the read models include this position",
 )
 
 
@@ -59,7 +63,7 @@ class DealRoutes(Controller):
 
     @post("/", guards=[allow(*WRITERS)], status_code=201, sync_to_thread=True)
     def open_deal(
-        self, request: Request[Any, Any, Any], data: schemas.OpenDealBody
+        self, request: Request[Any, Any, Any], data: JSONBody[schemas.OpenDealBody]
     ) -> Response[schemas.Written]:
         """Open a deal for a client, in the first stage of its pipeline (the default
         pipeline unless `pipeline_id` is given)."""
@@ -76,7 +80,10 @@ class DealRoutes(Controller):
 
     @post("/{deal_id:uuid}/stage", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def move(
-        self, request: Request[Any, Any, Any], deal_id: UUID, data: schemas.StageBody
+        self,
+        request: Request[Any, Any, Any],
+        deal_id: FromPath[UUID],
+        data: JSONBody[schemas.StageBody],
     ) -> Response[schemas.Written]:
         """Move the deal to another stage of its pipeline."""
         command = deals.MoveDealStage(
@@ -86,7 +93,10 @@ class DealRoutes(Controller):
 
     @post("/{deal_id:uuid}/win", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def win(
-        self, request: Request[Any, Any, Any], deal_id: UUID, data: schemas.WinBody | None = None
+        self,
+        request: Request[Any, Any, Any],
+        deal_id: FromPath[UUID],
+        data: JSONBody[schemas.WinBody | None] = None,
     ) -> Response[schemas.Written]:
         """Win the deal: the client's purchase is recorded in the same transaction."""
         body = data or schemas.WinBody()
@@ -97,7 +107,10 @@ class DealRoutes(Controller):
 
     @post("/{deal_id:uuid}/lose", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def lose(
-        self, request: Request[Any, Any, Any], deal_id: UUID, data: schemas.LoseDealBody
+        self,
+        request: Request[Any, Any, Any],
+        deal_id: FromPath[UUID],
+        data: JSONBody[schemas.LoseDealBody],
     ) -> Response[schemas.Written]:
         """Lose the deal, for one of the known reasons."""
         command = deals.LoseDeal(
@@ -107,7 +120,10 @@ class DealRoutes(Controller):
 
     @post("/{deal_id:uuid}/reopen", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def reopen(
-        self, request: Request[Any, Any, Any], deal_id: UUID, data: schemas.ReopenBody | None = None
+        self,
+        request: Request[Any, Any, Any],
+        deal_id: FromPath[UUID],
+        data: JSONBody[schemas.ReopenBody | None] = None,
     ) -> Response[schemas.Written]:
         """Reopen a won or lost deal in the stage it was closed from."""
         body = data or schemas.ReopenBody()
@@ -116,7 +132,10 @@ class DealRoutes(Controller):
 
     @get("/{deal_id:uuid}", guards=[allow(*READERS)], sync_to_thread=True)
     def card(
-        self, request: Request[Any, Any, Any], deal_id: UUID, min_position: int | None = MinPosition
+        self,
+        request: Request[Any, Any, Any],
+        deal_id: FromPath[UUID],
+        min_position: int | None = MinPosition,
     ) -> Response[schemas.DealOut]:
         """The deal as it stands; the `ETag` is its version."""
         wait_for_position(crm_of(request), min_position)
@@ -146,7 +165,7 @@ class PipelineRoutes(Controller):
 
     @post("/", guards=[allow("admin")], status_code=201, sync_to_thread=True)
     def define(
-        self, request: Request[Any, Any, Any], data: schemas.PipelineBody
+        self, request: Request[Any, Any, Any], data: JSONBody[schemas.PipelineBody]
     ) -> Response[schemas.Written]:
         """Define a pipeline, or redefine the stages of the one with that name (stages
         may be added or reordered, never removed)."""

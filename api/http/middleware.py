@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
+import orjson
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
@@ -43,3 +44,47 @@ def _header(scope: Scope, name: bytes) -> str | None:
             except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
                 return None
     return None
+
+
+def schema_pages_not_found_as_problems(app: ASGIApp) -> ASGIApp:
+    """The OpenAPI pages answer an unknown page under ``/schema`` with an HTML 404 of
+    their own, bypassing the exception handlers: rewrite it as a problem document."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""  # type: ignore[comparison-overlap]
+        if not str(path).startswith("/schema/"):
+            await app(scope, receive, send)
+            return
+        rewriting = False
+
+        async def send_problem(message: Message) -> None:
+            nonlocal rewriting
+            if message["type"] == "http.response.start" and message["status"] == 404:
+                rewriting = True
+                body = orjson.dumps(
+                    {
+                        "type": "about:blank",
+                        "title": "Not Found",
+                        "status": 404,
+                        "detail": f"no page {path}",
+                        "instance": path,
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 404,
+                        "headers": [
+                            (b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            if not rewriting:
+                await send(message)
+
+        await app(scope, receive, send_problem)
+
+    return middleware

@@ -117,7 +117,7 @@ def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Respons
     headers = dict(error.headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="crm"')
-    detail = error.detail if status < 500 else None
+    detail = error.detail if status < 500 or status == 503 else None
     return problem(request, status, detail, headers=headers or None)
 
 
@@ -137,7 +137,13 @@ def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Respo
     )
 
 
+def out_of_range(request: Request[Any, Any, Any], error: OverflowError) -> Response[Any]:
+    """A date or number so far out that arithmetic on it overflows (year 1, 10**30)."""
+    return problem(request, 422, f"a date or number is out of range: {error}", code="out_of_range")
+
+
 HANDLERS: dict[type[Exception], Any] = {
+    OverflowError: out_of_range,
     DomainError: domain_error,
     ApplicationError: application_error,
     HTTPException: http_error,

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import ClientException, PermissionDeniedException
-from litestar.params import Parameter, QueryParameter
+from litestar.params import FromQuery, Parameter, QueryParameter
 from litestar.response import Stream
 
 from adapters.read_models.audit import AuditReadModel
@@ -21,6 +21,7 @@ from adapters.read_models.work_queue import WorkQueueReadModel
 from api.http import schemas
 from api.http.auth import allow
 from api.http.support import (
+    MAX_POSITION,
     crm_of,
     envelope,
     principal,
@@ -33,7 +34,10 @@ from application.exports import RecordExport
 from domain.pipeline import pipeline_id as pipeline_named
 
 MinPosition = Parameter(
-    default=None, ge=1, description="Wait until the read models include this position"
+    default=None,
+    ge=1,
+    le=MAX_POSITION,
+    description="Wait until the read models include this position",
 )
 
 
@@ -51,7 +55,7 @@ class ReadRoutes(Controller):
     def lifecycle(
         self,
         request: Request[Any, Any, Any],
-        as_of: datetime | None = None,
+        as_of: FromQuery[datetime | None] = None,
         min_position: int | None = MinPosition,
     ) -> schemas.LifecycleCounts:
         """How many clients are in each lifecycle stage at an instant (default now)."""
@@ -69,10 +73,10 @@ class ReadRoutes(Controller):
         pipeline: str = Parameter(
             default="default", max_length=200, description="A pipeline's name or id"
         ),
-        as_of: datetime | None = None,
-        owner_id: str | None = None,
-        opened_from: datetime | None = None,
-        opened_to: datetime | None = None,
+        as_of: FromQuery[datetime | None] = None,
+        owner_id: FromQuery[str | None] = None,
+        opened_from: FromQuery[datetime | None] = None,
+        opened_to: FromQuery[datetime | None] = None,
         min_position: int | None = MinPosition,
     ) -> dict[str, Any]:
         """The sales funnel of one pipeline at an instant: per stage reached, current,
@@ -98,7 +102,7 @@ class ReadRoutes(Controller):
     def kpis(
         self,
         request: Request[Any, Any, Any],
-        as_of: datetime | None = None,
+        as_of: FromQuery[datetime | None] = None,
         min_position: int | None = MinPosition,
     ) -> dict[str, Any]:
         """The business KPIs at an instant (money as exact decimal strings)."""
@@ -111,15 +115,15 @@ class ReadRoutes(Controller):
     def audit(
         self,
         request: Request[Any, Any, Any],
-        client_id: UUID | None = None,
-        deal_id: UUID | None = None,
+        client_id: FromQuery[UUID | None] = None,
+        deal_id: FromQuery[UUID | None] = None,
         actor_id: str | None = Parameter(default=None, max_length=63),
         field: str | None = Parameter(default=None, max_length=100),
         from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
-        to: datetime | None = None,
+        to: FromQuery[datetime | None] = None,
         cursor: str | None = Parameter(default=None, max_length=200),
         limit: int = Parameter(default=50, ge=1, le=500),
-        format: Literal["json", "csv", "jsonl"] = "json",  # noqa: A002
+        format: FromQuery[Literal["json", "csv", "jsonl"]] = "json",  # noqa: A002
         min_position: int | None = MinPosition,
     ) -> Response[Any]:
         """The audit trail: one entry per changed field (old and new value) and one per
@@ -170,7 +174,9 @@ class ReadRoutes(Controller):
     def events(
         self,
         request: Request[Any, Any, Any],
-        after: int = Parameter(default=0, ge=0, description="Events after this position"),
+        after: int = Parameter(
+            default=0, ge=0, le=MAX_POSITION, description="Events after this position"
+        ),
         limit: int = Parameter(default=100, ge=1, le=1000),
     ) -> dict[str, Any]:
         """The event feed, in position order, with each event's envelope; follow it with
@@ -210,8 +216,8 @@ class ReadRoutes(Controller):
     def activity(
         self,
         request: Request[Any, Any, Any],
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
         actor_id: str | None = Parameter(default=None, max_length=63),
     ) -> list[dict[str, Any]]:
         """What each manager did over a period (default: the last 30 days): contacts,

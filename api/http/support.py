@@ -25,6 +25,8 @@ from application.app import CommandResult
 from domain.envelope import Envelope
 
 READ_WAIT_SECONDS = 5.0
+MAX_POSITION = 2**63 - 1
+"""Store positions are 64-bit (PostgreSQL bigint)."""
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
 

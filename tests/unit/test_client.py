@@ -1162,3 +1162,20 @@ def test_a_refused_command_leaves_version_and_pending_events_unchanged(refusal: 
 
     assert client.version == version
     assert client.pending_events == pending
+
+
+def test_a_business_time_before_1900_is_a_typo_and_is_refused(envelope: Envelope) -> None:
+    with (
+        recording(replace(envelope, occurred_at=datetime(201, 5, 1, tzinfo=UTC))),
+        pytest.raises(InvalidValue, match="before 1900") as caught,
+    ):
+        Client.register(name="Ann")
+    assert caught.value.field == "occurred_at"
+
+
+def test_a_follow_up_is_due_within_fifty_years(attributed: Envelope) -> None:
+    client = register()
+    with pytest.raises(InvalidValue, match="within 50 years"):
+        client.schedule_follow_up(
+            due_at=datetime.now(UTC) + timedelta(days=51 * 365), assignee_id="bob"
+        )
