@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
     SQLiteConnectionPool,
-    SQLiteCursor,
     SQLiteDatastore,
 )
 
 from adapters import side_tables
+from adapters.group_commit import GroupCommitter, Write
 from adapters.sql import SqliteDatabase, _SqliteCursor
 from application.ports import EventRecorder, IdempotencyRecord
 
@@ -53,21 +54,44 @@ def truncate_log(datastore: SQLiteDatastore) -> None:
 
 
 class SqliteEventRecorder(SQLiteApplicationRecorder, EventRecorder):
-    """eventsourcing's SQLite application recorder, plus the side tables, written in the
-    events' transaction."""
+    """eventsourcing's SQLite application recorder, plus the side tables written in the
+    events' transaction, with group commit: concurrent writes share one transaction,
+    each in a savepoint of its own (see ``adapters.group_commit``)."""
 
     def __init__(self, datastore: SQLiteDatastore) -> None:
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
         self.db = SqliteDatabase(datastore)
+        self._committer = GroupCommitter(self._write_batch)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        return self._committer.submit(stored_events, kwargs.get("side_effects"))
+
+    def _write_batch(self, batch: list[Write]) -> None:
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            raw = cursor.sqlite_cursor
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                for write in batch:
+                    raw.execute("SAVEPOINT write")
+                    try:
+                        side_tables.write(_SqliteCursor(raw), write.side_effects)
+                        positions = super()._insert_events(cursor, write.events)
+                        write.positions = list(positions or [])
+                        raw.execute("RELEASE write")
+                    except sqlite3.IntegrityError as error:  # this write fails alone
+                        raw.execute("ROLLBACK TO write")
+                        raw.execute("RELEASE write")
+                        write.error = IntegrityError(str(error))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *side_tables.ddl("sqlite")]
-
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        side_tables.write(_SqliteCursor(c.sqlite_cursor), kwargs.get("side_effects"))
-        return super()._insert_events(c, stored_events, **kwargs)
 
     def claim_owner(self, kind: str, digest: str) -> UUID | None:
         return side_tables.claim_owner(self.db, kind, digest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -108,3 +109,27 @@ def test_concurrent_retries_with_one_idempotency_key_record_the_command_once(
     assert len({(o.id, o.version, o.position) for o in outcomes}) == 1
     assert sum(not o.replayed for o in outcomes) == 1
     assert (crm.app.recorder.max_notification_id() or 0) == before + 1
+
+
+def test_concurrent_writes_share_commits_and_a_conflicting_one_fails_alone(
+    crm: Crm, envelope: Envelope
+) -> None:
+    from eventsourcing.persistence import IntegrityError, StoredEvent
+
+    taken = crm.app.execute(clients.RegisterClient(name="Ann"), envelope).id
+
+    def write(i: int) -> list[int]:
+        # writer 0 reuses version 1 of an existing client: a conflict; the others are new
+        originator = taken if i == 0 else uuid.uuid4()
+        stored = StoredEvent(originator, 1, "tests:Nothing", b"{}")
+        return list(crm.app.recorder.insert_events([stored]) or [])
+
+    before = crm.app.recorder.max_notification_id() or 0
+    outcomes = race(write, threads=THREADS)
+    assert isinstance(outcomes[0], IntegrityError)
+    positions = sorted(p for o in outcomes[1:] for p in o)
+    assert len(set(positions)) == THREADS - 1
+    assert positions[0] > before  # (PostgreSQL may skip the number the failed write drew)
+    stored = crm.app.recorder.select_notifications(start=before + 1, limit=100)
+    assert sorted(n.id for n in stored) == positions
+    assert taken not in {n.originator_id for n in stored}
