@@ -597,33 +597,20 @@ def subject_export(
     output: Annotated[Path | None, typer.Option("--out", help="Write to a file.")] = None,
 ) -> None:
     """Everything held about one client, as JSON (the export is recorded)."""
-    from api.subject import client_events, export_subject
+    from api.subject import export_subject
     from application.errors import NotFound
-    from application.exports import RecordExport
 
     client_id = _client_id(client)
     with _product() as crm:
+        crm.projector().catch_up()
         try:
-            client_events(crm, client_id)
+            document = orjson.dumps(
+                export_subject(crm, client_id, _cli_envelope()),
+                default=str,
+                option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z,
+            )
         except NotFound as error:
             raise _fail(error.message) from None
-        crm.projector().catch_up()
-        position = crm.app.recorder.max_notification_id() or 0
-        crm.app.execute(
-            RecordExport(
-                kind="subject",
-                format="json",
-                up_to_position=position,
-                client_id=client_id,
-                filters={"client_id": str(client_id)},
-            ),
-            _cli_envelope(),
-        )
-        document = orjson.dumps(
-            {**export_subject(crm, client_id), "up_to_position": position},
-            default=str,
-            option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z,
-        )
     if output is None:
         sys.stdout.buffer.write(document + b"\n")
     else:

@@ -12,7 +12,9 @@ from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from api.bootstrap import Crm
 from application.errors import NotFound
+from application.exports import RecordExport
 from domain.client import Client
+from domain.envelope import Envelope
 from projections.audit import ENVELOPE_FIELDS
 
 
@@ -59,11 +61,22 @@ def consents(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def export_subject(crm: Crm, client_id: UUID) -> dict[str, Any]:
+def export_subject(crm: Crm, client_id: UUID, by: Envelope) -> dict[str, Any]:
     """Everything held about one client: the events (decrypted), the directory card,
-    the lifecycle, the audit trail and the consent history. Recording that the export
-    was made is the caller's job (it knows who asked)."""
-    events = client_events(crm, client_id)
+    the lifecycle, the audit trail and the consent history. The export is recorded
+    (``DataExported``, attributed to ``by``) before anything is returned."""
+    events = client_events(crm, client_id)  # NotFound for an unknown client
+    position = crm.app.recorder.max_notification_id() or 0
+    crm.app.execute(
+        RecordExport(
+            kind="subject",
+            format="json",
+            up_to_position=position,
+            client_id=client_id,
+            filters={"client_id": str(client_id)},
+        ),
+        by,
+    )
     directory = crm.read_model("directory")
     lifecycle = crm.read_model("lifecycle")
     audit = crm.read_model("audit")
@@ -87,4 +100,5 @@ def export_subject(crm: Crm, client_id: UUID) -> dict[str, Any]:
         "lifecycle": [asdict(interval) for interval in lifecycle.intervals(client_id)],
         "events": events,
         "audit_trail": entries,
+        "up_to_position": position,
     }

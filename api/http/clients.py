@@ -22,15 +22,14 @@ from adapters.read_models.lifecycle import LifecycleReadModel
 from api.http import schemas
 from api.http.auth import allow
 from api.http.support import (
-    MAX_POSITION,
+    MinPosition,
     crm_of,
     envelope,
     etag,
-    idempotency_key,
     if_match,
     principal,
+    run_command,
     wait_for_position,
-    written,
 )
 from api.subject import client_events, export_subject
 from application import clients
@@ -39,12 +38,6 @@ from application.exports import RecordExport
 from domain.lifecycle import interval_at
 from projections.directory import ClientCard
 
-MinPosition = Parameter(
-    default=None,
-    ge=1,
-    le=MAX_POSITION,
-    description="Wait until the read models include this position",
-)
 Limit = Parameter(default=50, ge=1, le=500)
 
 CSV_COLUMNS = (
@@ -108,12 +101,7 @@ class ClientRoutes(Controller):
             attributes=data.attributes,
             owner_id=data.owner_id or principal(request).default_owner(),
         )
-        result = crm_of(request).app.execute(
-            command, envelope(request, data.occurred_at), idempotency_key=idempotency_key(request)
-        )
-        response = written(result, status=201)
-        response.headers["Location"] = f"/clients/{result.id}"
-        return response
+        return run_command(request, command, data.occurred_at, status=201, location="/clients/")
 
     @patch("/{client_id:uuid}", guards=[allow(*WRITERS)], sync_to_thread=True)
     def change(
@@ -124,7 +112,7 @@ class ClientRoutes(Controller):
     ) -> Response[schemas.Written]:
         """Change profile fields; each changed field is audited with old and new value.
         Send `If-Match: "<version>"` to refuse the change if the card moved on."""
-        return self._run(
+        return run_command(
             request,
             clients.ChangeClientDetails(
                 client_id=client_id, changes=data.changes(), expected_version=if_match(request)
@@ -151,7 +139,7 @@ class ClientRoutes(Controller):
             purpose=data.purpose,
             expected_version=if_match(request),
         )
-        return self._run(request, command, data.occurred_at)
+        return run_command(request, command, data.occurred_at)
 
     @post(
         "/{client_id:uuid}/purchases",
@@ -173,7 +161,7 @@ class ClientRoutes(Controller):
             currency=data.currency or crm_of(request).settings.currency,
             expected_version=if_match(request),
         )
-        return self._run(request, command, data.occurred_at)
+        return run_command(request, command, data.occurred_at)
 
     @post("/{client_id:uuid}/loss", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def loss(
@@ -189,7 +177,7 @@ class ClientRoutes(Controller):
             note=data.note,
             expected_version=if_match(request),
         )
-        return self._run(request, command, data.occurred_at)
+        return run_command(request, command, data.occurred_at)
 
     @post("/{client_id:uuid}/owner", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def assign_owner(
@@ -205,7 +193,7 @@ class ClientRoutes(Controller):
             reason=data.reason,
             expected_version=if_match(request),
         )
-        return self._run(request, command, data.occurred_at)
+        return run_command(request, command, data.occurred_at)
 
     @post(
         "/{client_id:uuid}/follow-ups",
@@ -227,7 +215,7 @@ class ClientRoutes(Controller):
             note=data.note,
             expected_version=if_match(request),
         )
-        return self._run(request, command, data.occurred_at, status=201)
+        return run_command(request, command, data.occurred_at, status=201)
 
     @post(
         "/{client_id:uuid}/follow-ups/{task_id:uuid}/complete",
@@ -247,7 +235,7 @@ class ClientRoutes(Controller):
         command = clients.CompleteFollowUp(
             client_id=client_id, task_id=task_id, note=body.note, expected_version=if_match(request)
         )
-        return self._run(request, command, body.occurred_at)
+        return run_command(request, command, body.occurred_at)
 
     @post(
         "/{client_id:uuid}/follow-ups/{task_id:uuid}/cancel",
@@ -270,7 +258,7 @@ class ClientRoutes(Controller):
             reason=body.note,
             expected_version=if_match(request),
         )
-        return self._run(request, command, body.occurred_at)
+        return run_command(request, command, body.occurred_at)
 
     @post("/{client_id:uuid}/merge", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def merge(
@@ -281,7 +269,7 @@ class ClientRoutes(Controller):
     ) -> Response[schemas.Written]:
         """Merge a duplicate card of the same person into this one."""
         command = clients.MergeClients(survivor_id=client_id, duplicate_id=data.duplicate_id)
-        return self._run(request, command, None)
+        return run_command(request, command, None)
 
     @post(
         "/{client_id:uuid}/erasure", guards=[allow("admin")], sync_to_thread=True, status_code=200
@@ -297,7 +285,7 @@ class ClientRoutes(Controller):
         command = clients.ErasePersonalData(
             client_id=client_id, reason=data.reason, expected_version=if_match(request)
         )
-        return self._run(request, command, None)
+        return run_command(request, command, None)
 
     @post(
         "/{client_id:uuid}/restriction",
@@ -314,7 +302,7 @@ class ClientRoutes(Controller):
         """Restrict processing (no marketing, no new deals) or lift the restriction."""
         kind = clients.RestrictProcessing if data.restricted else clients.LiftRestriction
         command = kind(client_id=client_id, reason=data.reason, expected_version=if_match(request))
-        return self._run(request, command, None)
+        return run_command(request, command, None)
 
     @post(
         "/{client_id:uuid}/consents", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200
@@ -330,20 +318,7 @@ class ClientRoutes(Controller):
         command = kind(
             client_id=client_id, purpose=data.purpose, expected_version=if_match(request)
         )
-        return self._run(request, command, None)
-
-    @staticmethod
-    def _run(
-        request: Request[Any, Any, Any],
-        command: object,
-        occurred_at: datetime | None,
-        *,
-        status: int = 200,
-    ) -> Response[schemas.Written]:
-        result = crm_of(request).app.execute(
-            command, envelope(request, occurred_at), idempotency_key=idempotency_key(request)
-        )
-        return written(result, status=status)
+        return run_command(request, command, None)
 
     # ----------------------------------------------------------------- reads
 
@@ -500,20 +475,7 @@ class ClientRoutes(Controller):
         """Everything held about one client (the subject access right): the events,
         the card, the lifecycle, the consents and the audit trail. The export itself
         is recorded, before it is sent."""
-        crm = crm_of(request)
-        client_events(crm, client_id)  # 404 for an unknown client
-        position = crm.app.recorder.max_notification_id() or 0
-        crm.app.execute(
-            RecordExport(
-                kind="subject",
-                format="json",
-                up_to_position=position,
-                client_id=client_id,
-                filters={"client_id": str(client_id)},
-            ),
-            envelope(request),
-        )
-        return {**export_subject(crm, client_id), "up_to_position": position}
+        return export_subject(crm_of(request), client_id, envelope(request))
 
 
 def _aware(value: datetime | None) -> datetime | None:

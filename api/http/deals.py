@@ -2,59 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody
 
 from adapters.read_models.deals import DealsReadModel
 from api.http import schemas
 from api.http.auth import allow
 from api.http.support import (
-    MAX_POSITION,
+    MinPosition,
     crm_of,
     envelope,
     etag,
     idempotency_key,
     if_match,
     principal,
+    run_command,
     wait_for_position,
     written,
 )
 from application import deals, pipelines
 from application.access import READERS, WRITERS
 
-MinPosition = Parameter(
-    default=None,
-    ge=1,
-    le=MAX_POSITION,
-    description="Wait until the read models include this position",
-)
-
 
 def _deals(request: Request[Any, Any, Any]) -> DealsReadModel:
     model = crm_of(request).read_model("deals")
     assert isinstance(model, DealsReadModel)
     return model
-
-
-def _run(
-    request: Request[Any, Any, Any],
-    command: object,
-    occurred_at: datetime | None,
-    *,
-    status: int = 200,
-) -> Response[schemas.Written]:
-    result = crm_of(request).app.execute(
-        command, envelope(request, occurred_at), idempotency_key=idempotency_key(request)
-    )
-    response = written(result, status=status)
-    if status == 201:
-        response.headers["Location"] = f"/deals/{result.id}"
-    return response
 
 
 class DealRoutes(Controller):
@@ -76,7 +53,7 @@ class DealRoutes(Controller):
             owner_id=data.owner_id,
             stage=data.stage,
         )
-        return _run(request, command, data.occurred_at, status=201)
+        return run_command(request, command, data.occurred_at, status=201, location="/deals/")
 
     @post("/{deal_id:uuid}/stage", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def move(
@@ -89,7 +66,7 @@ class DealRoutes(Controller):
         command = deals.MoveDealStage(
             deal_id=deal_id, stage=data.stage, expected_version=if_match(request)
         )
-        return _run(request, command, data.occurred_at)
+        return run_command(request, command, data.occurred_at)
 
     @post("/{deal_id:uuid}/win", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def win(
@@ -103,7 +80,7 @@ class DealRoutes(Controller):
         command = deals.WinDeal(
             deal_id=deal_id, amount=body.amount, cost=body.cost, expected_version=if_match(request)
         )
-        return _run(request, command, body.occurred_at)
+        return run_command(request, command, body.occurred_at)
 
     @post("/{deal_id:uuid}/lose", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def lose(
@@ -116,7 +93,7 @@ class DealRoutes(Controller):
         command = deals.LoseDeal(
             deal_id=deal_id, reason=data.reason, note=data.note, expected_version=if_match(request)
         )
-        return _run(request, command, data.occurred_at)
+        return run_command(request, command, data.occurred_at)
 
     @post("/{deal_id:uuid}/reopen", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
     def reopen(
@@ -128,7 +105,7 @@ class DealRoutes(Controller):
         """Reopen a won or lost deal in the stage it was closed from."""
         body = data or schemas.ReopenBody()
         command = deals.ReopenDeal(deal_id=deal_id, expected_version=if_match(request))
-        return _run(request, command, body.occurred_at)
+        return run_command(request, command, body.occurred_at)
 
     @get("/{deal_id:uuid}", guards=[allow(*READERS)], sync_to_thread=True)
     def card(

@@ -22,6 +22,7 @@ from api.http import schemas
 from api.http.auth import allow
 from api.http.support import (
     MAX_POSITION,
+    MinPosition,
     crm_of,
     envelope,
     principal,
@@ -32,13 +33,6 @@ from api.subject import event_out
 from application.access import AUDIT_READERS, EXPORTERS, FEED_READERS, READERS
 from application.exports import RecordExport
 from domain.pipeline import pipeline_id as pipeline_named
-
-MinPosition = Parameter(
-    default=None,
-    ge=1,
-    le=MAX_POSITION,
-    description="Wait until the read models include this position",
-)
 
 
 def _now_or(value: datetime | None) -> datetime:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException
+from litestar.params import Parameter
 from pydantic import BaseModel
 
 from adapters.read_models import registry
@@ -27,6 +28,13 @@ from domain.envelope import Envelope
 READ_WAIT_SECONDS = 5.0
 MAX_POSITION = 2**63 - 1
 """Store positions are 64-bit (PostgreSQL bigint)."""
+MinPosition = Parameter(
+    default=None,
+    ge=1,
+    le=MAX_POSITION,
+    description="Wait until the read models include this position",
+)
+"""The ``min_position`` query parameter of every read (read-your-writes)."""
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
 
@@ -110,6 +118,25 @@ def written(result: CommandResult, *, status: int = 200) -> Response[Written]:
         task_id=task_id,
     )
     return Response(body, status_code=status, headers={"ETag": etag(result.version)})
+
+
+def run_command(
+    request: Request[Any, Any, Any],
+    command: object,
+    occurred_at: datetime | None,
+    *,
+    status: int = 200,
+    location: str | None = None,
+) -> Response[Written]:
+    """Execute ``command`` with the request's envelope and idempotency key, and
+    answer with what was written (``Location`` set to ``location`` + the new id)."""
+    result = crm_of(request).app.execute(
+        command, envelope(request, occurred_at), idempotency_key=idempotency_key(request)
+    )
+    response = written(result, status=status)
+    if location is not None:
+        response.headers["Location"] = f"{location}{result.id}"
+    return response
 
 
 def read_models_position(crm: Crm) -> int:

@@ -249,7 +249,7 @@ def test_the_consent_history_is_exact(crm: Crm, envelope: Envelope) -> None:
     crm.projector().catch_up()
     history = [
         (c["purpose"], c["given"], c["at"].date().isoformat())
-        for c in export_subject(crm, client)["consents"]
+        for c in export_subject(crm, client, envelope)["consents"]
     ]
     assert history == [
         ("newsletter", True, "2024-02-01"),
