@@ -61,7 +61,7 @@ def generate(
     """Append about ``events`` events (whole client histories) to ``crm``'s store."""
     started = time.perf_counter()
     rng = random.Random(seed)
-    pipeline = crm.app.repository.get(pipeline_id(DEFAULT_PIPELINE))
+    pipeline: Any = crm.app.repository.get(pipeline_id(DEFAULT_PIPELINE))
     now = datetime.now(UTC)
     start = now - timedelta(days=3 * 365)
     written = clients = 0

@@ -1,0 +1,257 @@
+"""rebuild: every read model rebuilt from position zero, against raw read + decode.
+
+One ``Projector`` over every model of ``registry.NAMES``, into ``rebuild_``-prefixed
+tables (as ``crm project --rebuild`` builds beside the live ones), from position
+zero to the head of a generated history. It runs in a subprocess so that its peak
+resident memory is its own (read with ``wait4``). The baseline, in the same run, is
+the least any rebuild must do: ``SELECT`` the same rows page by page on a plain
+connection and ``orjson.loads`` each state.
+
+After the rebuild the tables are swapped in as the live ones, so the ``http`` and
+``scale`` benchmarks query what was just built.
+
+``python -m bench.rebuild --child SETTINGS`` is the subprocess itself.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import pstats
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from adapters.projector import Projector
+from adapters.read_models import registry
+from adapters.read_models.base import REBUILD_PREFIX, swap_statements
+from api.bootstrap import Crm, bootstrap
+from application.settings import Settings
+from bench.common import (
+    PYTHON,
+    ROOT,
+    Histories,
+    History,
+    Options,
+    note,
+    postgres_connection,
+    ratio,
+    stop,
+    table,
+    title,
+)
+
+BATCH_SIZE = 5000
+"""Events per projector transaction: what ``crm project --rebuild`` uses."""
+PAGE_SIZE = 5000
+"""Rows per page of the raw baseline."""
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    events: int
+    seconds: float
+    position: int
+    peak_rss_mb: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class RawRead:
+    rows: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+# -------------------------------------------------------------- the subprocess
+
+
+def child(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild every read model into prefixed tables; what it took."""
+    with bootstrap(Settings.from_env()) as crm:  # the store: CRM_* from the parent
+        models = [crm.read_model(name, REBUILD_PREFIX) for name in registry.NAMES]
+        projector = Projector(crm.app, crm.db, models, batch_size=arguments["batch_size"])
+        projector.setup()
+        profile = cProfile.Profile() if arguments.get("profile") else None
+        started = time.perf_counter()
+        if profile:
+            profile.enable()
+        events = projector.catch_up()
+        if profile:
+            profile.disable()
+            profile.dump_stats(arguments["profile"])
+        seconds = time.perf_counter() - started
+        position = min(projector._positions.values())
+    return {"events": events, "seconds": seconds, "position": position}
+
+
+def project(history: History, *, profile: Path | None = None) -> Rebuilt:
+    """Rebuild every read model of ``history`` in a subprocess, then swap the rebuilt
+    tables in as the live ones."""
+    arguments = {
+        "batch_size": BATCH_SIZE,
+        "profile": str(profile) if profile else None,
+    }
+    process = subprocess.Popen(
+        [PYTHON, "-m", "bench.rebuild", "--child", json.dumps(arguments)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env=history.place.environment(),
+    )
+    try:
+        assert process.stdout is not None
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        stop(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"the rebuild subprocess exited with {process.returncode}")
+    done = json.loads(output.decode().strip().splitlines()[-1])
+    swap_in(history.crm, done["position"])
+    return Rebuilt(done["events"], done["seconds"], done["position"], usage.ru_maxrss / 1024)
+
+
+def swap_in(crm: Crm, position: int) -> None:
+    """The rebuilt tables become the live ones, tracked at ``position``."""
+    now = datetime.now(UTC)
+    with crm.db.transaction() as cursor:
+        for name in registry.NAMES:
+            live = crm.read_model(name)
+            for statement in swap_statements(type(live), crm.db.dialect):
+                cursor.execute(statement)
+            cursor.execute(
+                "INSERT INTO projection_tracking (name, position, updated_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET position = excluded.position,"
+                " updated_at = excluded.updated_at",
+                (name, position, now),
+            )
+            cursor.execute(
+                "DELETE FROM projection_tracking WHERE name = %s", (REBUILD_PREFIX + name,)
+            )
+
+
+def ensure_projected(history: History) -> Rebuilt:
+    """The read models of ``history``, built once per run."""
+    if history.projected is None:
+        history.projected = project(history)
+    result: Rebuilt = history.projected
+    return result
+
+
+# ------------------------------------------------------------------ baseline
+
+
+def raw_read(history: History, topics: list[str] | None = None) -> RawRead:
+    """``SELECT`` the events page by page on a plain connection, ``orjson.loads`` each
+    state (only ``topics`` if given): the floor under any rebuild or replay."""
+    started = time.perf_counter()
+    rows = 0
+    after = 0
+    if history.place.backend == "postgresql":
+        where = " AND topic = ANY(%s)" if topics else ""
+        sql = (
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            f" FROM events WHERE notification_id > %s{where} ORDER BY notification_id LIMIT %s"
+        )
+        with postgres_connection(history.place.schema) as conn:
+            while True:
+                params = (after, topics, PAGE_SIZE) if topics else (after, PAGE_SIZE)
+                page = conn.execute(sql, params).fetchall()
+                for row in page:
+                    orjson.loads(row[4])
+                rows += len(page)
+                if len(page) < PAGE_SIZE:
+                    break
+                after = page[-1][0]
+    else:
+        marks = ", ".join("?" * len(topics or []))
+        where = f" AND topic IN ({marks})" if topics else ""
+        sql = (
+            "SELECT rowid, originator_id, originator_version, topic, state"
+            f" FROM events WHERE rowid > ?{where} ORDER BY rowid LIMIT ?"
+        )
+        with sqlite3.connect(history.place.sqlite_path) as lite:
+            while True:
+                page = lite.execute(sql, (after, *(topics or []), PAGE_SIZE)).fetchall()
+                for row in page:
+                    orjson.loads(row[4])
+                rows += len(page)
+                if len(page) < PAGE_SIZE:
+                    break
+                after = page[-1][0]
+        lite.close()
+    return RawRead(rows, time.perf_counter() - started)
+
+
+# -------------------------------------------------------------------- the run
+
+
+def print_profile(path: Path, lines: int = 20) -> None:
+    for order in ("tottime", "cumulative"):
+        note(f"cProfile of the rebuild, top {lines} by {order}:")
+        stats = pstats.Stats(str(path), stream=sys.stdout)
+        stats.strip_dirs().sort_stats(order).print_stats(lines)
+
+
+def run(options: Options, histories: Histories) -> None:
+    history = histories.get(options.backend, options.history_events)
+    title(
+        "rebuild",
+        {
+            "backend": options.backend,
+            "events": f"{history.head:,}",
+            "read models": ", ".join(registry.NAMES),
+            "batch": BATCH_SIZE,
+            "baseline page": PAGE_SIZE,
+        },
+    )
+    raw = raw_read(history)
+    profile = history.place.directory / "rebuild.prof" if options.profile else None
+    rebuilt = project(history, profile=profile)
+    history.projected = rebuilt
+    table(
+        ["what", "events", "seconds", "events/s", "vs raw", "peak RSS MB"],
+        [
+            [
+                "raw SELECT + orjson.loads",
+                raw.rows,
+                raw.seconds,
+                raw.rows_per_second,
+                "1.00x",
+                None,
+            ],
+            [
+                "rebuild (all read models)",
+                rebuilt.events,
+                rebuilt.seconds,
+                rebuilt.events_per_second,
+                ratio(rebuilt.events_per_second, raw.rows_per_second),
+                rebuilt.peak_rss_mb,
+            ],
+        ],
+    )
+    note("peak RSS: the rebuild subprocess's maximum resident set (wait4 ru_maxrss)")
+    if profile:
+        print_profile(profile)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(child(json.loads(sys.argv[2]))), flush=True)
+    else:
+        sys.exit("usage: python -m bench.rebuild --child JSON (run by python -m bench rebuild)")
