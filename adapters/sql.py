@@ -73,6 +73,23 @@ class Database(Protocol):
         ...
 
 
+def insert_rows(
+    cursor: Cursor, dialect: Dialect, table: str, columns: str, rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert many rows into ``table`` (``columns`` comma-separated): one ``COPY`` on
+    PostgreSQL (an order of magnitude cheaper than row-by-row ``INSERT`` s), one
+    ``executemany`` on SQLite."""
+    if not rows:
+        return
+    if dialect == "postgresql":
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for row in rows:
+                copy.write_row(row)
+    else:
+        marks = ", ".join(["%s"] * len(rows[0]))
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)  # noqa: S608
+
+
 UNITS = Decimal(10_000)
 
 

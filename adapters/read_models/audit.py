@@ -117,10 +117,7 @@ class AuditReadModel(SqlReadModel):
             e.deal_id: e.client_id for e in new if e.deal_id is not None and e.client_id is not None
         }
         if links:
-            cursor.executemany(
-                f"INSERT INTO {self.t['deals']} (deal_id, client_id) VALUES (%s, %s)",
-                list(links.items()),
-            )
+            self.insert(cursor, "deals", "deal_id, client_id", list(links.items()))
         unknown = {e.deal_id for e in new if e.deal_id is not None and e.client_id is None}
         links.update(self._deal_clients(cursor, sorted(unknown - set(links))))
         rows = [
@@ -131,11 +128,7 @@ class AuditReadModel(SqlReadModel):
             )
             for e in new
         ]
-        cursor.executemany(
-            f"INSERT INTO {self.t['entries']} ({_SELECT})"
-            f" VALUES ({', '.join(['%s'] * len(COLUMNS))})",
-            rows,
-        )
+        self.insert(cursor, "entries", _SELECT, rows)
         for entry in new:
             if entry.event_type == audit.ERASURE and entry.client_id is not None:
                 self._erase(cursor, entry.client_id, entry.position)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from eventsourcing.persistence import Notification
 
-from adapters.sql import TYPES, Cursor, Database, Dialect
+from adapters.sql import TYPES, Cursor, Database, Dialect, insert_rows
 from projections.base import Recorded
 
 REBUILD_PREFIX = "rebuild_"
@@ -71,6 +71,12 @@ class SqlReadModel(ABC):
 
     def drop_statements(self) -> list[str]:
         return [f"DROP TABLE IF EXISTS {self.t[table.logical]}" for table in self.tables]
+
+    def insert(
+        self, cursor: Cursor, logical: str, columns: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert ``rows`` into this model's table ``logical`` in one bulk write."""
+        insert_rows(cursor, self.dialect, self.t[logical], columns, rows)
 
     @abstractmethod
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:

@@ -107,7 +107,7 @@ class ChainReadModel(SqlReadModel):
             record = canonical(n.id, originator_id, n.originator_version, n.topic, n.state)
             previous = next_link(previous, record)
             links.append((n.id, previous.hex()))
-        cursor.executemany(f"INSERT INTO {self.t['links']} (position, link) VALUES (%s, %s)", links)
+        self.insert(cursor, "links", "position, link", links)
 
     def head(self) -> tuple[int, str]:
         """The last chained position and its link (0 and zeros if none)."""

@@ -43,7 +43,6 @@ _COLUMNS = (
     " revenue, margin, open_follow_ups, restricted, erased, merged_into, version, search_text"
 )
 _CARD_COLUMNS = ", ".join(f"c.{name.strip()}" for name in _COLUMNS.split(","))
-_MARKS = ", ".join("%s" for _ in _COLUMNS.split(","))
 _MAX_LIMIT = 1000
 
 
@@ -97,10 +96,7 @@ class DirectoryReadModel(SqlReadModel):
         for chunk in _chunks(ids, 500):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(f"DELETE FROM {t['cards']} WHERE client_id IN ({marks})", chunk)
-        cursor.executemany(
-            f"INSERT INTO {t['cards']} ({_COLUMNS}) VALUES ({_MARKS})",
-            [_row(changed[cid]) for cid in ids],
-        )
+        self.insert(cursor, "cards", _COLUMNS, [_row(changed[cid]) for cid in ids])
         released: list[tuple[str, str, UUID]] = []
         claimed: list[tuple[str, str, UUID]] = []
         for cid in ids:

@@ -114,8 +114,10 @@ class FunnelReadModel(SqlReadModel):
                 f"DELETE FROM {t['stages']} WHERE pipeline_id = %s",
                 [(pipeline_id,) for pipeline_id in pipelines],
             )
-            cursor.executemany(
-                f"INSERT INTO {t['stages']} (pipeline_id, stage, idx) VALUES (%s, %s, %s)",
+            self.insert(
+                cursor,
+                "stages",
+                "pipeline_id, stage, idx",
                 [
                     (pipeline_id, stage, idx)
                     for pipeline_id, stages in pipelines.items()
@@ -123,9 +125,10 @@ class FunnelReadModel(SqlReadModel):
                 ],
             )
         if deals := writes.deals:
-            cursor.executemany(
-                f"INSERT INTO {t['deals']} (deal_id, pipeline_id, owner_id, client_id, opened_at)"
-                " VALUES (%s, %s, %s, %s, %s)",
+            self.insert(
+                cursor,
+                "deals",
+                "deal_id, pipeline_id, owner_id, client_id, opened_at",
                 [(d.deal_id, d.pipeline_id, d.owner_id, d.client_id, d.opened_at) for d in deals],
             )
         # Close before inserting: only the stays of earlier batches are open then.
@@ -135,15 +138,17 @@ class FunnelReadModel(SqlReadModel):
                 closes,
             )
         if stays := writes.stays:
-            cursor.executemany(
-                f"INSERT INTO {t['stays']} (position, deal_id, stage, entered_at, left_at)"
-                " VALUES (%s, %s, %s, %s, %s)",
+            self.insert(
+                cursor,
+                "stays",
+                "position, deal_id, stage, entered_at, left_at",
                 [(s.position, s.deal_id, s.stage, s.entered_at, s.left_at) for s in stays],
             )
         if outcomes := writes.outcomes:
-            cursor.executemany(
-                f"INSERT INTO {t['outcomes']} (position, deal_id, kind, at, reason)"
-                " VALUES (%s, %s, %s, %s, %s)",
+            self.insert(
+                cursor,
+                "outcomes",
+                "position, deal_id, kind, at, reason",
                 [(o.position, o.deal_id, o.kind, o.at, o.reason) for o in outcomes],
             )
 

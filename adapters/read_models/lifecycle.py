@@ -73,14 +73,17 @@ class LifecycleReadModel(SqlReadModel):
                         erased.append(change)
         t = self.t
         if registered:
-            cursor.executemany(
-                f"INSERT INTO {t['clients']} (client_id, registered_at) VALUES (%s, %s)",
+            self.insert(
+                cursor,
+                "clients",
+                "client_id, registered_at",
                 [(r.client_id, r.at) for r in registered],
             )
         if facts:
-            cursor.executemany(
-                f"INSERT INTO {t['facts']} (position, client_id, kind, at, reason, amount, cost)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            self.insert(
+                cursor,
+                "facts",
+                "position, client_id, kind, at, reason, amount, cost",
                 [
                     (
                         f.position,
@@ -170,11 +173,7 @@ class LifecycleReadModel(SqlReadModel):
                     (client_id, i.valid_from, i.valid_to, i.stage.value, i.reason)
                     for i in stage_intervals(facts, self.policy)
                 )
-            cursor.executemany(
-                f"INSERT INTO {t['intervals']} (client_id, valid_from, valid_to, stage, reason)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                rows,
-            )
+            self.insert(cursor, "intervals", "client_id, valid_from, valid_to, stage, reason", rows)
 
     # ------------------------------------------------------------------ queries
 

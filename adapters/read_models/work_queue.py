@@ -91,9 +91,10 @@ class WorkQueueReadModel(SqlReadModel):
             for chunk in _chunks(ids, 500):
                 marks = ", ".join(["%s"] * len(chunk))
                 cursor.execute(f"DELETE FROM {t['follow_ups']} WHERE task_id IN ({marks})", chunk)
-            cursor.executemany(
-                f"INSERT INTO {t['follow_ups']} ({_FOLLOW_UP_COLUMNS})"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            self.insert(
+                cursor,
+                "follow_ups",
+                _FOLLOW_UP_COLUMNS,
                 [
                     (
                         f.task_id,
@@ -109,9 +110,10 @@ class WorkQueueReadModel(SqlReadModel):
                 ],
             )
         if activity:
-            cursor.executemany(
-                f"INSERT INTO {t['activity']} (position, kind, actor_id, at)"
-                " VALUES (%s, %s, %s, %s)",
+            self.insert(
+                cursor,
+                "activity",
+                "position, kind, actor_id, at",
                 [(a.position, a.kind, a.actor_id, a.at) for a in activity],
             )
 
