@@ -99,7 +99,12 @@ class DirectoryReadModel(SqlReadModel):
         self.insert(cursor, "cards", _COLUMNS, [_row(changed[cid]) for cid in ids])
         released: list[tuple[str, str, UUID]] = []
         claimed: list[tuple[str, str, UUID]] = []
-        for cid in ids:
+        # Claims are written in the order of the events that made them: when two cards
+        # claim one point in a batch (a survivor taking over a duplicate's number
+        # before the duplicate's own merge event arrives), the later claim wins, as it
+        # would projected one event at a time.
+        last_event = {r.event.originator_id: r.position for r in batch}
+        for cid in sorted(ids, key=lambda cid: last_event.get(cid, 0)):
             old = before[cid].contact_points if cid in before else frozenset()
             new = changed[cid].contact_points
             released += [self._key(kind, value, cid) for kind, value in sorted(old - new)]

@@ -236,6 +236,30 @@ def test_a_merge_gives_the_survivor_the_duplicates_figures_points_and_lookups(
     assert [c.client_id for c in listed] == [ann]
 
 
+def test_a_survivor_keeps_the_duplicates_number_when_one_batch_holds_both_claims(
+    crm: Crm, story: Story
+) -> None:
+    """Both registrations and the survivor's side of the merge land in one batch (both
+    cards claim the duplicate's number there), the duplicate's side in the next: the
+    number must find the survivor, whichever of the two ids sorts first. Client ids are
+    random, so the merge is repeated until both orders have been seen."""
+    projector, directory = projector_for(crm, batch_size=3)
+    orders: set[bool] = set()
+    for n in range(40):
+        phone = f"+49 170 555{n:04d}"
+        ann = story.register(
+            f"Ann {n}", "2024-01-10", owner_id="maria", phones=(f"+4930123{n:04d}",)
+        )
+        dup = story.register(f"A. {n}", "2024-01-05", owner_id="maria", phones=(phone,))
+        story.run(clients.MergeClients(survivor_id=ann, duplicate_id=dup), "2024-04-10")
+        projector.catch_up()  # [register ann, register dup, ann absorbs], [dup merged]
+        assert directory.lookup(phone=phone) == directory.card(ann), n
+        orders.add(ann < dup)
+        if len(orders) == 2:
+            break
+    assert orders == {True, False}
+
+
 def test_erasure_blanks_the_card_and_its_lookups_and_keeps_the_figures(
     crm: Crm, story: Story
 ) -> None:
