@@ -111,6 +111,7 @@ class Projector:
             for model in self.models:
                 for statement in model.create_statements():
                     cursor.execute(statement)
+                model.upgrade(cursor)
                 cursor.execute(
                     "INSERT INTO projection_tracking (name, position, updated_at)"
                     " VALUES (%s, 0, %s) ON CONFLICT (name) DO NOTHING",

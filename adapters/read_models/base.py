@@ -69,6 +69,11 @@ class SqlReadModel(ABC):
             )
         return statements
 
+    def upgrade(self, cursor: Cursor) -> None:
+        """Bring tables made by an earlier version up to date, after
+        ``create_statements`` (in the same transaction); nothing by default."""
+        del cursor
+
     def drop_statements(self) -> list[str]:
         return [f"DROP TABLE IF EXISTS {self.t[table.logical]}" for table in self.tables]
 

@@ -45,13 +45,8 @@ class KpiQueries:
             (as_of, as_of),
         )
         inputs.clients_total = int(total)
-        inputs.stage_counts = {
-            str(stage): int(n)
-            for stage, n in self.db.query(
-                f"SELECT li.stage, COUNT(*) FROM {i} li WHERE {at_t} GROUP BY li.stage",
-                (as_of, as_of),
-            )
-        }
+        stages = LifecycleReadModel.counts_at(self.db, as_of)
+        inputs.stage_counts = {stage: n for stage, n in stages.items() if n}
         limits = [as_of - timedelta(days=days) for days in NO_CONTACT_DAYS]
         counts = self.db.query(
             "SELECT "

@@ -1,10 +1,20 @@
-"""Lifecycle read model tables: clients, their dated facts, their stage intervals."""
+"""Lifecycle read model tables: clients, their dated facts, their stage intervals,
+and per-day stage deltas so that "how many clients in each stage at T" reads a few
+thousand rows instead of every interval.
+
+``day_deltas`` holds, for each UTC day and stage, how many intervals of that stage
+begin that day minus how many end that day. The counts at instant T are then the
+sum of the deltas of the days before T's day, plus the intervals beginning and minus
+those ending between the start of T's day and T (two short index range scans). The
+deltas are kept exact as intervals are replaced: a re-fold subtracts the old
+intervals' deltas and adds the new ones'.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
-from datetime import datetime
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from adapters.read_models.base import SqlReadModel, Table
@@ -46,7 +56,12 @@ class LifecycleReadModel(SqlReadModel):
             "intervals",
             "client_id {uuid} NOT NULL, valid_from {ts} NOT NULL, valid_to {ts},"
             " stage {text} NOT NULL, reason {text}, PRIMARY KEY (client_id, valid_from)",
-            indexes=("valid_from, valid_to",),
+            indexes=("valid_from, valid_to", "valid_to"),
+        ),
+        Table(
+            "day_deltas",
+            "day {int} NOT NULL, stage {text} NOT NULL, delta {int} NOT NULL,"
+            " PRIMARY KEY (day, stage)",
         ),
     )
     topics = lifecycle.TOPICS
@@ -54,6 +69,19 @@ class LifecycleReadModel(SqlReadModel):
     def __init__(self, db: Database, *, policy: LifecyclePolicy, prefix: str = "") -> None:
         super().__init__(db, prefix=prefix)
         self.policy = policy
+
+    def upgrade(self, cursor: Cursor) -> None:
+        """Tables made before ``day_deltas`` existed: derive the deltas from the
+        intervals once."""
+        cursor.execute(f"SELECT 1 FROM {self.t['day_deltas']} LIMIT 1")
+        if cursor.fetchone() is not None:
+            return
+        cursor.execute(f"SELECT valid_from, valid_to, stage FROM {self.t['intervals']}")
+        rows = cursor.fetchall()
+        self._add_deltas(
+            cursor,
+            _deltas((as_datetime(a), as_optional_datetime(b), str(s)) for a, b, s in rows),
+        )
 
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
         registered: list[lifecycle.Registered] = []
@@ -131,10 +159,7 @@ class LifecycleReadModel(SqlReadModel):
             f"UPDATE {t['clients']} SET merged_into = %s WHERE client_id = %s",
             (merge.into_id, merge.absorbed_id),
         )
-        cursor.execute(
-            f"DELETE FROM {t['intervals']} WHERE client_id = %s",
-            (merge.absorbed_id,),
-        )
+        self._add_deltas(cursor, self._drop_intervals(cursor, [merge.absorbed_id]))
 
     def _refold(self, cursor: Cursor, client_ids: list[UUID]) -> None:
         """Recompute the stage intervals of these clients from all their facts."""
@@ -160,10 +185,7 @@ class LifecycleReadModel(SqlReadModel):
                     purchases[key].append(as_datetime(at))
                 else:
                     losses[key].append(Loss(as_datetime(at), reason))
-            cursor.execute(
-                f"DELETE FROM {t['intervals']} WHERE client_id IN ({marks})",
-                chunk,
-            )
+            deltas = self._drop_intervals(cursor, chunk)
             rows: list[tuple[object, ...]] = []
             for client_id, registered_at in registered.items():
                 facts = ClientFacts(
@@ -174,15 +196,63 @@ class LifecycleReadModel(SqlReadModel):
                     for i in stage_intervals(facts, self.policy)
                 )
             self.insert(cursor, "intervals", "client_id, valid_from, valid_to, stage, reason", rows)
+            deltas.update(_deltas((row[1], row[2], row[3]) for row in rows))  # type: ignore[misc]
+            self._add_deltas(cursor, deltas)
+
+    def _drop_intervals(self, cursor: Cursor, client_ids: list[UUID]) -> Counter[tuple[int, str]]:
+        """Delete these clients' intervals; the day deltas that undo theirs."""
+        marks = ", ".join(["%s"] * len(client_ids))
+        where = f"FROM {self.t['intervals']} WHERE client_id IN ({marks})"
+        cursor.execute(f"SELECT valid_from, valid_to, stage {where}", client_ids)
+        old = [
+            (as_datetime(start), as_optional_datetime(end), str(stage))
+            for start, end, stage in cursor.fetchall()
+        ]
+        cursor.execute(f"DELETE {where}", client_ids)
+        undo: Counter[tuple[int, str]] = Counter()
+        undo.subtract(_deltas(old))
+        return undo
+
+    def _add_deltas(self, cursor: Cursor, deltas: Counter[tuple[int, str]]) -> None:
+        changed = [(day, stage, delta) for (day, stage), delta in sorted(deltas.items()) if delta]
+        if not changed:
+            return
+        table = self.t["day_deltas"]
+        cursor.executemany(
+            f"INSERT INTO {table} (day, stage, delta) VALUES (%s, %s, %s)"
+            f" ON CONFLICT (day, stage) DO UPDATE SET delta = {table}.delta + excluded.delta",
+            changed,
+        )
+        days = sorted({day for day, _, _ in changed})
+        cursor.execute(  # a day and stage back to zero leaves no row, as a rebuild would
+            f"DELETE FROM {table} WHERE delta = 0 AND day IN ({', '.join(['%s'] * len(days))})",
+            days,
+        )
 
     # ------------------------------------------------------------------ queries
 
     def stage_counts(self, at: datetime) -> dict[str, int]:
         """How many clients are in each stage at instant ``at`` (every stage listed)."""
-        rows = self.db.query(
-            f"SELECT stage, COUNT(*) FROM {self.t['intervals']}"
-            " WHERE valid_from <= %s AND (valid_to IS NULL OR valid_to > %s) GROUP BY stage",
-            (at, at),
+        return self.counts_at(self.db, at, prefix=self.prefix)
+
+    @classmethod
+    def counts_at(cls, db: Database, at: datetime, *, prefix: str = "") -> dict[str, int]:
+        """``stage_counts`` from the tables alone (no policy needed): the deltas of the
+        days before ``at``'s, plus the intervals that began, minus those that ended,
+        from the start of that day up to ``at`` (inclusive, as an interval holds from
+        ``valid_from`` up to, not including, ``valid_to``)."""
+        day = day_of(at)
+        start = EPOCH + timedelta(days=day)
+        intervals, deltas = cls.physical("intervals", prefix), cls.physical("day_deltas", prefix)
+        rows = db.query(
+            "SELECT stage, SUM(n) FROM ("
+            f" SELECT stage, delta AS n FROM {deltas} WHERE day < %s"
+            f" UNION ALL SELECT stage, 1 FROM {intervals}"
+            " WHERE valid_from >= %s AND valid_from <= %s"
+            f" UNION ALL SELECT stage, -1 FROM {intervals}"
+            " WHERE valid_to >= %s AND valid_to <= %s"
+            ") AS moves GROUP BY stage",
+            (day, start, at, start, at),
         )
         counts = {stage.value: 0 for stage in Stage}
         counts.update({str(stage): int(n) for stage, n in rows})
@@ -211,6 +281,26 @@ class LifecycleReadModel(SqlReadModel):
             StageInterval(Stage(stage), as_datetime(start), as_optional_datetime(end), reason)
             for stage, start, end, reason in rows
         ]
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def day_of(at: datetime) -> int:
+    """The UTC day holding instant ``at``, as days since 1970-01-01."""
+    return (at - EPOCH) // timedelta(days=1)
+
+
+def _deltas(
+    intervals: Iterable[tuple[datetime, datetime | None, str]],
+) -> Counter[tuple[int, str]]:
+    """Per (day, stage): intervals beginning that day minus intervals ending."""
+    deltas: Counter[tuple[int, str]] = Counter()
+    for start, end, stage in intervals:
+        deltas[day_of(start), stage] += 1
+        if end is not None:
+            deltas[day_of(end), stage] -= 1
+    return deltas
 
 
 def _chunks(items: list[UUID], size: int) -> list[list[UUID]]:

@@ -36,6 +36,8 @@ class Fact:
     kind: str  # purchase | contact | loss
     day: int
     amount: int = 0
+    minute: int = 0
+    """Minutes into the day: facts, and so stage changes, fall at any time of day."""
 
 
 @st.composite
@@ -49,13 +51,17 @@ def histories(draw: st.DrawFn) -> tuple[list[int], list[Fact]]:
     for client in range(clients):
         start = registered[client]
         days = st.integers(min_value=start, max_value=start + 500)
+        minutes = st.integers(min_value=0, max_value=24 * 60 - 1)
         facts += [
-            Fact(client, "purchase", day, draw(st.integers(1, 500)))
+            Fact(client, "purchase", day, draw(st.integers(1, 500)), draw(minutes))
             for day in draw(st.lists(days, max_size=7))
         ]
-        facts += [Fact(client, "contact", d) for d in draw(st.lists(days, max_size=2))]
+        facts += [
+            Fact(client, "contact", d, minute=draw(minutes))
+            for d in draw(st.lists(days, max_size=2))
+        ]
         if draw(st.booleans()):
-            facts.append(Fact(client, "loss", draw(days)))
+            facts.append(Fact(client, "loss", draw(days), minute=draw(minutes)))
     order = draw(st.permutations(range(len(facts))))
     return registered, [facts[i] for i in order]
 
@@ -71,7 +77,7 @@ def record(
     projector = crm.projector(["lifecycle"])
     ids = [story.register(f"client {n}", at(day).isoformat()) for n, day in enumerate(registered)]
     for n, fact in enumerate(facts, start=1):
-        when = at(fact.day).isoformat()
+        when = at(fact.day, minutes=fact.minute).isoformat()
         if fact.kind == "purchase":
             story.buy(ids[fact.client], when, str(fact.amount), str(Decimal(fact.amount) / 2))
         elif fact.kind == "contact":
@@ -87,6 +93,9 @@ def record(
 def instants(registered: list[int], facts: list[Fact]) -> list[datetime]:
     days = sorted({*registered, *(f.day for f in facts)})
     chosen = [at(d) for d in days[:: max(1, len(days) // 3)]]
+    # at facts and just before them, within their day
+    chosen += [at(f.day, minutes=f.minute) for f in facts[:3]]
+    chosen += [at(f.day, minutes=f.minute, microseconds=-1) for f in facts[-2:]]
     # around deaths by inactivity, and a year on
     chosen += [at(d + 90, microseconds=1) for d in days[-2:]] + [at(days[-1] + 400)]
     return chosen
@@ -108,7 +117,7 @@ def test_incremental_projection_equals_a_rebuild(
         rebuilt = Projector(crm.app, crm.db, [check], batch_size=3)
         rebuilt.setup()
         rebuilt.catch_up()
-        for logical in ("clients", "facts", "intervals"):
+        for logical in ("clients", "facts", "intervals", "day_deltas"):
             assert table_rows(crm, f"lifecycle_{logical}") == table_rows(
                 crm, f"check_lifecycle_{logical}"
             ), logical
