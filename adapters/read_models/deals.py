@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -66,61 +67,90 @@ class DealsReadModel(SqlReadModel):
     topics = deals.TOPICS
 
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
+        """Fold the batch in memory, then write it: new cards in one bulk insert, each
+        existing card's changes merged into one update, erasures last (they only
+        blank titles, which nothing else changes)."""
         t = self.t
-        for recorded in batch:  # few events per deal; order matters within a deal
+        opened: dict[UUID, dict[str, Any]] = {}
+        changed: dict[UUID, dict[str, Any]] = {}
+        erased: list[UUID] = []
+        for recorded in batch:
             for change in deals.changes(recorded):
                 match change:
                     case deals.DealOpened():
-                        cursor.execute(
-                            f"INSERT INTO {t['cards']} ({_CARD_COLUMNS})"
-                            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open', %s, %s, %s)",
-                            (
-                                change.deal_id,
-                                change.client_id,
-                                change.pipeline_id,
-                                change.title,
-                                to_units(change.amount),
-                                change.currency,
-                                change.owner_id,
-                                change.stage,
-                                change.opened_at,
-                                change.opened_at,
-                                change.version,
-                            ),
-                        )
+                        opened[change.deal_id] = {
+                            "deal_id": change.deal_id,
+                            "client_id": change.client_id,
+                            "pipeline_id": change.pipeline_id,
+                            "title": change.title,
+                            "amount": to_units(change.amount),
+                            "currency": change.currency,
+                            "owner_id": change.owner_id,
+                            "stage": change.stage,
+                            "status": "open",
+                            "opened_at": change.opened_at,
+                            "updated_at": change.opened_at,
+                            "version": change.version,
+                        }
                     case deals.DealChanged():
-                        cursor.execute(
-                            f"UPDATE {t['cards']} SET stage = COALESCE(%s, stage),"
-                            " status = COALESCE(%s, status), amount = COALESCE(%s, amount),"
-                            " updated_at = %s, version = %s WHERE deal_id = %s",
-                            (
-                                change.stage,
-                                change.status,
-                                None if change.amount is None else to_units(change.amount),
-                                change.at,
-                                change.version,
-                                change.deal_id,
-                            ),
+                        fields = {"updated_at": change.at, "version": change.version}
+                        fields.update(
+                            (name, value)
+                            for name, value in (
+                                ("stage", change.stage),
+                                ("status", change.status),
+                                (
+                                    "amount",
+                                    None if change.amount is None else to_units(change.amount),
+                                ),
+                            )
+                            if value is not None
                         )
+                        target = opened.get(change.deal_id)
+                        if target is None:
+                            target = changed.setdefault(change.deal_id, {})
+                        target.update(fields)
                     case deals.ClientErased():
-                        cursor.execute(
-                            f"UPDATE {t['cards']} SET title = '' WHERE client_id = %s",
-                            (change.client_id,),
-                        )
+                        erased.append(change.client_id)
+                        for card in opened.values():
+                            if card["client_id"] == change.client_id:
+                                card["title"] = ""
                     case deals.PipelineStages():
-                        stages = orjson.dumps(list(change.stages)).decode()
-                        if change.name is not None:
-                            cursor.execute(
-                                f"INSERT INTO {t['pipelines']} (pipeline_id, name, stages, version)"
-                                " VALUES (%s, %s, %s, %s)",
-                                (change.pipeline_id, change.name, stages, change.version),
-                            )
-                        else:
-                            cursor.execute(
-                                f"UPDATE {t['pipelines']} SET stages = %s, version = %s"
-                                " WHERE pipeline_id = %s",
-                                (stages, change.version, change.pipeline_id),
-                            )
+                        self._pipeline(cursor, change)
+        columns = [column.strip() for column in _CARD_COLUMNS.split(",")]
+        self.insert(
+            cursor, "cards", _CARD_COLUMNS, [[card[c] for c in columns] for card in opened.values()]
+        )
+        updates: dict[tuple[str, ...], list[list[Any]]] = {}
+        for deal_id, fields in changed.items():  # one statement per set of changed columns
+            names = tuple(sorted(fields))
+            updates.setdefault(names, []).append([*(fields[n] for n in names), deal_id])
+        for names, rows in updates.items():
+            cursor.executemany(
+                f"UPDATE {t['cards']} SET {', '.join(f'{n} = %s' for n in names)}"
+                " WHERE deal_id = %s",
+                rows,
+            )
+        if erased:
+            cursor.executemany(
+                f"UPDATE {t['cards']} SET title = '' WHERE client_id = %s",
+                [(client_id,) for client_id in erased],
+            )
+
+    def _pipeline(self, cursor: Cursor, change: deals.PipelineStages) -> None:
+        t = self.t
+        stages = orjson.dumps(list(change.stages)).decode()
+        if change.name is not None:
+            cursor.execute(
+                f"INSERT INTO {t['pipelines']} (pipeline_id, name, stages, version)"
+                " VALUES (%s, %s, %s, %s)",
+                (change.pipeline_id, change.name, stages, change.version),
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {t['pipelines']} SET stages = %s, version = %s WHERE pipeline_id = %s",
+                (stages, change.version, change.pipeline_id),
+            )
 
     def card(self, deal_id: UUID) -> DealCard | None:
         rows = self.db.query(
