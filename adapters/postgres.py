@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -15,7 +16,7 @@ from eventsourcing.postgres import (
     PostgresDatastore,
 )
 from psycopg import Connection
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from adapters import side_tables
 from adapters.group_commit import GroupCommitter, Write, positions_of
@@ -76,10 +77,16 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
         self._committer = GroupCommitter(self._write_batch)
-        self._lock_sql = SQL("LOCK TABLE {}.{} IN EXCLUSIVE MODE").format(
-            Identifier(datastore.schema), Identifier(EVENTS_TABLE)
+        # One round trip before the writes: the lock timeout, the table lock, and the
+        # notification (delivered only if the transaction commits).
+        self._prelude_sql = SQL(
+            "SET LOCAL lock_timeout = {}; LOCK TABLE {}.{} IN EXCLUSIVE MODE; NOTIFY {}"
+        ).format(
+            Literal(f"{datastore.lock_timeout}s"),
+            Identifier(datastore.schema),
+            Identifier(EVENTS_TABLE),
+            Identifier(self.channel_name),
         )
-        self._notify_sql = SQL("NOTIFY {}").format(Identifier(self.channel_name))
         self.sql_create_statements.extend(
             Composed([SQL(statement)]) for statement in side_tables.ddl("postgresql")
         )
@@ -99,11 +106,13 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
             conn.transaction(),
             conn.cursor() as curs,
         ):
-            curs.execute(f"SET LOCAL lock_timeout = '{self.datastore.lock_timeout}s'")
-            curs.execute(self._lock_sql)
+            curs.execute(self._prelude_sql)
+            alone = len(batch) == 1
             for write in batch:
                 try:
-                    with conn.transaction():  # a savepoint: this write fails alone
+                    # A savepoint each, so that a write fails alone; a write alone
+                    # needs none (its failure rolls the transaction back).
+                    with nullcontext() if alone else conn.transaction():
                         side_tables.write(curs, write.side_effects)  # type: ignore[arg-type]
                         if write.events:
                             PostgresAggregateRecorder._insert_stored_events(
@@ -114,8 +123,8 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
                             write.positions = []
                 except psycopg.IntegrityError as error:
                     write.error = IntegrityError(str(error))
-            if any(write.events and write.error is None for write in batch):
-                curs.execute(self._notify_sql)
+                    if alone:
+                        raise write.error from error
 
     def claim_owner(self, kind: str, digest: str) -> UUID | None:
         return side_tables.claim_owner(self.db, kind, digest)
