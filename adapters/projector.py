@@ -45,6 +45,10 @@ _TRACKING_DDL = {
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL)",
 }
 
+ANALYZE_AFTER = 20_000
+"""Events applied before the first ``ANALYZE`` of the models' tables (PostgreSQL); the
+next ones follow each time the count doubles."""
+
 Progress = Callable[[int, int], None]
 """Called with (position reached, head) after each batch."""
 
@@ -97,6 +101,8 @@ class Projector:
         self.topics = [] if any_raw else sorted(self._decoded_topics)
         """The topics to read (empty: every topic)."""
         self._positions: dict[str, int] = {}
+        self._applied = 0
+        self._analyzed_at = 0
 
     @staticmethod
     def tracking_name(model: SqlReadModel) -> str:
@@ -154,11 +160,28 @@ class Projector:
                 self._positions = self._read_positions()
                 continue
             read += len(batch)
+            self._analyze_if_grown(len(batch))
             if any(notification.topic == ERASURE_TOPIC for notification, _ in batch):
                 self.db.scrub()  # the purged values must not linger in a log file
             if progress:
                 progress(min(self._positions.values()), stop)
         return read
+
+    def _analyze_if_grown(self, applied: int) -> None:
+        """Refresh PostgreSQL's statistics of the models' tables while they grow fast
+        (a rebuild, a first catch-up): with the statistics of a near-empty table the
+        planner answers the models' key lookups with sequential scans, and a rebuild
+        slows down as its tables grow. ``ANALYZE`` after ``ANALYZE_AFTER`` events, then
+        whenever the count has doubled: a handful of times in a whole rebuild."""
+        self._applied += applied
+        if self.db.dialect != "postgresql":
+            return
+        if self._applied - self._analyzed_at < max(ANALYZE_AFTER, self._analyzed_at):
+            return
+        self._analyzed_at = self._applied
+        for model in self.models:
+            for table in model.t.values():
+                self.db.execute(f"ANALYZE {table}")
 
     def _fetch(self, after: int, stop: int) -> tuple[Batch, int]:
         """The next batch after ``after`` (only the models' topics, unless a raw model

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -64,7 +64,8 @@ def _card_out(
 ) -> dict[str, Any]:
     """The card as sent: its fields plus the lifecycle stage at ``at`` (default now)."""
     interval = interval_at(_lifecycle(request).intervals(card.client_id), at or datetime.now(UTC))
-    body = asdict(card)
+    # A shallow copy (the values are immutable), not asdict's deep one.
+    body = {field.name: getattr(card, field.name) for field in fields(card)}
     body.pop("merged_into", None)
     body["id"] = body.pop("client_id")
     body["stage"] = interval.stage.value if interval else None

@@ -160,9 +160,7 @@ class ReadRoutes(Controller):
             page = model.page(limit=limit, cursor=cursor, **filters)
         except ValueError as error:
             raise ClientException(str(error)) from None
-        return Response(
-            {"items": [asdict(e) for e in page.entries], "next_cursor": page.next_cursor}
-        )
+        return Response({"items": page.entries, "next_cursor": page.next_cursor})
 
     @get("/events", guards=[allow(*FEED_READERS)], sync_to_thread=True)
     def events(
