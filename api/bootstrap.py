@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from eventsourcing.sqlite import SQLiteDatastore
 
@@ -35,6 +35,8 @@ from application.settings import Settings
 from domain.envelope import Envelope
 from domain.pipeline import DEFAULT_PIPELINE, DEFAULT_STAGES, pipeline_id
 
+M = TypeVar("M", bound=SqlReadModel)
+
 
 @dataclass
 class Crm:
@@ -55,6 +57,13 @@ class Crm:
         ``prefix="rebuild_"``)."""
         context = registry.Context(self.db, self.settings, self.app.blind_index)
         return registry.build(name, context, prefix)
+
+    def model(self, kind: type[M], prefix: str = "") -> M:
+        """The read model of class ``kind``, typed (``read_model`` by its name)."""
+        built = self.read_model(kind.name, prefix)
+        if not isinstance(built, kind):
+            raise TypeError(f"read model {kind.name!r} is a {type(built).__name__}")
+        return built
 
     def projector(self, names: Sequence[str] | None = None) -> Projector:
         """A projector for the named read models (all by default), set up."""

@@ -451,8 +451,7 @@ def funnel(
     at = _instant(as_of, option="--as-of") or datetime.now(UTC)
     with _product() as crm:
         crm.projector(["funnel"]).catch_up()
-        model = crm.read_model("funnel")
-        assert isinstance(model, FunnelReadModel)
+        model = crm.model(FunnelReadModel)
         report = model.funnel(pipeline_id(pipeline), at)
         table = Table(title=f"Funnel {pipeline!r} as of {at.date().isoformat()}")
         for column in ("stage", "reached", "current", "next %", "cumulative %", "avg days"):
@@ -495,8 +494,7 @@ def audit_show(
         raise _fail(f"{client!r} is not a client id") from None
     with _product() as crm:
         crm.projector(["audit"]).catch_up()
-        model = crm.read_model("audit")
-        assert isinstance(model, AuditReadModel)
+        model = crm.model(AuditReadModel)
         page = model.page(client_id=client_id, actor_id=actor, limit=limit)
         table = Table(title="Audit trail")
         for column in ("pos", "occurred", "who", "source", "event", "field", "old", "new"):
@@ -553,8 +551,7 @@ def audit_head() -> None:
 
     with _product() as crm:
         crm.projector(["chain"]).catch_up()
-        model = crm.read_model("chain")
-        assert isinstance(model, ChainReadModel)
+        model = crm.model(ChainReadModel)
         position, link = model.head()
     out.print(f"{position} {link}", highlight=False, soft_wrap=True)
 

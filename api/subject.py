@@ -77,12 +77,9 @@ def export_subject(crm: Crm, client_id: UUID, by: Envelope) -> dict[str, Any]:
         ),
         by,
     )
-    directory = crm.read_model("directory")
-    lifecycle = crm.read_model("lifecycle")
-    audit = crm.read_model("audit")
-    assert isinstance(directory, DirectoryReadModel)
-    assert isinstance(lifecycle, LifecycleReadModel)
-    assert isinstance(audit, AuditReadModel)
+    directory = crm.model(DirectoryReadModel)
+    lifecycle = crm.model(LifecycleReadModel)
+    audit = crm.model(AuditReadModel)
     entries: list[dict[str, Any]] = []
     cursor = None
     while True:

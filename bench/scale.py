@@ -39,14 +39,10 @@ def queries(history: History, rng: random.Random) -> dict[str, Callable[[], Any]
     ids = client_ids(crm, 2000)
     now = datetime.now(UTC)
     pipeline = pipeline_id(DEFAULT_PIPELINE)
-    directory = crm.read_model("directory")
-    lifecycle = crm.read_model("lifecycle")
-    funnel = crm.read_model("funnel")
-    audit = crm.read_model("audit")
-    assert isinstance(directory, DirectoryReadModel)
-    assert isinstance(lifecycle, LifecycleReadModel)
-    assert isinstance(funnel, FunnelReadModel)
-    assert isinstance(audit, AuditReadModel)
+    directory = crm.model(DirectoryReadModel)
+    lifecycle = crm.model(LifecycleReadModel)
+    funnel = crm.model(FunnelReadModel)
+    audit = crm.model(AuditReadModel)
 
     def instant() -> datetime:
         return now - timedelta(days=rng.uniform(0, 3 * 365))

@@ -48,15 +48,11 @@ CSV_COLUMNS = (
 
 
 def _directory(request: Request[Any, Any, Any]) -> DirectoryReadModel:
-    model = crm_of(request).read_model("directory")
-    assert isinstance(model, DirectoryReadModel)
-    return model
+    return crm_of(request).model(DirectoryReadModel)
 
 
 def _lifecycle(request: Request[Any, Any, Any]) -> LifecycleReadModel:
-    model = crm_of(request).read_model("lifecycle")
-    assert isinstance(model, LifecycleReadModel)
-    return model
+    return crm_of(request).model(LifecycleReadModel)
 
 
 def _card_out(

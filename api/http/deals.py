@@ -29,9 +29,7 @@ from application.access import READERS, WRITERS
 
 
 def _deals(request: Request[Any, Any, Any]) -> DealsReadModel:
-    model = crm_of(request).read_model("deals")
-    assert isinstance(model, DealsReadModel)
-    return model
+    return crm_of(request).model(DealsReadModel)
 
 
 class DealRoutes(Controller):

@@ -56,8 +56,7 @@ class ReadRoutes(Controller):
         crm = crm_of(request)
         wait_for_position(crm, min_position)
         at = _now_or(as_of)
-        model = crm.read_model("lifecycle")
-        assert isinstance(model, LifecycleReadModel)
+        model = crm.model(LifecycleReadModel)
         return schemas.LifecycleCounts(as_of=at, counts=model.stage_counts(at))
 
     @get("/funnel", guards=[allow(*READERS)], sync_to_thread=True)
@@ -81,8 +80,7 @@ class ReadRoutes(Controller):
             pipeline_id = UUID(pipeline)
         except ValueError:
             pipeline_id = pipeline_named(pipeline)
-        model = crm.read_model("funnel")
-        assert isinstance(model, FunnelReadModel)
+        model = crm.model(FunnelReadModel)
         report = model.funnel(
             pipeline_id,
             _now_or(as_of),
@@ -125,8 +123,7 @@ class ReadRoutes(Controller):
         exports every matching entry (export permission; rate-limited; recorded)."""
         crm = crm_of(request)
         wait_for_position(crm, min_position)
-        model = crm.read_model("audit")
-        assert isinstance(model, AuditReadModel)
+        model = crm.model(AuditReadModel)
         filters: dict[str, Any] = {
             "client_id": client_id,
             "deal_id": deal_id,
@@ -197,8 +194,7 @@ class ReadRoutes(Controller):
         user = principal(request)
         if user.role == "manager":
             assignee_id = user.user_id
-        model = crm.read_model("work_queue")
-        assert isinstance(model, WorkQueueReadModel)
+        model = crm.model(WorkQueueReadModel)
         rows = model.due(
             now=datetime.now(UTC), within=timedelta(hours=within_hours), assignee_id=assignee_id
         )
@@ -216,8 +212,7 @@ class ReadRoutes(Controller):
         follow-ups done on time or late, deals moved and won."""
         end = _now_or(until)
         start = _now_or(since) if since else end - timedelta(days=30)
-        model = crm_of(request).read_model("work_queue")
-        assert isinstance(model, WorkQueueReadModel)
+        model = crm_of(request).model(WorkQueueReadModel)
         return [asdict(a) for a in model.activity(since=start, until=end, actor_id=actor_id)]
 
 

@@ -143,8 +143,7 @@ def test_erasure_leaves_the_kpis_except_the_client_count_and_keeps_who_changed_w
         for key in before:
             if key not in ("clients_total", "churn_period"):
                 assert after[key] == before[key], key
-        audit = crm.read_model("audit")
-        assert isinstance(audit, AuditReadModel)
+        audit = crm.model(AuditReadModel)
         trail = audit.page(client_id=client, limit=500).entries
         changed = [(e.field, e.actor_id, e.old_value, e.new_value) for e in trail if e.field]
         assert ("address", "alice", None, None) in changed  # who changed which field
