@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,8 +161,6 @@ def raw_read(history: History, topics: list[str] | None = None) -> RawRead:
     """``SELECT`` the events page by page on a plain connection, ``orjson.loads`` each
     state (only ``topics`` if given): the floor under any rebuild or replay."""
     started = time.perf_counter()
-    rows = 0
-    after = 0
     if history.place.backend == "postgresql":
         where = " AND topic = ANY(%s)" if topics else ""
         sql = (
@@ -169,15 +168,11 @@ def raw_read(history: History, topics: list[str] | None = None) -> RawRead:
             f" FROM events WHERE notification_id > %s{where} ORDER BY notification_id LIMIT %s"
         )
         with postgres_connection(history.place.schema) as conn:
-            while True:
-                params = (after, topics, PAGE_SIZE) if topics else (after, PAGE_SIZE)
-                page = conn.execute(sql, params).fetchall()
-                for row in page:
-                    orjson.loads(row[4])
-                rows += len(page)
-                if len(page) < PAGE_SIZE:
-                    break
-                after = page[-1][0]
+            rows = _read_pages(
+                lambda after: conn.execute(
+                    sql, (after, topics, PAGE_SIZE) if topics else (after, PAGE_SIZE)
+                ).fetchall()
+            )
     else:
         marks = ", ".join("?" * len(topics or []))
         where = f" AND topic IN ({marks})" if topics else ""
@@ -185,17 +180,28 @@ def raw_read(history: History, topics: list[str] | None = None) -> RawRead:
             "SELECT rowid, originator_id, originator_version, topic, state"
             f" FROM events WHERE rowid > ?{where} ORDER BY rowid LIMIT ?"
         )
-        with sqlite3.connect(history.place.sqlite_path) as lite:
-            while True:
-                page = lite.execute(sql, (after, *(topics or []), PAGE_SIZE)).fetchall()
-                for row in page:
-                    orjson.loads(row[4])
-                rows += len(page)
-                if len(page) < PAGE_SIZE:
-                    break
-                after = page[-1][0]
-        lite.close()
+        lite = sqlite3.connect(history.place.sqlite_path)
+        try:
+            rows = _read_pages(
+                lambda after: lite.execute(sql, (after, *(topics or []), PAGE_SIZE)).fetchall()
+            )
+        finally:
+            lite.close()
     return RawRead(rows, time.perf_counter() - started)
+
+
+def _read_pages(fetch: Callable[[int], list[Any]]) -> int:
+    """Fetch pages of ``PAGE_SIZE`` rows (position first, state fifth) after each
+    page's last position, decoding every state; how many rows were read."""
+    rows = after = 0
+    while True:
+        page = fetch(after)
+        for row in page:
+            orjson.loads(row[4])
+        rows += len(page)
+        if len(page) < PAGE_SIZE:
+            return rows
+        after = page[-1][0]
 
 
 # -------------------------------------------------------------------- the run

@@ -45,6 +45,7 @@ _CARD_COLUMNS = (
     "deal_id, client_id, pipeline_id, title, amount, currency, owner_id, stage, status,"
     " opened_at, updated_at, version"
 )
+_CARD_FIELDS = tuple(column.strip() for column in _CARD_COLUMNS.split(","))
 
 
 class DealsReadModel(SqlReadModel):
@@ -117,9 +118,11 @@ class DealsReadModel(SqlReadModel):
                                 card["title"] = ""
                     case deals.PipelineStages():
                         self._pipeline(cursor, change)
-        columns = [column.strip() for column in _CARD_COLUMNS.split(",")]
         self.insert(
-            cursor, "cards", _CARD_COLUMNS, [[card[c] for c in columns] for card in opened.values()]
+            cursor,
+            "cards",
+            _CARD_COLUMNS,
+            [[card[c] for c in _CARD_FIELDS] for card in opened.values()],
         )
         updates: dict[tuple[str, ...], list[list[Any]]] = {}
         for deal_id, fields in changed.items():  # one statement per set of changed columns

@@ -203,12 +203,17 @@ class LifecycleReadModel(SqlReadModel):
         """Delete these clients' intervals; the day deltas that undo theirs."""
         marks = ", ".join(["%s"] * len(client_ids))
         where = f"FROM {self.t['intervals']} WHERE client_id IN ({marks})"
-        cursor.execute(f"SELECT valid_from, valid_to, stage {where}", client_ids)
+        if self.dialect == "postgresql":  # one statement finds and deletes them
+            cursor.execute(f"DELETE {where} RETURNING valid_from, valid_to, stage", client_ids)
+            rows = cursor.fetchall()
+        else:  # RETURNING needs SQLite 3.35, newer than some systems' Python links
+            cursor.execute(f"SELECT valid_from, valid_to, stage {where}", client_ids)
+            rows = cursor.fetchall()
+            cursor.execute(f"DELETE {where}", client_ids)
         old = [
             (as_datetime(start), as_optional_datetime(end), str(stage))
-            for start, end, stage in cursor.fetchall()
+            for start, end, stage in rows
         ]
-        cursor.execute(f"DELETE {where}", client_ids)
         undo: Counter[tuple[int, str]] = Counter()
         undo.subtract(_deltas(old))
         return undo
