@@ -1,0 +1,64 @@
+"""The PostgreSQL pool's checkout check: a connection the server ended is replaced
+before anyone uses it; one in steady use is not pinged on every checkout."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from adapters import postgres
+from adapters.postgres import ConnectionCheck, SchemaDatastore
+from adapters.sql import PostgresDatabase
+from tests.conftest import POSTGRES_URL
+
+
+@pytest.fixture
+def datastore(postgres_schema: str) -> Iterator[SchemaDatastore]:
+    store = postgres.connect(POSTGRES_URL, schema=postgres_schema, pool_size=1)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def backend_pid(db: PostgresDatabase) -> int:
+    return int(db.query("SELECT pg_backend_pid()")[0][0])
+
+
+def test_a_connection_the_server_ended_is_replaced_before_the_next_query(
+    datastore: SchemaDatastore,
+) -> None:
+    db = PostgresDatabase(datastore)
+    first = backend_pid(db)  # the pool's only connection
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    time.sleep(0.2)  # the server's goodbye reaches the idle socket
+
+    assert db.query("SELECT 1") == [(1,)]  # no error reaches the caller
+    assert backend_pid(db) != first
+
+
+def test_a_connection_in_steady_use_is_pinged_only_when_idle_too_long(
+    datastore: SchemaDatastore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings: list[object] = []
+    real_ping = ConnectionPool.check_connection
+    monkeypatch.setattr(
+        ConnectionPool, "check_connection", lambda conn: (pings.append(conn), real_ping(conn))
+    )
+    check = ConnectionCheck(idle_seconds=0.3)
+    datastore.pool._check = check
+    db = PostgresDatabase(datastore)
+
+    db.query("SELECT 1")  # first sight of this connection: pinged
+    for _ in range(20):
+        db.query("SELECT 1")
+    assert len(pings) == 1
+
+    time.sleep(0.4)
+    db.query("SELECT 1")
+    assert len(pings) == 2
