@@ -182,6 +182,22 @@ class FunnelReport:
     avg_sales_cycle_days: float | None
 
 
+@dataclass(frozen=True)
+class StayFigures:
+    """The finished stays of one stage: their average and median length in days."""
+
+    avg_days: float
+    median_days: float
+
+
+def stay_figures(stay_days: Mapping[str, Sequence[float]]) -> dict[str, StayFigures]:
+    """Each stage's figures from the lengths of its finished stays (a stage with
+    none has no figures)."""
+    return {
+        stage: StayFigures(fmean(days), median(days)) for stage, days in stay_days.items() if days
+    }
+
+
 def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
@@ -193,7 +209,7 @@ def report(
     stages: Sequence[str],
     reached: Mapping[str, int],
     current: Mapping[str, int],
-    stay_days: Mapping[str, Sequence[float]],
+    stays: Mapping[str, StayFigures],
     lost_reasons: Mapping[str, int],
     won: int,
     avg_sales_cycle_days: float | None,
@@ -210,7 +226,7 @@ def report(
     for i, stage in enumerate(stages):
         here = reached.get(stage, 0)
         after = reached.get(stages[i + 1], 0) if i + 1 < len(stages) else won
-        finished = stay_days.get(stage, ())
+        finished = stays.get(stage)
         figures.append(
             StageFigures(
                 stage=stage,
@@ -218,8 +234,8 @@ def report(
                 current=current.get(stage, 0),
                 conversion_next=ratio(after, here),
                 conversion_cumulative=ratio(here, first),
-                avg_days_in_stage=fmean(finished) if finished else None,
-                median_days_in_stage=median(finished) if finished else None,
+                avg_days_in_stage=finished.avg_days if finished else None,
+                median_days_in_stage=finished.median_days if finished else None,
             )
         )
     lost = sum(lost_reasons.values())

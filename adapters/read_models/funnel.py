@@ -201,7 +201,7 @@ class FunnelReadModel(SqlReadModel):
                 (pipeline_id,),
             )
         ]
-        reached = self.db.query(
+        furthest = self.db.query(
             f"WITH {considered}, {stage_order},"
             # the stage index of every stay entered by as_of, and the last stage's
             # index for a deal won by as_of (even if reopened since)
@@ -214,9 +214,10 @@ class FunnelReadModel(SqlReadModel):
             "  SELECT w.deal_id, (SELECT MAX(idx) FROM stage_order) FROM considered c"
             f"  JOIN {t['outcomes']} w ON w.deal_id = c.deal_id"
             "   WHERE w.kind = 'won' AND w.at <= %s"
-            ")"
-            " SELECT o.stage, COUNT(DISTINCT t.deal_id) FROM stage_order o"
-            " JOIN tops t ON t.top >= o.idx GROUP BY o.stage",
+            "),"
+            # how many deals got furthest to each stage index
+            " furthest AS (SELECT deal_id, MAX(top) AS top FROM tops GROUP BY deal_id)"
+            " SELECT top, COUNT(*) FROM furthest GROUP BY top",
             (*considered_params, pipeline_id, as_of, as_of),
         )
         current = self.db.query(
@@ -227,13 +228,27 @@ class FunnelReadModel(SqlReadModel):
             " GROUP BY s.stage",
             (*considered_params, as_of, as_of),
         )
-        finished = self.db.query(
-            f"WITH {considered}"
-            f" SELECT s.stage, {days_in_stay} FROM considered c"
-            f" JOIN {t['stays']} s ON s.deal_id = c.deal_id"
-            " WHERE s.left_at <= %s",
-            (*considered_params, as_of),
+        finished_stays = (
+            f"FROM considered c JOIN {t['stays']} s ON s.deal_id = c.deal_id WHERE s.left_at <= %s"
         )
+        if self.dialect == "postgresql":  # averaged in the database, not shipped row by row
+            stays = {
+                str(stage): funnel.StayFigures(float(avg), float(mid))
+                for stage, avg, mid in self.db.query(
+                    f"WITH {considered} SELECT s.stage, AVG({days_in_stay}),"
+                    f" percentile_cont(0.5) WITHIN GROUP (ORDER BY {days_in_stay})"
+                    f" {finished_stays} GROUP BY s.stage",
+                    (*considered_params, as_of),
+                )
+            }
+        else:
+            stay_days: dict[str, list[float]] = defaultdict(list)
+            for stage, length in self.db.query(
+                f"WITH {considered} SELECT s.stage, {days_in_stay} {finished_stays}",
+                (*considered_params, as_of),
+            ):
+                stay_days[str(stage)].append(float(length))
+            stays = funnel.stay_figures(stay_days)
         outcomes = self.db.query(
             f"WITH {considered},"
             " latest AS ("
@@ -248,9 +263,15 @@ class FunnelReadModel(SqlReadModel):
             (*considered_params, as_of),
         )
 
-        stay_days: dict[str, list[float]] = defaultdict(list)
-        for stage, length in finished:
-            stay_days[str(stage)].append(float(length))
+        # a deal reached every stage up to its furthest one
+        got_to: dict[int, int] = defaultdict(int)
+        for top, count in furthest:
+            if top is not None:  # None: won in a pipeline that has no stages
+                got_to[int(top)] += int(count)
+        reached = {
+            stage: sum(n for top, n in got_to.items() if top >= idx)
+            for idx, stage in enumerate(stages)
+        }
         won, avg_sales_cycle_days = 0, None
         lost_reasons: dict[str, int] = {}
         for kind, reason, count, avg_days in outcomes:
@@ -262,9 +283,9 @@ class FunnelReadModel(SqlReadModel):
             pipeline_id,
             as_of,
             stages=stages,
-            reached={str(stage): int(n) for stage, n in reached},
+            reached=reached,
             current={str(stage): int(n) for stage, n in current},
-            stay_days=stay_days,
+            stays=stays,
             lost_reasons=lost_reasons,
             won=won,
             avg_sales_cycle_days=avg_sales_cycle_days,
