@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import subprocess
 import threading
@@ -43,7 +44,8 @@ from bench.common import (
 from bench.rebuild import ensure_projected
 
 CONCURRENCY = 16
-WORKERS = 1
+WORKERS = os.cpu_count() or 1
+"""uvicorn processes, for the ceiling and the API alike: one per core, as in production."""
 CLI = (PYTHON, "-c", "from api.cli import main; main()")
 
 
