@@ -186,7 +186,7 @@ class LifecycleReadModel(SqlReadModel):
                 else:
                     losses[key].append(Loss(as_datetime(at), reason))
             deltas = self._drop_intervals(cursor, chunk)
-            rows: list[tuple[object, ...]] = []
+            rows: list[tuple[UUID, datetime, datetime | None, str, str | None]] = []
             for client_id, registered_at in registered.items():
                 facts = ClientFacts(
                     registered_at, tuple(purchases[client_id]), tuple(losses[client_id])
@@ -196,7 +196,7 @@ class LifecycleReadModel(SqlReadModel):
                     for i in stage_intervals(facts, self.policy)
                 )
             self.insert(cursor, "intervals", "client_id, valid_from, valid_to, stage, reason", rows)
-            deltas.update(_deltas((row[1], row[2], row[3]) for row in rows))  # type: ignore[misc]
+            deltas.update(_deltas((start, end, stage) for _, start, end, stage, _ in rows))
             self._add_deltas(cursor, deltas)
 
     def _drop_intervals(self, cursor: Cursor, client_ids: list[UUID]) -> Counter[tuple[int, str]]:
@@ -214,9 +214,7 @@ class LifecycleReadModel(SqlReadModel):
             (as_datetime(start), as_optional_datetime(end), str(stage))
             for start, end, stage in rows
         ]
-        undo: Counter[tuple[int, str]] = Counter()
-        undo.subtract(_deltas(old))
-        return undo
+        return _deltas(old, sign=-1)
 
     def _add_deltas(self, cursor: Cursor, deltas: Counter[tuple[int, str]]) -> None:
         changed = [(day, stage, delta) for (day, stage), delta in sorted(deltas.items()) if delta]
@@ -297,14 +295,15 @@ def day_of(at: datetime) -> int:
 
 
 def _deltas(
-    intervals: Iterable[tuple[datetime, datetime | None, str]],
+    intervals: Iterable[tuple[datetime, datetime | None, str]], sign: int = 1
 ) -> Counter[tuple[int, str]]:
-    """Per (day, stage): intervals beginning that day minus intervals ending."""
+    """Per (day, stage): intervals beginning that day minus intervals ending (negated
+    with ``sign=-1``: what undoes them)."""
     deltas: Counter[tuple[int, str]] = Counter()
     for start, end, stage in intervals:
-        deltas[day_of(start), stage] += 1
+        deltas[day_of(start), stage] += sign
         if end is not None:
-            deltas[day_of(end), stage] -= 1
+            deltas[day_of(end), stage] -= sign
     return deltas
 
 
