@@ -250,7 +250,10 @@ def test_replay_up_to_a_position_ignores_later_events(crm: Crm, people: dict[str
         def result(self, state: int, as_of: Any) -> int:
             return state
 
-    everything = replay(crm.app, Purchases())
-    assert everything.value == 6 + 2 + 2 + 8  # Ann, Cara, Eve (with the late one), Fay
-    before_late = replay(crm.app, Purchases(), position=everything.position - 1)
-    assert before_late.value == everything.value - 1
+    for page_size in (1, 3, 5000):  # page boundaries (each page read ahead) lose nothing
+        everything = replay(crm.app, Purchases(), page_size=page_size)
+        assert everything.value == 6 + 2 + 2 + 8  # Ann, Cara, Eve (with the late one), Fay
+        before_late = replay(
+            crm.app, Purchases(), position=everything.position - 1, page_size=page_size
+        )
+        assert before_late.value == everything.value - 1
