@@ -5,14 +5,14 @@ from __future__ import annotations
 import select
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from adapters import side_tables
 from adapters.group_commit import GroupCommitter, Write, positions_of
-from adapters.sql import PostgresDatabase
+from adapters.sql import DDL_LOCK_PREFIX, PostgresDatabase
 from application.ports import EventRecorder, IdempotencyRecord, SideEffects
 
 EVENTS_TABLE = "events"
@@ -91,6 +91,32 @@ class SchemaDatastore(PostgresDatastore):
             conn.execute(set_path)
 
         return after_connect
+
+
+DDL_LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
+"""``adapters.sql.DDL_XACT_LOCK_SQL``'s lock, held by the session."""
+DDL_XACT_LOCK_SQL = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('crm-ddl:' || current_schema(), 0))"
+)
+"""The same lock, held to the end of the caller's transaction, in the current schema."""
+
+
+@contextmanager
+def ddl_lock(url: str, schema: str) -> Iterator[None]:
+    """Held while this process creates or upgrades the schema's tables, types and
+    functions, so that processes starting together (API workers, projectors, the
+    processes of a parallel rebuild) take turns: PostgreSQL refuses two concurrent
+    creations of one table ("duplicate key … pg_type_typname_nsp_index") and two
+    concurrent replacements of one function ("tuple concurrently updated"). A
+    session-level advisory lock on a connection of its own, released when the block
+    ends or the process dies."""
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as error:
+        raise OperationalError(str(error)) from error
+    with conn:
+        conn.execute(DDL_LOCK_SQL, (DDL_LOCK_PREFIX + schema,))
+        yield
 
 
 def connect(url: str, *, schema: str, pool_size: int) -> SchemaDatastore:

@@ -29,7 +29,7 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel, swap_statements
-from adapters.sql import Cursor, Database
+from adapters.sql import DDL_XACT_LOCK_SQL, Cursor, Database
 from application.app import CrmApplication
 from domain.client import Client
 from projections.base import Recorded
@@ -113,6 +113,8 @@ class Projector:
     def setup(self) -> None:
         """Create the tracking table and the models' tables (if missing)."""
         with self.db.transaction() as cursor:
+            if self.db.dialect == "postgresql":  # processes starting at once take turns
+                cursor.execute(DDL_XACT_LOCK_SQL)
             cursor.execute(_TRACKING_DDL[self.db.dialect])
             for model in self.models:
                 for statement in model.create_statements():

@@ -43,6 +43,14 @@ TYPES: dict[Dialect, dict[str, str]] = {
 Money is stored as an exact integer count of ten-thousandths (see ``to_units``)."""
 
 
+DDL_LOCK_PREFIX = "crm-ddl:"
+DDL_XACT_LOCK_SQL = (
+    f"SELECT pg_advisory_xact_lock(hashtextextended('{DDL_LOCK_PREFIX}' || current_schema(), 0))"
+)
+"""PostgreSQL: the lock under which a schema's tables are created (``postgres.ddl_lock``),
+held to the end of the caller's transaction."""
+
+
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...

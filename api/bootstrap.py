@@ -104,8 +104,17 @@ def system_envelope(actor_id: str = "system") -> Envelope:
 def bootstrap(settings: Settings | None = None) -> Crm:
     """Build the application on the configured store: ``memory:``, SQLite (the
     embedded default) or PostgreSQL. Tables are created on first start; a master key
-    that does not open the store's keys stops the start with ``MasterKeyError``."""
+    that does not open the store's keys stops the start with ``MasterKeyError``.
+    On PostgreSQL, processes starting at once take turns (``postgres.ddl_lock``), so
+    that the tables, the data keys and the default pipeline are made once."""
     settings = settings or Settings.from_env()
+    if settings.backend != "postgresql":
+        return _build(settings)
+    with postgres.ddl_lock(settings.database_url, settings.database_schema):
+        return _build(settings)
+
+
+def _build(settings: Settings) -> Crm:
     recorder: EventRecorder
     users: MemoryUserDirectory | SqlUserDirectory
     key_table: KeyTable

@@ -1,10 +1,14 @@
-"""The PostgreSQL pool's checkout check: a connection the server ended is replaced
-before anyone uses it; one in steady use is not pinged on every checkout."""
+"""PostgreSQL connections: the pool's checkout check (a connection the server ended
+is replaced before anyone uses it; one in steady use is not pinged on every
+checkout), and processes that start at once on a new schema."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,7 +17,8 @@ from psycopg_pool import ConnectionPool
 from adapters import postgres
 from adapters.postgres import ConnectionCheck, SchemaDatastore
 from adapters.sql import PostgresDatabase
-from tests.conftest import POSTGRES_URL
+from api.bootstrap import Crm, bootstrap
+from tests.conftest import POSTGRES_URL, make_settings
 
 
 @pytest.fixture
@@ -62,3 +67,30 @@ def test_a_connection_in_steady_use_is_pinged_only_when_idle_too_long(
     time.sleep(0.4)
     db.query("SELECT 1")
     assert len(pings) == 2
+
+
+def test_products_starting_at_once_on_a_new_schema_all_start_and_agree(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    """As API workers and a projector starting together on a new database (without
+    the schema lock, PostgreSQL refused the concurrent table creations of every one
+    of ten such starts)."""
+    settings = make_settings("postgresql", tmp_path, database_schema=postgres_schema)
+    barrier = threading.Barrier(4)
+
+    def start(_: int) -> str:
+        barrier.wait()
+        product: Crm = bootstrap(settings)
+        with product:
+            product.projector()  # the read models' tables too
+            return product.app.blind_index.digest("phone", "+4930123456")
+
+    with ThreadPoolExecutor(4) as pool:
+        digests = list(pool.map(start, range(4)))
+    assert len(set(digests)) == 1  # one blind-index key was made, and all use it
+    with bootstrap(settings) as product:
+        (pipelines,) = product.db.query(
+            "SELECT COUNT(DISTINCT originator_id) FROM events WHERE topic LIKE %s",
+            ("%PipelineDefined",),
+        )[0]
+        assert pipelines == 1  # the default pipeline was defined once
