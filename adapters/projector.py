@@ -301,40 +301,62 @@ def rebuild(
     progress: Progress | None = None,
     batch_size: int = 5000,
 ) -> int:
-    """Rebuild one read model from position zero beside its live tables, then swap the
-    rebuilt tables in atomically. A rebuild that was interrupted resumes where it
-    stopped. Returns the position the swapped-in tables are at."""
-    rebuilt = make_model(REBUILD_PREFIX)
-    live = make_model("")
-    projector = Projector(app, db, [rebuilt], batch_size=batch_size)
+    """Rebuild one read model (see ``rebuild_many``)."""
+    return rebuild_many(
+        app, db, lambda prefix: [make_model(prefix)], progress=progress, batch_size=batch_size
+    )
+
+
+def rebuild_many(
+    app: CrmApplication,
+    db: Database,
+    make_models: Callable[[str], Sequence[SqlReadModel]],
+    *,
+    progress: Progress | None = None,
+    batch_size: int = 5000,
+) -> int:
+    """Rebuild read models from position zero beside their live tables, in one pass
+    over the store (each event read and decoded once for all of them), then swap
+    every rebuilt table in, in one transaction. A rebuild that was interrupted
+    resumes where it stopped. Returns the position the swapped-in tables are at."""
+    rebuilt = list(make_models(REBUILD_PREFIX))
+    live = list(make_models(""))
+    projector = Projector(app, db, rebuilt, batch_size=batch_size)
     projector.setup()
-    live_tracker = Projector(app, db, [live])
-    name = Projector.tracking_name(rebuilt)
+    live_tracker = Projector(app, db, live)
     while True:
         projector.catch_up(progress=progress)
-        after = projector._positions[name]
-        batch, reached = projector._fetch(after, projector.head())
+        batch, reached = projector._fetch(min(projector._positions.values()), projector.head())
         try:
             with db.transaction() as cursor:
-                # Lock the live model's tracking row: its projector waits, then sees
-                # the new position and carries on from there, on the new tables.
+                # Lock the live models' tracking rows: their projectors wait, then see
+                # the new positions and carry on from there, on the new tables.
                 live_tracker._read_positions(cursor)
                 projector._apply(cursor, batch, reached)
-                if projector._positions[name] < projector.head_within(cursor):
+                position = min(projector._positions.values())
+                if position < projector.head_within(cursor):
                     continue  # events arrived meanwhile: commit this batch, go round
-                position = projector._positions[name]
-                for statement in swap_statements(type(live), db.dialect):
-                    cursor.execute(statement)
-                cursor.execute(
-                    "UPDATE projection_tracking SET position = %s, updated_at = %s WHERE name = %s",
-                    (position, datetime.now(UTC), Projector.tracking_name(live)),
-                )
-                cursor.execute("DELETE FROM projection_tracking WHERE name = %s", (name,))
+                now = datetime.now(UTC)
+                for model, new in zip(live, rebuilt, strict=True):
+                    for statement in swap_statements(type(model), db.dialect):
+                        cursor.execute(statement)
+                    cursor.execute(
+                        "INSERT INTO projection_tracking (name, position, updated_at)"
+                        " VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE"
+                        " SET position = excluded.position, updated_at = excluded.updated_at",
+                        (Projector.tracking_name(model), position, now),
+                    )
+                    cursor.execute(
+                        "DELETE FROM projection_tracking WHERE name = %s",
+                        (Projector.tracking_name(new),),
+                    )
         except _PositionsMoved:
             projector._positions = projector._read_positions()
             continue
         break
-    log.info("rebuilt %s up to position %d and swapped it in", live.name, position)
+    log.info(
+        "rebuilt %s up to position %d and swapped in", ", ".join(m.name for m in live), position
+    )
     return position
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,7 +35,6 @@ from rich.table import Table
 
 from adapters.keys import MasterKeyError, generate_master_key
 from adapters.read_models import registry
-from adapters.read_models.base import SqlReadModel
 from adapters.users import ROLES, UserError
 from api.bootstrap import Crm, bootstrap
 from api.cli_import import register as register_import
@@ -180,6 +180,20 @@ def _instant(text: str | None, *, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _model_names(text: str) -> list[str]:
+    """``all``, or read model names separated by commas (each once, in order)."""
+    if text.strip() == "all":
+        return list(registry.NAMES)
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in registry.NAMES]
+    if unknown or not names:
+        raise _fail(
+            f"no read model {', '.join(map(repr, unknown)) or repr(text)}; "
+            f"known: {', '.join(registry.NAMES)} (or all)"
+        )
+    return names
+
+
 def _progress() -> Progress:
     return Progress(
         "[progress.description]{task.description}",
@@ -200,17 +214,26 @@ def project(
     show_status: Annotated[
         bool, typer.Option("--status", help="Print each read model's position and lag.")
     ] = False,
-    rebuild_name: Annotated[
+    rebuild_names: Annotated[
         str | None,
         typer.Option(
             "--rebuild",
-            metavar="NAME",
-            help="Rebuild one read model beside the live one, then swap it in.",
+            metavar="NAMES",
+            help="Rebuild read models beside the live ones, in one pass over the store, "
+            "then swap them in: a name, names separated by commas, or all.",
         ),
     ] = None,
-    discard_name: Annotated[
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="With --rebuild: share the models out over this many processes "
+            "(up to one per core helps).",
+        ),
+    ] = 1,
+    discard_names: Annotated[
         str | None,
-        typer.Option("--discard", metavar="NAME", help="Drop an interrupted rebuild."),
+        typer.Option("--discard", metavar="NAMES", help="Drop an interrupted rebuild."),
     ] = None,
 ) -> None:
     """Run the projection workers: keep every read model up to date with the store.
@@ -219,35 +242,40 @@ def project(
     (Ctrl-C). Run it beside `crm serve`; several may run at once safely.
     """
     from adapters import projector as projection
+    from api.rebuild import RebuildFailed, rebuild_groups
 
     with _product() as crm:
-        if rebuild_name or discard_name:
-            name = rebuild_name or discard_name or ""
-            if name not in registry.NAMES:
-                raise _fail(f"no read model {name!r}; known: {', '.join(registry.NAMES)}")
-
-            def make(prefix: str) -> SqlReadModel:
-                return crm.read_model(name, prefix)
-
-            if discard_name:
-                projection.discard_rebuild(crm.db, make)
+        if discard_names:
+            for name in _model_names(discard_names):
+                projection.discard_rebuild(crm.db, partial(crm.read_model, name))
                 out.print(f"discarded the rebuild of {name}")
-                return
+            return
+        if rebuild_names:
+            groups = registry.groups(_model_names(rebuild_names), jobs)
             started = time.perf_counter()
             with _progress() as progress:
-                task = progress.add_task(f"rebuilding {name}", total=None, rate="-")
+                tasks = [
+                    progress.add_task(f"rebuilding {', '.join(names)}", total=None, rate="-")
+                    for names in groups
+                ]
 
-                def advance(position: int, head: int) -> None:
+                def advance(group: int, position: int, head: int) -> None:
                     elapsed = time.perf_counter() - started
                     rate = f"{position / elapsed:,.0f}" if elapsed else "-"
-                    progress.update(task, completed=position, total=head, rate=rate)
+                    progress.update(tasks[group], completed=position, total=head, rate=rate)
 
-                position = projection.rebuild(crm.app, crm.db, make, progress=advance)
-            elapsed = time.perf_counter() - started
-            out.print(
-                f"{name} rebuilt up to position {position} in {elapsed:.1f} s "
-                f"({position / elapsed if elapsed else 0:,.0f} events/s) and swapped in"
-            )
+                try:
+                    results = rebuild_groups(crm, groups, progress=advance)
+                except RebuildFailed as error:
+                    raise _fail(f"rebuild failed: {error}") from None
+            for result in results:
+                rate = result.position / result.seconds if result.seconds else 0
+                out.print(
+                    f"{', '.join(result.names)} rebuilt up to position {result.position} in "
+                    f"{result.seconds:.1f} s ({rate:,.0f} events/s) and swapped in"
+                )
+            if len(results) > 1:
+                out.print(f"all done in {time.perf_counter() - started:.1f} s")
             return
         projector = crm.projector()
         if show_status:

@@ -1,14 +1,14 @@
 """rebuild: every read model rebuilt from position zero, against raw read + decode.
 
-One ``Projector`` over every model of ``registry.NAMES``, into ``rebuild_``-prefixed
-tables (as ``crm project --rebuild`` builds beside the live ones), from position
-zero to the head of a generated history. It runs in a subprocess so that its peak
-resident memory is its own (read with ``wait4``). The baseline, in the same run, is
-the least any rebuild must do: ``SELECT`` the same rows page by page on a plain
-connection and ``orjson.loads`` each state.
-
-After the rebuild the tables are swapped in as the live ones, so the ``http`` and
-``scale`` benchmarks query what was just built.
+What ``crm project --rebuild all`` does: every model of ``registry.NAMES`` rebuilt
+in one pass beside the live tables, from position zero to the head of a generated
+history, then swapped in (so the ``http`` and ``scale`` benchmarks query what was
+just built); then again as ``--jobs N`` does, the models shared out over one
+process per core. Each rebuild runs in a subprocess so that its peak resident
+memory is its own (read with ``wait4``: the largest of the process and its
+children). The baseline, in the same run, is the least any rebuild must do:
+``SELECT`` the same rows page by page on a plain connection and ``orjson.loads``
+each state.
 
 ``python -m bench.rebuild --child SETTINGS`` is the subprocess itself.
 """
@@ -25,16 +25,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from adapters.projector import Projector
 from adapters.read_models import registry
-from adapters.read_models.base import REBUILD_PREFIX, swap_statements
-from api.bootstrap import Crm, bootstrap
+from api.bootstrap import bootstrap
+from api.rebuild import rebuild_groups
 from application.settings import Settings
 from bench.common import (
     PYTHON,
@@ -50,8 +48,8 @@ from bench.common import (
     title,
 )
 
-BATCH_SIZE = 5000
-"""Events per projector transaction: what ``crm project --rebuild`` uses."""
+JOBS = os.cpu_count() or 1
+"""Processes of the parallel rebuild: one per core."""
 PAGE_SIZE = 5000
 """Rows per page of the raw baseline."""
 
@@ -82,31 +80,26 @@ class RawRead:
 
 
 def child(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Rebuild every read model into prefixed tables; what it took."""
+    """Rebuild every read model (``crm project --rebuild all --jobs N``); what it took."""
     with bootstrap(Settings.from_env()) as crm:  # the store: CRM_* from the parent
-        models = [crm.read_model(name, REBUILD_PREFIX) for name in registry.NAMES]
-        projector = Projector(crm.app, crm.db, models, batch_size=arguments["batch_size"])
-        projector.setup()
+        groups = registry.groups(registry.NAMES, arguments["jobs"])
         profile = cProfile.Profile() if arguments.get("profile") else None
         started = time.perf_counter()
         if profile:
             profile.enable()
-        events = projector.catch_up()
+        results = rebuild_groups(crm, groups)
         if profile:
             profile.disable()
             profile.dump_stats(arguments["profile"])
         seconds = time.perf_counter() - started
-        position = min(projector._positions.values())
-    return {"events": events, "seconds": seconds, "position": position}
+        position = min(result.position for result in results)
+    return {"events": position, "seconds": seconds, "position": position}
 
 
-def project(history: History, *, profile: Path | None = None) -> Rebuilt:
-    """Rebuild every read model of ``history`` in a subprocess, then swap the rebuilt
-    tables in as the live ones."""
-    arguments = {
-        "batch_size": BATCH_SIZE,
-        "profile": str(profile) if profile else None,
-    }
+def project(history: History, *, jobs: int = 1, profile: Path | None = None) -> Rebuilt:
+    """Rebuild every read model of ``history`` in a subprocess (and its children, with
+    ``jobs`` > 1); the rebuilt tables are the live ones afterwards."""
+    arguments = {"jobs": jobs, "profile": str(profile) if profile else None}
     process = subprocess.Popen(
         [PYTHON, "-m", "bench.rebuild", "--child", json.dumps(arguments)],
         cwd=ROOT,
@@ -123,27 +116,7 @@ def project(history: History, *, profile: Path | None = None) -> Rebuilt:
     if process.returncode != 0:
         raise RuntimeError(f"the rebuild subprocess exited with {process.returncode}")
     done = json.loads(output.decode().strip().splitlines()[-1])
-    swap_in(history.crm, done["position"])
     return Rebuilt(done["events"], done["seconds"], done["position"], usage.ru_maxrss / 1024)
-
-
-def swap_in(crm: Crm, position: int) -> None:
-    """The rebuilt tables become the live ones, tracked at ``position``."""
-    now = datetime.now(UTC)
-    with crm.db.transaction() as cursor:
-        for name in registry.NAMES:
-            live = crm.read_model(name)
-            for statement in swap_statements(type(live), crm.db.dialect):
-                cursor.execute(statement)
-            cursor.execute(
-                "INSERT INTO projection_tracking (name, position, updated_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = excluded.position,"
-                " updated_at = excluded.updated_at",
-                (name, position, now),
-            )
-            cursor.execute(
-                "DELETE FROM projection_tracking WHERE name = %s", (REBUILD_PREFIX + name,)
-            )
 
 
 def ensure_projected(history: History) -> Rebuilt:
@@ -222,7 +195,8 @@ def run(options: Options, histories: Histories) -> None:
             "backend": options.backend,
             "events": f"{history.head:,}",
             "read models": ", ".join(registry.NAMES),
-            "batch": BATCH_SIZE,
+            "batch": 5000,
+            "parallel": f"--jobs {JOBS}",
             "baseline page": PAGE_SIZE,
         },
     )
@@ -230,27 +204,33 @@ def run(options: Options, histories: Histories) -> None:
     profile = history.place.directory / "rebuild.prof" if options.profile else None
     rebuilt = project(history, profile=profile)
     history.projected = rebuilt
-    table(
-        ["what", "events", "seconds", "events/s", "vs raw", "peak RSS MB"],
+    parallel = project(history, jobs=JOBS) if JOBS > 1 else None
+    rows: list[list[Any]] = [
         [
-            [
-                "raw SELECT + orjson.loads",
-                raw.rows,
-                raw.seconds,
-                raw.rows_per_second,
-                "1.00x",
-                None,
-            ],
-            [
-                "rebuild (all read models)",
-                rebuilt.events,
-                rebuilt.seconds,
-                rebuilt.events_per_second,
-                ratio(rebuilt.events_per_second, raw.rows_per_second),
-                rebuilt.peak_rss_mb,
-            ],
-        ],
-    )
+            "raw SELECT + orjson.loads",
+            raw.rows,
+            raw.seconds,
+            raw.rows_per_second,
+            "1.00x",
+            None,
+        ]
+    ]
+    for what, result in (
+        ("rebuild (all models, 1 process)", rebuilt),
+        ("rebuild (--jobs {JOBS})", parallel),
+    ):
+        if result is not None:
+            rows.append(
+                [
+                    what.format(JOBS=JOBS),
+                    result.events,
+                    result.seconds,
+                    result.events_per_second,
+                    ratio(result.events_per_second, raw.rows_per_second),
+                    result.peak_rss_mb,
+                ]
+            )
+    table(["what", "events", "seconds", "events/s", "vs raw", "peak RSS MB"], rows)
     note("peak RSS: the rebuild subprocess's maximum resident set (wait4 ru_maxrss)")
     if profile:
         print_profile(profile)

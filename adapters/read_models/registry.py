@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from adapters.read_models.audit import AuditReadModel
@@ -50,3 +50,29 @@ def build(name: str, context: Context, prefix: str = "") -> SqlReadModel:
     except KeyError:
         raise KeyError(f"no read model {name!r}; known: {', '.join(NAMES)}") from None
     return factory(context, prefix)
+
+
+REBUILD_COST: dict[str, float] = {
+    "audit": 6.9,
+    "lifecycle": 6.2,
+    "directory": 3.5,
+    "work_queue": 0.9,
+    "chain": 0.7,
+    "funnel": 0.5,
+    "deals": 0.2,
+}
+"""Seconds each model's fold took per 100k events of a generated history, measured
+in one rebuild (docs/PERFORMANCE.md): only their proportions matter, to share the
+models of a parallel rebuild out evenly."""
+
+
+def groups(names: Sequence[str], count: int) -> list[list[str]]:
+    """``names`` shared out into at most ``count`` groups of about equal rebuild cost
+    (the costliest first, each to the cheapest group so far); no group is empty."""
+    shares: list[list[str]] = [[] for _ in range(max(1, min(count, len(names))))]
+    totals = [0.0] * len(shares)
+    for name in sorted(names, key=lambda n: (-REBUILD_COST.get(n, 1.0), n)):
+        cheapest = totals.index(min(totals))
+        shares[cheapest].append(name)
+        totals[cheapest] += REBUILD_COST.get(name, 1.0)
+    return [share for share in shares if share]

@@ -21,6 +21,7 @@ from adapters.read_models import registry
 from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel
 from api.bootstrap import Crm
 from api.demo import load_demo
+from api.rebuild import rebuild_groups
 from application import clients
 from application.settings import Settings
 from domain.envelope import Envelope
@@ -56,6 +57,19 @@ def environment(settings: Settings) -> dict[str, str]:
         CRM_LOG_LEVEL="warning",
     )
     return env
+
+
+def crm_cli(crm: Crm, directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``crm ARGUMENTS`` on ``crm``'s store, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", *arguments],
+        env=environment(crm.settings),
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @BACKENDS
@@ -196,3 +210,72 @@ def test_a_discarded_rebuild_leaves_nothing_behind(crm: Crm) -> None:
     assert "rebuild_lifecycle" not in tracked
     with pytest.raises(Exception, match=r"(?i)rebuild_lifecycle_clients|does not exist|no such"):
         crm.db.query("SELECT COUNT(*) FROM rebuild_lifecycle_clients")
+
+
+@BACKENDS
+def test_every_model_rebuilt_in_two_processes_matches_a_clean_rebuild(
+    backend: str, tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        load_demo(crm, clients_count=40)
+        crm.projector().catch_up()
+        crm.db.execute("DELETE FROM lifecycle_intervals")  # damage two live models,
+        crm.db.execute("DELETE FROM audit_entries")  # so the rebuild has work to show
+        crm.app.execute(clients.RegisterClient(name="Late"), envelope)  # and a newer event
+        groups = registry.groups(registry.NAMES, 2)
+        seen: dict[int, int] = {}
+
+        def progress(group: int, position: int, head: int) -> None:
+            seen[group] = max(seen.get(group, 0), position)
+
+        results = rebuild_groups(crm, groups, progress=progress, batch_size=50)
+        head = crm.projector().head()
+        assert sorted(name for r in results for name in r.names) == sorted(registry.NAMES)
+        assert [r.position for r in results] == [head, head]
+        assert seen == {0: head, 1: head}  # each process reported its batches
+        tracked = dict(crm.db.query("SELECT name, position FROM projection_tracking"))
+        assert tracked == dict.fromkeys(registry.NAMES, head)  # no rebuild_ rows left
+        assert table_rows(crm, "lifecycle_intervals")
+        assert table_rows(crm, "audit_entries")
+        assert_same_as_a_clean_rebuild(crm)
+
+
+def test_crm_project_rebuild_all_with_jobs_swaps_every_model_in(
+    tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product("sqlite", tmp_path) as crm:
+        load_demo(crm, clients_count=20)
+        crm.projector().catch_up()
+        crm.db.execute("DELETE FROM directory_cards")
+        done = crm_cli(crm, tmp_path, "project", "--rebuild", "all", "--jobs", "2")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("swapped in") == 2
+        assert len(table_rows(crm, "directory_cards")) == 20
+        assert_same_as_a_clean_rebuild(crm)
+
+
+def test_crm_project_rebuild_of_an_unknown_model_fails_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    with fresh_product("sqlite", tmp_path) as crm:
+        load_demo(crm, clients_count=5)
+        crm.projector().catch_up()
+        before = table_rows(crm, "projection_tracking")
+        done = crm_cli(crm, tmp_path, "project", "--rebuild", "lifecycle,nosuch")
+        assert done.returncode != 0
+        assert "'nosuch'" in done.stderr
+        assert "known: lifecycle" in done.stderr
+        assert table_rows(crm, "projection_tracking") == before
+
+
+def test_models_are_shared_out_in_groups_of_about_equal_cost() -> None:
+    for count in range(1, 9):
+        groups = registry.groups(registry.NAMES, count)
+        assert sorted(n for group in groups for n in group) == sorted(registry.NAMES)
+        assert len(groups) == min(count, len(registry.NAMES))
+        assert all(groups)
+        costs = [sum(registry.REBUILD_COST[n] for n in group) for group in groups]
+        # greedy: no group exceeds the cheapest by more than its own dearest model
+        for group, cost in zip(groups, costs, strict=True):
+            assert cost - min(costs) <= max(registry.REBUILD_COST[n] for n in group)
+    assert registry.groups(["deals", "audit"], 2) == [["audit"], ["deals"]]
