@@ -180,6 +180,12 @@ def _instant(text: str | None, *, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _interrupt(*_: object) -> None:
+    """SIGTERM as Ctrl-C: unwind, stopping what was started (an interrupted rebuild
+    resumes on the next run)."""
+    raise KeyboardInterrupt
+
+
 def _model_names(text: str) -> list[str]:
     """``all``, or read model names separated by commas (each once, in order)."""
     if text.strip() == "all":
@@ -245,12 +251,12 @@ def project(
     from api.rebuild import RebuildFailed, rebuild_groups
 
     with _product() as crm:
-        if discard_names:
+        if discard_names is not None:
             for name in _model_names(discard_names):
                 projection.discard_rebuild(crm.db, partial(crm.read_model, name))
                 out.print(f"discarded the rebuild of {name}")
             return
-        if rebuild_names:
+        if rebuild_names is not None:
             groups = registry.groups(_model_names(rebuild_names), jobs)
             started = time.perf_counter()
             with _progress() as progress:
@@ -264,6 +270,7 @@ def project(
                     rate = f"{position / elapsed:,.0f}" if elapsed else "-"
                     progress.update(tasks[group], completed=position, total=head, rate=rate)
 
+                signal.signal(signal.SIGTERM, _interrupt)  # stop the processes too
                 try:
                     results = rebuild_groups(crm, groups, progress=advance)
                 except RebuildFailed as error:

@@ -11,6 +11,7 @@ when it is done; an interrupted group resumes where it stopped on the next run.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,11 +73,13 @@ def rebuild_groups(
         worker.start()
     try:
         finished = _collect(workers, messages, progress)
+    except BaseException:  # Ctrl-C, SIGTERM: stop them all; the rebuild resumes next time
+        for worker in workers:
+            worker.terminate()
+        raise
     finally:
         for worker in workers:
-            worker.join(timeout=5)
-            if worker.is_alive():  # interrupted: the rebuild resumes on the next run
-                worker.terminate()
+            worker.join()
     failures = [
         f"{', '.join(groups[i])}: {outcome}"
         for i, outcome in sorted(finished.items())
@@ -124,7 +127,9 @@ def _rebuild(
 def _child(
     settings: Settings, names: list[str], batch_size: int, index: int, messages: Any
 ) -> None:
-    """One group's process: its own connections, its outcome as a message."""
+    """One group's process: its own connections, its outcome as a message. Ctrl-C is
+    the parent's to handle (it stops every group)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with bootstrap(settings) as crm:
             rebuilt = _rebuild(

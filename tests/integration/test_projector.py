@@ -3,6 +3,7 @@ lag, and rebuilds that resume or are discarded."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -279,3 +280,24 @@ def test_models_are_shared_out_in_groups_of_about_equal_cost() -> None:
         for group, cost in zip(groups, costs, strict=True):
             assert cost - min(costs) <= max(registry.REBUILD_COST[n] for n in group)
     assert registry.groups(["deals", "audit"], 2) == [["audit"], ["deals"]]
+
+
+def test_an_interrupted_parallel_rebuild_stops_every_process_and_resumes(
+    tmp_path: Path,
+) -> None:
+    with fresh_product("postgresql", tmp_path) as crm:
+        load_demo(crm, clients_count=40)
+        crm.projector().catch_up()
+        groups = registry.groups(registry.NAMES, 2)
+
+        def interrupt(group: int, position: int, head: int) -> None:
+            raise KeyboardInterrupt  # Ctrl-C (or SIGTERM, which the CLI turns into it)
+
+        with pytest.raises(KeyboardInterrupt):
+            rebuild_groups(crm, groups, progress=interrupt, batch_size=7)
+        assert multiprocessing.active_children() == []  # no process left rebuilding
+        halfway = dict(crm.db.query("SELECT name, position FROM projection_tracking"))
+        assert any(name.startswith(REBUILD_PREFIX) for name in halfway)  # work to resume
+        results = rebuild_groups(crm, groups, batch_size=7)
+        assert [r.position for r in results] == [crm.projector().head()] * 2
+        assert_same_as_a_clean_rebuild(crm)
