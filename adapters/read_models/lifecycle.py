@@ -1,13 +1,16 @@
 """Lifecycle read model tables: clients, their dated facts, their stage intervals,
-and per-day stage deltas so that "how many clients in each stage at T" reads a few
-thousand rows instead of every interval.
+and per-day and per-span stage deltas so that "how many clients in each stage at T"
+reads a few hundred rows instead of every interval.
 
 ``day_deltas`` holds, for each UTC day and stage, how many intervals of that stage
-begin that day minus how many end that day. The counts at instant T are then the
-sum of the deltas of the days before T's day, plus the intervals beginning and minus
-those ending between the start of T's day and T (two short index range scans). The
-deltas are kept exact as intervals are replaced: a re-fold subtracts the old
-intervals' deltas and adds the new ones'.
+begin that day minus how many end that day; ``span_deltas`` the same summed over
+spans of ``SPAN_DAYS`` days. The counts at instant T are then the sum of the span
+deltas of the spans before T's span, plus the day deltas of the days of T's span
+before T's day, plus the intervals beginning and minus those ending between the
+start of T's day and T (two short index range scans). The deltas are kept exact as
+intervals are replaced: a re-fold subtracts the old intervals' deltas and adds the
+new ones'; a day or span whose delta comes back to zero keeps no row, as a rebuild
+would.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ class LifecycleReadModel(SqlReadModel):
             "day {int} NOT NULL, stage {text} NOT NULL, delta {int} NOT NULL,"
             " PRIMARY KEY (day, stage)",
         ),
+        Table(
+            "span_deltas",
+            "span {int} NOT NULL, stage {text} NOT NULL, delta {int} NOT NULL,"
+            " PRIMARY KEY (span, stage)",
+        ),
     )
     topics = lifecycle.TOPICS
 
@@ -72,16 +80,24 @@ class LifecycleReadModel(SqlReadModel):
 
     def upgrade(self, cursor: Cursor) -> None:
         """Tables made before ``day_deltas`` existed: derive the deltas from the
-        intervals once."""
+        intervals once; made before ``span_deltas``: derive those from the days."""
         cursor.execute(f"SELECT 1 FROM {self.t['day_deltas']} LIMIT 1")
-        if cursor.fetchone() is not None:
+        if cursor.fetchone() is None:
+            cursor.execute(f"DELETE FROM {self.t['span_deltas']}")
+            cursor.execute(f"SELECT valid_from, valid_to, stage FROM {self.t['intervals']}")
+            rows = cursor.fetchall()
+            self._add_deltas(
+                cursor,
+                _deltas((as_datetime(a), as_optional_datetime(b), str(s)) for a, b, s in rows),
+            )
             return
-        cursor.execute(f"SELECT valid_from, valid_to, stage FROM {self.t['intervals']}")
-        rows = cursor.fetchall()
-        self._add_deltas(
-            cursor,
-            _deltas((as_datetime(a), as_optional_datetime(b), str(s)) for a, b, s in rows),
-        )
+        cursor.execute(f"SELECT 1 FROM {self.t['span_deltas']} LIMIT 1")
+        if cursor.fetchone() is None:
+            cursor.execute(f"SELECT day, stage, delta FROM {self.t['day_deltas']}")
+            spans: Counter[tuple[int, str]] = Counter()
+            for day, stage, delta in cursor.fetchall():
+                spans[(int(day) // SPAN_DAYS, str(stage))] += int(delta)
+            self._upsert_deltas(cursor, "span_deltas", "span", spans)
 
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
         registered: list[lifecycle.Registered] = []
@@ -217,19 +233,29 @@ class LifecycleReadModel(SqlReadModel):
         return _deltas(old, sign=-1)
 
     def _add_deltas(self, cursor: Cursor, deltas: Counter[tuple[int, str]]) -> None:
-        changed = [(day, stage, delta) for (day, stage), delta in sorted(deltas.items()) if delta]
+        """Add per-(day, stage) deltas to the day and span tables."""
+        spans: Counter[tuple[int, str]] = Counter()
+        for (day, stage), delta in deltas.items():
+            spans[(day // SPAN_DAYS, stage)] += delta
+        self._upsert_deltas(cursor, "day_deltas", "day", deltas)
+        self._upsert_deltas(cursor, "span_deltas", "span", spans)
+
+    def _upsert_deltas(
+        self, cursor: Cursor, logical: str, key: str, deltas: Counter[tuple[int, str]]
+    ) -> None:
+        changed = [(at, stage, delta) for (at, stage), delta in sorted(deltas.items()) if delta]
         if not changed:
             return
-        table = self.t["day_deltas"]
+        table = self.t[logical]
         cursor.executemany(
-            f"INSERT INTO {table} (day, stage, delta) VALUES (%s, %s, %s)"
-            f" ON CONFLICT (day, stage) DO UPDATE SET delta = {table}.delta + excluded.delta",
+            f"INSERT INTO {table} ({key}, stage, delta) VALUES (%s, %s, %s)"
+            f" ON CONFLICT ({key}, stage) DO UPDATE SET delta = {table}.delta + excluded.delta",
             changed,
         )
-        days = sorted({day for day, _, _ in changed})
-        cursor.execute(  # a day and stage back to zero leaves no row, as a rebuild would
-            f"DELETE FROM {table} WHERE delta = 0 AND day IN ({', '.join(['%s'] * len(days))})",
-            days,
+        keys = sorted({at for at, _, _ in changed})
+        cursor.execute(  # back to zero leaves no row, as a rebuild would
+            f"DELETE FROM {table} WHERE delta = 0 AND {key} IN ({', '.join(['%s'] * len(keys))})",
+            keys,
         )
 
     # ------------------------------------------------------------------ queries
@@ -241,21 +267,25 @@ class LifecycleReadModel(SqlReadModel):
     @classmethod
     def counts_at(cls, db: Database, at: datetime, *, prefix: str = "") -> dict[str, int]:
         """``stage_counts`` from the tables alone (no policy needed): the deltas of the
-        days before ``at``'s, plus the intervals that began, minus those that ended,
-        from the start of that day up to ``at`` (inclusive, as an interval holds from
-        ``valid_from`` up to, not including, ``valid_to``)."""
+        spans before ``at``'s span and of the days of that span before ``at``'s day,
+        plus the intervals that began, minus those that ended, from the start of that
+        day up to ``at`` (inclusive, as an interval holds from ``valid_from`` up to,
+        not including, ``valid_to``)."""
         day = day_of(at)
+        span = day // SPAN_DAYS
         start = EPOCH + timedelta(days=day)
-        intervals, deltas = cls.physical("intervals", prefix), cls.physical("day_deltas", prefix)
+        intervals = cls.physical("intervals", prefix)
+        days, spans = cls.physical("day_deltas", prefix), cls.physical("span_deltas", prefix)
         rows = db.query(
             "SELECT stage, SUM(n) FROM ("
-            f" SELECT stage, delta AS n FROM {deltas} WHERE day < %s"
+            f" SELECT stage, delta AS n FROM {spans} WHERE span < %s"
+            f" UNION ALL SELECT stage, delta FROM {days} WHERE day >= %s AND day < %s"
             f" UNION ALL SELECT stage, 1 FROM {intervals}"
             " WHERE valid_from >= %s AND valid_from <= %s"
             f" UNION ALL SELECT stage, -1 FROM {intervals}"
             " WHERE valid_to >= %s AND valid_to <= %s"
             ") AS moves GROUP BY stage",
-            (day, start, at, start, at),
+            (span, span * SPAN_DAYS, day, start, at, start, at),
         )
         counts = {stage.value: 0 for stage in Stage}
         counts.update({str(stage): int(n) for stage, n in rows})
@@ -287,6 +317,9 @@ class LifecycleReadModel(SqlReadModel):
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SPAN_DAYS = 32
+"""Days per span of ``span_deltas``: a count as of T reads at most one row per span
+and stage before T's span, and 31 days' rows within it."""
 
 
 def day_of(at: datetime) -> int:

@@ -36,6 +36,7 @@ from api.bootstrap import Crm
 from domain.envelope import Envelope
 from domain.lifecycle import Stage, StageInterval
 from projections import kpis
+from tests.conftest import table_rows
 from tests.story import Story, day, recorded_events
 
 US = timedelta(microseconds=1)
@@ -219,6 +220,18 @@ def test_a_lifecycle_model_from_before_the_day_deltas_is_upgraded_on_setup(
     lifecycle = crm.model(LifecycleReadModel)
     crm.db.execute("DELETE FROM lifecycle_day_deltas")  # as tables made by an older version
     crm.projector(["lifecycle"]).setup()
+    assert lifecycle.stage_counts(day("2024-06-30")) == BEFORE_ANN_DIES
+    assert lifecycle.stage_counts(day("2024-06-30") + US) == WHEN_ANN_DIES
+
+
+def test_a_lifecycle_model_from_before_the_span_deltas_is_upgraded_on_setup(
+    crm: Crm, people: dict[str, UUID]
+) -> None:
+    lifecycle = crm.model(LifecycleReadModel)
+    spans = table_rows(crm, "lifecycle_span_deltas")
+    crm.db.execute("DELETE FROM lifecycle_span_deltas")  # as tables made by an older version
+    crm.projector(["lifecycle"]).setup()
+    assert table_rows(crm, "lifecycle_span_deltas") == spans
     assert lifecycle.stage_counts(day("2024-06-30")) == BEFORE_ANN_DIES
     assert lifecycle.stage_counts(day("2024-06-30") + US) == WHEN_ANN_DIES
 

@@ -117,7 +117,7 @@ def test_incremental_projection_equals_a_rebuild(
         rebuilt = Projector(crm.app, crm.db, [check], batch_size=3)
         rebuilt.setup()
         rebuilt.catch_up()
-        for logical in ("clients", "facts", "intervals", "day_deltas"):
+        for logical in ("clients", "facts", "intervals", "day_deltas", "span_deltas"):
             assert table_rows(crm, f"lifecycle_{logical}") == table_rows(
                 crm, f"check_lifecycle_{logical}"
             ), logical
