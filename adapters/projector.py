@@ -119,6 +119,7 @@ class Projector:
             for model in self.models:
                 for statement in model.create_statements():
                     cursor.execute(statement)
+                model.upgrade_indexes(cursor)
                 model.upgrade(cursor)
                 cursor.execute(
                     "INSERT INTO projection_tracking (name, position, updated_at)"

@@ -74,6 +74,30 @@ class SqlReadModel(ABC):
         ``create_statements`` (in the same transaction); nothing by default."""
         del cursor
 
+    def upgrade_indexes(self, cursor: Cursor) -> None:
+        """Make again each index whose columns changed since its table was made: it
+        keeps its name (``<table>_i<n>``), which ``CREATE INDEX IF NOT EXISTS`` would
+        find and leave as it was."""
+        for table in self.tables:
+            name = self.t[table.logical]
+            for n, columns in enumerate(table.indexes):
+                index = f"{name}_i{n}"
+                if self.dialect == "postgresql":
+                    cursor.execute(
+                        "SELECT indexdef FROM pg_indexes"
+                        " WHERE schemaname = current_schema() AND indexname = %s",
+                        (index,),
+                    )
+                else:
+                    cursor.execute(
+                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = %s",
+                        (index,),
+                    )
+                row = cursor.fetchone()
+                if row is not None and _columns_of(str(row[0])) != _columns_of(f"({columns})"):
+                    cursor.execute(f"DROP INDEX {index}")
+                    cursor.execute(f"CREATE INDEX {index} ON {name} ({columns})")
+
     def drop_statements(self) -> list[str]:
         return [f"DROP TABLE IF EXISTS {self.t[table.logical]}" for table in self.tables]
 
@@ -93,6 +117,12 @@ class SqlReadModel(ABC):
         order, undecoded) into the tables, inside the projector's transaction; only
         called on ``raw`` models."""
         raise NotImplementedError(f"{type(self).__name__} is not a raw read model")
+
+
+def _columns_of(definition: str) -> list[str]:
+    """The column list of an index definition: ``… (a, b)`` → ``["a", "b"]``."""
+    inside = definition.rpartition("(")[2].partition(")")[0]
+    return [column.strip().lower() for column in inside.split(",")]
 
 
 def swap_statements(model: type[SqlReadModel], dialect: Dialect) -> list[str]:

@@ -59,7 +59,9 @@ class LifecycleReadModel(SqlReadModel):
             "intervals",
             "client_id {uuid} NOT NULL, valid_from {ts} NOT NULL, valid_to {ts},"
             " stage {text} NOT NULL, reason {text}, PRIMARY KEY (client_id, valid_from)",
-            indexes=("valid_from, valid_to", "valid_to"),
+            # with the stage, so that the counts as of T read the intervals that began
+            # or ended on T's day from the indexes alone
+            indexes=("valid_from, valid_to, stage", "valid_to, stage"),
         ),
         Table(
             "day_deltas",

@@ -12,6 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from adapters.projector import Projector, discard_rebuild, rebuild, wait_for
 from adapters.read_models import registry
 from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel
+from adapters.read_models.lifecycle import LifecycleReadModel
 from api.bootstrap import Crm
 from api.demo import load_demo
 from api.rebuild import rebuild_groups
@@ -301,3 +303,33 @@ def test_an_interrupted_parallel_rebuild_stops_every_process_and_resumes(
         results = rebuild_groups(crm, groups, batch_size=7)
         assert [r.position for r in results] == [crm.projector().head()] * 2
         assert_same_as_a_clean_rebuild(crm)
+
+
+@BACKENDS
+def test_an_index_whose_columns_changed_is_made_again_on_setup(
+    backend: str, tmp_path: Path
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        load_demo(crm, clients_count=10)
+        crm.projector(["lifecycle"]).catch_up()
+        counts = crm.model(LifecycleReadModel).stage_counts(datetime.now(UTC))
+        crm.db.execute("DROP INDEX lifecycle_intervals_i1")  # as an older version made it
+        crm.db.execute("CREATE INDEX lifecycle_intervals_i1 ON lifecycle_intervals (valid_to)")
+        assert index_definition(crm, "lifecycle_intervals_i1").endswith("(valid_to)")
+        crm.projector(["lifecycle"])  # set up again
+        assert index_definition(crm, "lifecycle_intervals_i1").endswith("(valid_to, stage)")
+        assert index_definition(crm, "lifecycle_intervals_i0").endswith(
+            "(valid_from, valid_to, stage)"
+        )  # one already as declared is left alone
+        assert crm.model(LifecycleReadModel).stage_counts(datetime.now(UTC)) == counts
+
+
+def index_definition(crm: Crm, name: str) -> str:
+    if crm.db.dialect == "postgresql":
+        sql = (
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s"
+        )
+    else:
+        sql = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = %s"
+    (row,) = crm.db.query(sql, (name,))
+    return str(row[0])
