@@ -95,10 +95,6 @@ class SchemaDatastore(PostgresDatastore):
 
 DDL_LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
 """``adapters.sql.DDL_XACT_LOCK_SQL``'s lock, held by the session."""
-DDL_XACT_LOCK_SQL = (
-    "SELECT pg_advisory_xact_lock(hashtextextended('crm-ddl:' || current_schema(), 0))"
-)
-"""The same lock, held to the end of the caller's transaction, in the current schema."""
 
 
 @contextmanager
