@@ -99,9 +99,9 @@ def _collect(
         try:
             kind, index, *rest = messages.get(timeout=0.5)
         except Empty:
-            for index, worker in enumerate(workers):
-                if index not in finished and worker.exitcode not in (None, 0):
-                    finished[index] = f"its process died (exit code {worker.exitcode})"
+            for i, worker in enumerate(workers):
+                if i not in finished and worker.exitcode not in (None, 0):
+                    finished[i] = f"its process died (exit code {worker.exitcode})"
             continue
         if kind == "progress" and progress:
             progress(index, *rest)

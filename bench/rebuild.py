@@ -32,7 +32,7 @@ import orjson
 
 from adapters.read_models import registry
 from api.bootstrap import bootstrap
-from api.rebuild import rebuild_groups
+from api.rebuild import BATCH_SIZE, rebuild_groups
 from application.settings import Settings
 from bench.common import (
     PYTHON,
@@ -195,7 +195,7 @@ def run(options: Options, histories: Histories) -> None:
             "backend": options.backend,
             "events": f"{history.head:,}",
             "read models": ", ".join(registry.NAMES),
-            "batch": 5000,
+            "batch": BATCH_SIZE,
             "parallel": f"--jobs {JOBS}",
             "baseline page": PAGE_SIZE,
         },

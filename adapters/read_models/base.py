@@ -77,26 +77,31 @@ class SqlReadModel(ABC):
     def upgrade_indexes(self, cursor: Cursor) -> None:
         """Make again each index whose columns changed since its table was made: it
         keeps its name (``<table>_i<n>``), which ``CREATE INDEX IF NOT EXISTS`` would
-        find and leave as it was."""
-        for table in self.tables:
-            name = self.t[table.logical]
-            for n, columns in enumerate(table.indexes):
-                index = f"{name}_i{n}"
-                if self.dialect == "postgresql":
-                    cursor.execute(
-                        "SELECT indexdef FROM pg_indexes"
-                        " WHERE schemaname = current_schema() AND indexname = %s",
-                        (index,),
-                    )
-                else:
-                    cursor.execute(
-                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = %s",
-                        (index,),
-                    )
-                row = cursor.fetchone()
-                if row is not None and _columns_of(str(row[0])) != _columns_of(f"({columns})"):
-                    cursor.execute(f"DROP INDEX {index}")
-                    cursor.execute(f"CREATE INDEX {index} ON {name} ({columns})")
+        find and leave as it was. One catalog query for all of the model's indexes."""
+        declared = {
+            f"{self.t[table.logical]}_i{n}": (self.t[table.logical], columns)
+            for table in self.tables
+            for n, columns in enumerate(table.indexes)
+        }
+        if not declared:
+            return
+        marks = ", ".join(["%s"] * len(declared))
+        if self.dialect == "postgresql":
+            cursor.execute(
+                "SELECT indexname, indexdef FROM pg_indexes"
+                f" WHERE schemaname = current_schema() AND indexname IN ({marks})",
+                list(declared),
+            )
+        else:
+            cursor.execute(
+                f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",
+                list(declared),
+            )
+        for index, definition in cursor.fetchall():
+            table, columns = declared[str(index)]
+            if _columns_of(str(definition)) != _columns_of(f"({columns})"):
+                cursor.execute(f"DROP INDEX {index}")
+                cursor.execute(f"CREATE INDEX {index} ON {table} ({columns})")
 
     def drop_statements(self) -> list[str]:
         return [f"DROP TABLE IF EXISTS {self.t[table.logical]}" for table in self.tables]

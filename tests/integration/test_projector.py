@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -60,6 +62,16 @@ def environment(settings: Settings) -> dict[str, str]:
         CRM_LOG_LEVEL="warning",
     )
     return env
+
+
+@contextmanager
+def projected_demo(backend: str, directory: Path, *, clients: int) -> Iterator[Crm]:
+    """A new product holding a demo history of ``clients`` clients, every read model
+    caught up with it."""
+    with fresh_product(backend, directory) as crm:
+        load_demo(crm, clients_count=clients)
+        crm.projector().catch_up()
+        yield crm
 
 
 def crm_cli(crm: Crm, directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -219,9 +231,7 @@ def test_a_discarded_rebuild_leaves_nothing_behind(crm: Crm) -> None:
 def test_every_model_rebuilt_in_two_processes_matches_a_clean_rebuild(
     backend: str, tmp_path: Path, envelope: Envelope
 ) -> None:
-    with fresh_product(backend, tmp_path) as crm:
-        load_demo(crm, clients_count=40)
-        crm.projector().catch_up()
+    with projected_demo(backend, tmp_path, clients=40) as crm:
         crm.db.execute("DELETE FROM lifecycle_intervals")  # damage two live models,
         crm.db.execute("DELETE FROM audit_entries")  # so the rebuild has work to show
         crm.app.execute(clients.RegisterClient(name="Late"), envelope)  # and a newer event
@@ -246,9 +256,7 @@ def test_every_model_rebuilt_in_two_processes_matches_a_clean_rebuild(
 def test_crm_project_rebuild_all_with_jobs_swaps_every_model_in(
     tmp_path: Path, envelope: Envelope
 ) -> None:
-    with fresh_product("sqlite", tmp_path) as crm:
-        load_demo(crm, clients_count=20)
-        crm.projector().catch_up()
+    with projected_demo("sqlite", tmp_path, clients=20) as crm:
         crm.db.execute("DELETE FROM directory_cards")
         done = crm_cli(crm, tmp_path, "project", "--rebuild", "all", "--jobs", "2")
         assert done.returncode == 0, done.stderr
@@ -260,9 +268,7 @@ def test_crm_project_rebuild_all_with_jobs_swaps_every_model_in(
 def test_crm_project_rebuild_of_an_unknown_model_fails_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
-    with fresh_product("sqlite", tmp_path) as crm:
-        load_demo(crm, clients_count=5)
-        crm.projector().catch_up()
+    with projected_demo("sqlite", tmp_path, clients=5) as crm:
         before = table_rows(crm, "projection_tracking")
         done = crm_cli(crm, tmp_path, "project", "--rebuild", "lifecycle,nosuch")
         assert done.returncode != 0
@@ -287,9 +293,7 @@ def test_models_are_shared_out_in_groups_of_about_equal_cost() -> None:
 def test_an_interrupted_parallel_rebuild_stops_every_process_and_resumes(
     tmp_path: Path,
 ) -> None:
-    with fresh_product("postgresql", tmp_path) as crm:
-        load_demo(crm, clients_count=40)
-        crm.projector().catch_up()
+    with projected_demo("postgresql", tmp_path, clients=40) as crm:
         groups = registry.groups(registry.NAMES, 2)
 
         def interrupt(group: int, position: int, head: int) -> None:
