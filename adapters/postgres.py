@@ -6,7 +6,7 @@ import select
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -14,7 +14,6 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
-    PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
 )
@@ -150,15 +149,23 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
         self._committer = GroupCommitter(self._write_batch)
-        # One round trip before the writes: the lock timeout, the table lock, and the
-        # notification (delivered only if the transaction commits).
-        self._prelude_sql = SQL(
-            "SET LOCAL lock_timeout = {}; LOCK TABLE {}.{} IN EXCLUSIVE MODE; NOTIFY {}"
-        ).format(
-            Literal(f"{datastore.lock_timeout}s"),
-            Identifier(datastore.schema),
-            Identifier(EVENTS_TABLE),
-            Identifier(self.channel_name),
+        events = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(EVENTS_TABLE))
+        # Rendered once: psycopg renders a composed statement again on every execution.
+        self._prelude = [
+            _render(statement)
+            for statement in (
+                SQL("BEGIN"),
+                SQL("SET LOCAL lock_timeout = {}").format(Literal(f"{datastore.lock_timeout}s")),
+                SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events),
+                SQL("NOTIFY {}").format(Identifier(self.channel_name)),
+            )
+        ]
+        self._insert_sql = _render(
+            SQL(
+                "INSERT INTO {} (originator_id, originator_version, topic, state)"
+                " SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
+                " RETURNING notification_id"
+            ).format(events)
         )
         self.sql_create_statements.extend(
             Composed([SQL(statement)]) for statement in side_tables.ddl("postgresql")
@@ -174,30 +181,60 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
         return self._committer.submit(stored_events, kwargs.get("side_effects"))
 
     def _write_batch(self, batch: list[Write]) -> None:
-        with (
-            self.datastore.get_connection() as conn,
-            conn.transaction(),
-            conn.cursor() as curs,
-        ):
-            curs.execute(self._prelude_sql)
-            alone = len(batch) == 1
+        """Record a batch in one transaction, sent in one round trip (pipeline mode:
+        ``BEGIN``, the lock timeout, the table lock, the notification — delivered only
+        if the transaction commits — every write, ``COMMIT``). If one of several
+        writes fails, the batch is recorded again with each write in a savepoint of
+        its own, so that only that write fails."""
+        with self.datastore.get_connection() as conn:
+            try:
+                self._record_at_once(conn, batch)
+            except psycopg.IntegrityError as error:
+                _roll_back(conn)
+                if len(batch) == 1:  # a write alone fails alone
+                    batch[0].error = IntegrityError(str(error))
+                    raise batch[0].error from error
+                self._record_each(conn, batch)
+            except BaseException:
+                _roll_back(conn)
+                raise
+
+    def _record_at_once(self, conn: Connection[Any], batch: list[Write]) -> None:
+        inserts: list[tuple[Write, psycopg.Cursor[Any]]] = []
+        with conn.pipeline(), conn.cursor() as curs:
+            for statement in self._prelude:
+                curs.execute(statement)
+            for write in batch:
+                side_tables.write(curs, write.side_effects)
+                if write.events:
+                    insert = conn.cursor()
+                    # Not prepared: a failed pipeline can skip a preparation that
+                    # psycopg then believes done.
+                    insert.execute(self._insert_sql, _columns(write.events), prepare=False)
+                    inserts.append((write, insert))
+            curs.execute(b"COMMIT")
+        for write in batch:
+            write.positions = []
+        for write, insert in inserts:
+            write.positions = positions_of(insert.fetchall())
+            insert.close()
+
+    def _record_each(self, conn: Connection[Any], batch: list[Write]) -> None:
+        with conn.cursor() as curs:
+            for statement in self._prelude:
+                curs.execute(statement)
             for write in batch:
                 try:
-                    # A savepoint each, so that a write fails alone; a write alone
-                    # needs none (its failure rolls the transaction back).
-                    with nullcontext() if alone else conn.transaction():
-                        side_tables.write(curs, write.side_effects)  # type: ignore[arg-type]
+                    with conn.transaction():  # a savepoint
+                        side_tables.write(curs, write.side_effects)
+                        write.positions = []
                         if write.events:
-                            PostgresAggregateRecorder._insert_stored_events(
-                                self, curs, write.events
-                            )
+                            curs.execute(self._insert_sql, _columns(write.events))
                             write.positions = positions_of(curs.fetchall())
-                        else:
-                            write.positions = []
                 except psycopg.IntegrityError as error:
                     write.error = IntegrityError(str(error))
-                    if alone:
-                        raise write.error from error
+                    write.positions = None
+            curs.execute(b"COMMIT")
 
     def claim_owner(self, kind: str, digest: str) -> UUID | None:
         return side_tables.claim_owner(self.db, kind, digest)
@@ -209,6 +246,25 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
         with self.datastore.get_connection() as conn:
             row = conn.execute(self._position_sql, (originator_id, version)).fetchone()
         return None if row is None else int(row["notification_id"])
+
+
+def _render(statement: Composed | SQL) -> bytes:
+    return statement.as_bytes(None)
+
+
+def _columns(events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
+    return (
+        [e.originator_id for e in events],
+        [e.originator_version for e in events],
+        [e.topic for e in events],
+        [e.state for e in events],
+    )
+
+
+def _roll_back(conn: Connection[Any]) -> None:
+    """End a transaction a failed pipeline left open (its ``COMMIT`` was skipped)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
 
 
 __all__ = ["PostgresEventRecorder", "SchemaDatastore", "SideEffects", "connect"]

@@ -133,3 +133,52 @@ def test_concurrent_writes_share_commits_and_a_conflicting_one_fails_alone(
     stored = crm.app.recorder.select_notifications(start=before + 1, limit=100)
     assert sorted(n.id for n in stored) == positions
     assert taken not in {n.originator_id for n in stored}
+
+
+def test_a_batch_records_its_good_writes_and_fails_each_bad_one_alone(crm: Crm) -> None:
+    """One group-commit batch (as concurrent commands form it): a version conflict and
+    a contact point claimed twice fail on their own; the other writes, with their
+    claims, are committed with the positions they were told."""
+    from eventsourcing.persistence import IntegrityError, StoredEvent
+
+    from adapters.group_commit import Write
+    from application.ports import Claim, SideEffects
+
+    taken = uuid.uuid4()
+    (first,) = crm.app.recorder.insert_events([StoredEvent(taken, 1, "tests:Nothing", b"{}")])
+    ids = [uuid.uuid4() for _ in range(3)]
+
+    def event(originator: uuid.UUID, version: int = 1) -> StoredEvent:
+        return StoredEvent(originator, version, "tests:Nothing", b'{"n": 1}')
+
+    def claim(digest: str, owner: uuid.UUID) -> SideEffects:
+        return SideEffects(claims=[Claim("phone", digest, owner)])
+
+    batch = [
+        Write([event(ids[0]), event(ids[0], 2)], claim("d-1", ids[0])),
+        Write([event(taken)], None),  # version 1 of `taken` exists: a conflict
+        Write([event(ids[1])], claim("d-1", ids[1])),  # d-1 was claimed just before
+        Write([], claim("d-2", ids[2])),  # side effects only
+        Write([event(ids[2])], None),
+    ]
+    crm.app.recorder._write_batch(batch)  # type: ignore[attr-defined]
+
+    failed = [isinstance(w.error, IntegrityError) for w in batch]
+    assert failed == [False, True, True, False, False], [w.error for w in batch]
+    assert batch[1].positions is None
+    assert batch[2].positions is None
+    assert batch[3].positions == []
+    told = [p for w in (batch[0], batch[4]) for p in w.positions or []]
+    assert len(told) == 3
+    assert told == sorted(told)
+    assert told[0] > first
+    stored = crm.app.recorder.select_notifications(start=first + 1, limit=10)
+    assert [(n.id, n.originator_id, n.originator_version) for n in stored] == list(
+        zip(told, [ids[0], ids[0], ids[2]], [1, 2, 1], strict=True)
+    )
+    assert crm.app.recorder.claim_owner("phone", "d-1") == ids[0]
+    assert crm.app.recorder.claim_owner("phone", "d-2") == ids[2]
+    # the connection is usable afterwards: a lone conflicting write fails alone
+    with pytest.raises(IntegrityError):
+        crm.app.recorder.insert_events([event(taken)])
+    assert crm.app.recorder.insert_events([event(uuid.uuid4())])
