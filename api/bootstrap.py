@@ -65,13 +65,16 @@ class Crm:
             raise TypeError(f"read model {kind.name!r} is a {type(built).__name__}")
         return built
 
-    def projector(self, names: Sequence[str] | None = None) -> Projector:
-        """A projector for the named read models (all by default), set up."""
+    def projector(self, names: Sequence[str] | None = None, *, setup: bool = True) -> Projector:
+        """A projector for the named read models (all by default), set up (tables and
+        tracking rows made or upgraded, under the schema lock) unless ``setup`` is
+        false: to read positions and lag only, once the tables exist."""
         models = [self.read_model(name) for name in names or registry.NAMES]
         projector = Projector(
             self.app, self.db, models, batch_size=self.settings.projection_batch_size
         )
-        projector.setup()
+        if setup:
+            projector.setup()
         return projector
 
     def close(self) -> None:

@@ -19,10 +19,11 @@ REQUESTS = PrometheusConfig(app_name="crm", prefix="crm_http", group_path=True)
 
 
 class ProjectionCollector(Collector):
-    """Reads the store's head and each read model's position at scrape time."""
+    """Reads the store's head and each read model's position at scrape time (a few
+    reads: no schema work, which would wait for any process starting up)."""
 
     def __init__(self, crm: Crm) -> None:
-        self.crm = crm
+        self.projector = crm.projector(setup=False)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         head = GaugeMetricFamily("crm_events_head_position", "Position of the newest event")
@@ -37,7 +38,7 @@ class ProjectionCollector(Collector):
             "Age of the oldest event a read model has not applied",
             labels=["read_model"],
         )
-        statuses = self.crm.projector().status()
+        statuses = self.projector.status()
         head.add_metric([], statuses[0].head if statuses else 0)
         for status in statuses:
             position.add_metric([status.name], status.position)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -94,3 +95,26 @@ def test_products_starting_at_once_on_a_new_schema_all_start_and_agree(
             ("%PipelineDefined",),
         )[0]
         assert pipelines == 1  # the default pipeline was defined once
+
+
+def test_a_metrics_scrape_does_not_wait_for_a_process_changing_the_schema(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    """A scrape reads positions and lag only: it must not queue behind the schema
+    lock that a starting process (an API worker, a projector, a rebuild) holds."""
+    from adapters.read_models import registry
+    from api.http.metrics import ProjectionCollector
+
+    settings = make_settings("postgresql", tmp_path, database_schema=postgres_schema)
+    with bootstrap(settings) as product:
+        product.projector()  # the tables exist, as when the API has started
+        collector = ProjectionCollector(product)
+        scraped: list[Any] = []
+        with postgres.ddl_lock(POSTGRES_URL, postgres_schema):  # someone is starting
+            scrape = threading.Thread(target=lambda: scraped.extend(collector.collect()))
+            scrape.start()
+            scrape.join(timeout=5)
+            assert scraped, "the scrape waited for the schema lock"
+        scrape.join()
+    lags = {s.labels["read_model"]: s.value for f in scraped for s in f.samples if s.labels}
+    assert set(lags) == set(registry.NAMES)
