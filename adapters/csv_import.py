@@ -760,6 +760,7 @@ def import_file(
         return replace(report, problems=_blame(error, plan), failed_while_recording=True)
     if progress:
         progress("recording", total, total)
+    app.recorder.refresh_statistics()  # a large import can change much of the store
     raced = results[0].replayed  # a concurrent import of the same file won the race
     return replace(
         report,

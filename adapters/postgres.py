@@ -149,7 +149,9 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
         self._committer = GroupCommitter(self._write_batch)
-        events = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(EVENTS_TABLE))
+        self._events = events = SQL("{}.{}").format(
+            Identifier(datastore.schema), Identifier(EVENTS_TABLE)
+        )
         # Rendered once: psycopg renders a composed statement again on every execution.
         self._prelude = [
             _render(statement)
@@ -236,6 +238,21 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
                     write.positions = None
             curs.execute(b"COMMIT")
 
+    def refresh_statistics(self) -> bool:
+        """``ANALYZE`` the events table if PostgreSQL has no statistics of it, or
+        more than half of it changed since they were gathered (autovacuum off, or
+        not yet round after a bulk load). Without them the planner expects a
+        handful of rows and answers "the next page of these topics" by sorting every
+        later event, page after page: a replay of a never-analysed 300k-event store
+        read 46,000 events/s instead of 190,000."""
+        events = self._events.as_string(None)
+        (row,) = self.db.query(_STALENESS_SQL, (events,))
+        tuples, changed = float(row[0]), int(row[1] or 0)
+        if tuples >= 0 and changed <= STALE_SHARE * tuples:
+            return False
+        self.db.execute(f"ANALYZE {events}")
+        return True
+
     def claim_owner(self, kind: str, digest: str) -> UUID | None:
         return side_tables.claim_owner(self.db, kind, digest)
 
@@ -246,6 +263,15 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
         with self.datastore.get_connection() as conn:
             row = conn.execute(self._position_sql, (originator_id, version)).fetchone()
         return None if row is None else int(row["notification_id"])
+
+
+STALE_SHARE = 0.5
+"""The share of the events table that may change before ``refresh_statistics``
+gathers its statistics again."""
+_STALENESS_SQL = (
+    "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c"
+    " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = %s::regclass"
+)
 
 
 def _render(statement: Composed | SQL) -> bytes:

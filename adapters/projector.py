@@ -45,6 +45,10 @@ _TRACKING_DDL = {
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL)",
 }
 
+LONG_CATCH_UP = 50_000
+"""A catch-up at least this far behind first has the store's statistics checked
+(``EventRecorder.refresh_statistics``): it reads much of the store in order."""
+
 ANALYZE_AFTER = 20_000
 """Events applied before the first ``ANALYZE`` of the models' tables (PostgreSQL); the
 next ones follow each time the count doubles."""
@@ -103,6 +107,7 @@ class Projector:
         self._positions: dict[str, int] = {}
         self._applied = 0
         self._analyzed_at = 0
+        self._statistics_checked = False
 
     @staticmethod
     def tracking_name(model: SqlReadModel) -> str:
@@ -153,6 +158,9 @@ class Projector:
         if not self._positions:
             self._positions = self._read_positions()
         stop = self.head() if until is None else until
+        if stop - min(self._positions.values()) >= LONG_CATCH_UP and not self._statistics_checked:
+            self.app.recorder.refresh_statistics()
+            self._statistics_checked = True
         read = 0
         while min(self._positions.values()) < stop:
             batch, reached = self._fetch(min(self._positions.values()), stop)

@@ -87,6 +87,7 @@ def replay(
     head = app.recorder.max_notification_id() or 0
     stop = head if position is None else min(position, head)
     topics = sorted({get_topic(cls) for cls in kpi.events})
+    app.recorder.refresh_statistics()
     state = kpi.initial()
     read = folded = 0
     for page in pages(app, topics, stop, page_size, progress):

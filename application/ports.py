@@ -75,6 +75,13 @@ class EventRecorder(ApplicationRecorder):
     def position_of(self, originator_id: UUID, version: int) -> int | None:
         """The position (notification id) of one stored event."""
 
+    def refresh_statistics(self) -> bool:
+        """Before reading much of the store in order (a replay, a rebuild, a long
+        catch-up) or after writing much of it (an import): make sure the database
+        can plan those reads. True if statistics were gathered; nothing to do by
+        default."""
+        return False
+
 
 class BlindIndex(Protocol):
     """Keyed hashing of contact points: equal inputs give equal digests, and without the

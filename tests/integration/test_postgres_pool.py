@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -118,3 +119,51 @@ def test_a_metrics_scrape_does_not_wait_for_a_process_changing_the_schema(
         scrape.join()
     lags = {s.labels["read_model"]: s.value for f in scraped for s in f.samples if s.labels}
     assert set(lags) == set(registry.NAMES)
+
+
+def _reltuples(product: Crm) -> float:
+    return float(
+        product.db.query("SELECT reltuples FROM pg_class WHERE oid = 'events'::regclass")[0][0]
+    )
+
+
+def _store_of(postgres_schema: str, tmp_path: Path, events: int) -> Crm:
+    """A product over ``events`` stored events that PostgreSQL never analysed."""
+    from eventsourcing.persistence import StoredEvent
+
+    settings = make_settings("postgresql", tmp_path, database_schema=postgres_schema)
+    product = bootstrap(settings)
+    product.db.execute("ALTER TABLE events SET (autovacuum_enabled = false)")
+    topic = "tests:Nothing"  # no read model or KPI reads it
+    for _ in range(events // 100):
+        product.app.recorder.insert_events(
+            [StoredEvent(uuid.uuid4(), v, topic, b"{}") for v in range(1, 101)]
+        )
+    return product
+
+
+def test_statistics_of_a_never_analysed_store_are_gathered_once(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    with _store_of(postgres_schema, tmp_path, 1000) as product:
+        assert _reltuples(product) < 0  # never analysed: the planner guesses
+        assert product.app.recorder.refresh_statistics() is True
+        assert _reltuples(product) >= 1000
+        assert product.app.recorder.refresh_statistics() is False  # fresh: nothing to do
+
+
+@pytest.mark.parametrize("reader", ["replay", "catch-up"])
+def test_a_replay_and_a_long_catch_up_gather_missing_statistics_first(
+    reader: str, postgres_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters import projector as projector_module
+    from adapters.replay import replay
+    from examples.kpis import AvgCheck
+
+    monkeypatch.setattr(projector_module, "LONG_CATCH_UP", 200)
+    with _store_of(postgres_schema, tmp_path, 300) as product:
+        if reader == "replay":
+            replay(product.app, AvgCheck())  # type: ignore[arg-type]
+        else:
+            product.projector(["deals"]).catch_up()
+        assert _reltuples(product) >= 300
