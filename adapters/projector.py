@@ -28,6 +28,7 @@ from typing import Any
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
+from adapters.gc_pause import gc_paused
 from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel, swap_statements
 from adapters.sql import DDL_XACT_LOCK_SQL, Cursor, Database
 from application.app import CrmApplication
@@ -163,10 +164,11 @@ class Projector:
             self._statistics_checked = True
         read = 0
         while min(self._positions.values()) < stop:
-            batch, reached = self._fetch(min(self._positions.values()), stop)
             try:
-                with self.db.transaction() as cursor:
-                    self._apply(cursor, batch, reached)
+                with gc_paused():
+                    batch, reached = self._fetch(min(self._positions.values()), stop)
+                    with self.db.transaction() as cursor:
+                        self._apply(cursor, batch, reached)
             except _PositionsMoved:
                 self._positions = self._read_positions()
                 continue

@@ -22,6 +22,7 @@ from typing import Any
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
+from adapters.gc_pause import gc_paused
 from application.app import CrmApplication
 from projections.base import Recorded
 from projections.kpis import Kpi
@@ -91,13 +92,14 @@ def replay(
     state = kpi.initial()
     read = folded = 0
     for page in pages(app, topics, stop, page_size, progress):
-        for notification in page:
-            event = app.mapper.to_domain_event(notification)
-            read += 1
-            if until is not None and event.occurred_at > until:  # type: ignore[attr-defined]
-                continue
-            state = kpi.apply(state, Recorded(notification.id, event))  # type: ignore[arg-type]
-            folded += 1
+        with gc_paused():
+            for notification in page:
+                event = app.mapper.to_domain_event(notification)
+                read += 1
+                if until is not None and event.occurred_at > until:  # type: ignore[attr-defined]
+                    continue
+                state = kpi.apply(state, Recorded(notification.id, event))  # type: ignore[arg-type]
+                folded += 1
     return ReplayReport(
         key=kpi.key,
         value=kpi.result(state, as_of),

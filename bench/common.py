@@ -9,6 +9,7 @@ store is a file in a temporary directory, removed likewise.
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import platform
 import secrets
@@ -290,6 +291,12 @@ class Histories:
             if crm.settings.backend == "postgresql":
                 with crm.db.transaction() as cursor:
                     cursor.execute("ANALYZE events")
+            # What the generator left alive is kept out of the cycle collector's walks,
+            # so that what runs in this process next (raw reads, the replay) is
+            # measured as in a process of its own (``crm replay``): with them, a replay
+            # read 78,000 events/s here against 115,000 in a fresh process.
+            gc.collect()
+            gc.freeze()
             self._made[key] = History(where, crm, generated)
         return self._made[key]
 

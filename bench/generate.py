@@ -87,9 +87,6 @@ def generate(
         written += len(stored)
         if progress:
             progress(written, events)
-    # What autovacuum does on a server after a bulk load (it is off on the CI
-    # machines): reads of the new store are planned with statistics.
-    crm.app.recorder.refresh_statistics()
     return Generated(written, clients, time.perf_counter() - started)
 
 
