@@ -180,9 +180,13 @@ class LifecycleReadModel(SqlReadModel):
         self._add_deltas(cursor, self._drop_intervals(cursor, [merge.absorbed_id]))
 
     def _refold(self, cursor: Cursor, client_ids: list[UUID]) -> None:
-        """Recompute the stage intervals of these clients from all their facts."""
+        """Recompute the stage intervals of these clients from all their facts: read
+        and dropped a chunk of clients at a time, written back with one ``COPY`` and
+        one update of the deltas for them all."""
         t = self.t
-        for chunk in _chunks(client_ids, 500):
+        rows: list[tuple[UUID, datetime, datetime | None, str, str | None]] = []
+        deltas: Counter[tuple[int, str]] = Counter()
+        for chunk in _chunks(client_ids, REFOLD_CHUNK[self.dialect]):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
                 f"SELECT client_id, registered_at FROM {t['clients']}"
@@ -203,8 +207,7 @@ class LifecycleReadModel(SqlReadModel):
                     purchases[key].append(as_datetime(at))
                 else:
                     losses[key].append(Loss(as_datetime(at), reason))
-            deltas = self._drop_intervals(cursor, chunk)
-            rows: list[tuple[UUID, datetime, datetime | None, str, str | None]] = []
+            deltas.update(self._drop_intervals(cursor, chunk))
             for client_id, registered_at in registered.items():
                 facts = ClientFacts(
                     registered_at, tuple(purchases[client_id]), tuple(losses[client_id])
@@ -213,9 +216,9 @@ class LifecycleReadModel(SqlReadModel):
                     (client_id, i.valid_from, i.valid_to, i.stage.value, i.reason)
                     for i in stage_intervals(facts, self.policy)
                 )
-            self.insert(cursor, "intervals", "client_id, valid_from, valid_to, stage, reason", rows)
-            deltas.update(_deltas((start, end, stage) for _, start, end, stage, _ in rows))
-            self._add_deltas(cursor, deltas)
+        self.insert(cursor, "intervals", "client_id, valid_from, valid_to, stage, reason", rows)
+        deltas.update(_deltas((start, end, stage) for _, start, end, stage, _ in rows))
+        self._add_deltas(cursor, deltas)
 
     def _drop_intervals(self, cursor: Cursor, client_ids: list[UUID]) -> Counter[tuple[int, str]]:
         """Delete these clients' intervals; the day deltas that undo theirs."""
@@ -340,6 +343,11 @@ def _deltas(
         if end is not None:
             deltas[day_of(end), stage] -= sign
     return deltas
+
+
+REFOLD_CHUNK = {"postgresql": 2000, "sqlite": 500}
+"""Clients read per query when their intervals are recomputed (SQLite before 3.32
+allows 999 parameters in a statement)."""
 
 
 def _chunks(items: list[UUID], size: int) -> list[list[UUID]]:
