@@ -203,18 +203,23 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
 
     def _record_at_once(self, conn: Connection[Any], batch: list[Write]) -> None:
         inserts: list[tuple[Write, psycopg.Cursor[Any]]] = []
-        with conn.pipeline(), conn.cursor() as curs:
-            for statement in self._prelude:
-                curs.execute(statement)
-            for write in batch:
-                side_tables.write(curs, write.side_effects)
-                if write.events:
-                    insert = conn.cursor()
-                    # Not prepared: a failed pipeline can skip a preparation that
-                    # psycopg then believes done.
-                    insert.execute(self._insert_sql, _columns(write.events), prepare=False)
-                    inserts.append((write, insert))
-            curs.execute(b"COMMIT")
+        # Nothing is prepared in the pipeline: one that fails can skip a statement's
+        # preparation that psycopg then believes done ("prepared statement … does
+        # not exist" on the connection's next use of it).
+        threshold, conn.prepare_threshold = conn.prepare_threshold, None
+        try:
+            with conn.pipeline(), conn.cursor() as curs:
+                for statement in self._prelude:
+                    curs.execute(statement)
+                for write in batch:
+                    side_tables.write(curs, write.side_effects)
+                    if write.events:
+                        insert = conn.cursor()
+                        insert.execute(self._insert_sql, _columns(write.events))
+                        inserts.append((write, insert))
+                curs.execute(b"COMMIT")
+        finally:
+            conn.prepare_threshold = threshold
         for write in batch:
             write.positions = []
         for write, insert in inserts:

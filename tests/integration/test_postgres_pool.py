@@ -167,3 +167,24 @@ def test_a_replay_and_a_long_catch_up_gather_missing_statistics_first(
         else:
             product.projector(["deals"]).catch_up()
         assert _reltuples(product) >= 300
+
+
+def test_writes_go_on_working_after_failed_ones_on_the_same_connection(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    """psycopg prepares a statement on its fifth execution on a connection; in a
+    write that fails, a preparation queued after the failure is skipped, and psycopg
+    must not believe it done (the next write then failed with "prepared statement
+    … does not exist")."""
+    from eventsourcing.persistence import IntegrityError, StoredEvent
+
+    settings = make_settings("postgresql", tmp_path, database_schema=postgres_schema, pool_size=1)
+    taken = uuid.uuid4()
+    with bootstrap(settings) as product:
+        recorder = product.app.recorder
+        recorder.insert_events([StoredEvent(taken, 1, "tests:Nothing", b"{}")])
+        for _ in range(8):  # through the preparation threshold, failing each other time
+            assert recorder.insert_events([StoredEvent(uuid.uuid4(), 1, "tests:Nothing", b"{}")])
+            with pytest.raises(IntegrityError):
+                recorder.insert_events([StoredEvent(taken, 1, "tests:Nothing", b"{}")])
+        assert recorder.insert_events([StoredEvent(uuid.uuid4(), 1, "tests:Nothing", b"{}")])
