@@ -6,7 +6,7 @@ import select
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -190,15 +190,16 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
         its own, so that only that write fails."""
         with self.datastore.get_connection() as conn:
             try:
-                self._record_at_once(conn, batch)
-            except psycopg.IntegrityError as error:
-                _roll_back(conn)
-                if len(batch) == 1:  # a write alone fails alone
-                    batch[0].error = IntegrityError(str(error))
-                    raise batch[0].error from error
-                self._record_each(conn, batch)
+                try:
+                    self._record_at_once(conn, batch)
+                except psycopg.IntegrityError as error:
+                    _roll_back(conn)
+                    if len(batch) == 1:  # a write alone fails alone
+                        batch[0].error = IntegrityError(str(error))
+                        raise batch[0].error from error
+                    self._record_each(conn, batch)
             except BaseException:
-                _roll_back(conn)
+                _roll_back(conn)  # the connection goes back to the pool idle
                 raise
 
     def _record_at_once(self, conn: Connection[Any], batch: list[Write]) -> None:
@@ -295,7 +296,8 @@ def _columns(events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[
 def _roll_back(conn: Connection[Any]) -> None:
     """End a transaction a failed pipeline left open (its ``COMMIT`` was skipped)."""
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        conn.execute("ROLLBACK")
+        with suppress(psycopg.Error):  # a broken connection: the pool discards it
+            conn.execute("ROLLBACK")
 
 
 __all__ = ["PostgresEventRecorder", "SchemaDatastore", "SideEffects", "connect"]
