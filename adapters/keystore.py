@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -212,14 +213,20 @@ def master_id(master_key: bytes) -> str:
 
 class KeyStore:
     """Per-subject data keys, unwrapped on demand and cached for ``ttl`` seconds (so
-    an erasure done by another process is honoured here within that time)."""
+    an erasure done by another process is honoured here within that time).
+
+    The cache holds the keys used within the last ``ttl`` seconds only: entries are
+    kept in expiry order (one ttl for all; a refreshed entry moves to the end) and the
+    expired ones at the front are dropped whenever keys are added. Before, nothing was
+    ever dropped: a rebuild of a 5M-event store (538,000 clients) ended holding every
+    client's key, and a long-running API process every key it had used."""
 
     def __init__(self, table: KeyTable, master_key: bytes, *, ttl: float = 10.0) -> None:
         self.table = table
         self.ttl = ttl
         self._wrapping = AESGCM(derive_key(master_key, "key-wrapping/v1"))
         self._master_id = master_id(master_key)
-        self._cache: dict[UUID, tuple[float, bytes | None]] = {}
+        self._cache: OrderedDict[UUID, tuple[float, bytes | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def open(self) -> None:
@@ -255,8 +262,7 @@ class KeyStore:
         key = None
         if stored is not None and stored.wrapped is not None:
             key = _open(self._wrapping, stored.wrapped, _aad(subject))
-        with self._lock:
-            self._cache[subject] = (now + self.ttl, key)
+        self._remember({subject: key}, now)
         return key
 
     def prefetch(self, subjects: set[UUID]) -> None:
@@ -268,23 +274,33 @@ class KeyStore:
         if not missing:
             return
         stored = self.table.read_many(missing)
-        expiry = now + self.ttl
         keys = {
             subject: None
             if (row := stored.get(subject)) is None or row.wrapped is None
             else _open(self._wrapping, row.wrapped, _aad(subject))
             for subject in missing
         }
-        with self._lock:
-            self._cache.update({s: (expiry, key) for s, key in keys.items()})
+        self._remember(keys, now)
 
     def create_many(self, subjects: list[UUID]) -> None:
         """Keys for many new subjects in one statement (bulk loading), cached."""
         keys = {subject: AESGCM.generate_key(bit_length=256) for subject in subjects}
         self.table.insert_many([(s, self._wrap(s, key)) for s, key in keys.items()])
-        expiry = time.monotonic() + self.ttl
+        self._remember(dict(keys), time.monotonic())
+
+    def _remember(self, keys: dict[UUID, bytes | None], now: float) -> None:
+        """Cache ``keys`` until ``now + ttl``; drop the entries that have expired."""
+        expiry = now + self.ttl
         with self._lock:
-            self._cache.update({s: (expiry, key) for s, key in keys.items()})
+            cache = self._cache
+            for subject, key in keys.items():
+                cache[subject] = (expiry, key)
+                cache.move_to_end(subject)
+            while cache:
+                oldest = next(iter(cache))
+                if cache[oldest][0] > now:
+                    break
+                del cache[oldest]
 
     def destroy(self, subjects: list[UUID]) -> None:
         """Destroy keys outside an event transaction (tests, tools); erasure destroys
