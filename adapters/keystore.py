@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -286,9 +287,9 @@ class KeyStore:
         """Keys for many new subjects in one statement (bulk loading), cached."""
         keys = {subject: AESGCM.generate_key(bit_length=256) for subject in subjects}
         self.table.insert_many([(s, self._wrap(s, key)) for s, key in keys.items()])
-        self._remember(dict(keys), time.monotonic())
+        self._remember(keys, time.monotonic())
 
-    def _remember(self, keys: dict[UUID, bytes | None], now: float) -> None:
+    def _remember(self, keys: Mapping[UUID, bytes | None], now: float) -> None:
         """Cache ``keys`` until ``now + ttl``; drop the entries that have expired."""
         expiry = now + self.ttl
         with self._lock:

@@ -288,9 +288,7 @@ class Histories:
                 f"generated {generated.events:,} events for {generated.clients:,} clients in "
                 f"{generated.seconds:.1f} s ({generated.events_per_second:,.0f} events/s)"
             )
-            if crm.settings.backend == "postgresql":
-                with crm.db.transaction() as cursor:
-                    cursor.execute("ANALYZE events")
+            crm.app.recorder.refresh_statistics()  # as autovacuum would after a bulk load
             # What the generator left alive is kept out of the cycle collector's walks,
             # so that what runs in this process next (raw reads, the replay) is
             # measured as in a process of its own (``crm replay``): with them, a replay

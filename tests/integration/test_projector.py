@@ -313,9 +313,7 @@ def test_an_interrupted_parallel_rebuild_stops_every_process_and_resumes(
 def test_an_index_whose_columns_changed_is_made_again_on_setup(
     backend: str, tmp_path: Path
 ) -> None:
-    with fresh_product(backend, tmp_path) as crm:
-        load_demo(crm, clients_count=10)
-        crm.projector(["lifecycle"]).catch_up()
+    with projected_demo(backend, tmp_path, clients=10) as crm:
         counts = crm.model(LifecycleReadModel).stage_counts(datetime.now(UTC))
         crm.db.execute("DROP INDEX lifecycle_intervals_i1")  # as an older version made it
         crm.db.execute("CREATE INDEX lifecycle_intervals_i1 ON lifecycle_intervals (valid_to)")
