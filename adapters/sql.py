@@ -4,17 +4,23 @@ Statements are written once with ``%s`` placeholders; the SQLite gateway rewrite
 to ``?``, passes UUIDs as text and instants as fixed-width UTC text (so that text
 order is time order). Rows come back as tuples; ``as_datetime`` and ``as_uuid`` read
 columns back the same way on both.
+
+A keyed read that the HTTP API serves often is written once as a ``Query`` (its SQL,
+parameters and how rows become the answer), so that it can run blocking
+(``Database.run``) or on an event loop (``Reads.run``) without being written twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from uuid import UUID
 
+import anyio.to_thread
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.rows import tuple_row
@@ -51,6 +57,20 @@ DDL_XACT_LOCK_SQL = (
 held to the end of the caller's transaction."""
 
 
+T = TypeVar("T")
+Rows = list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[T]):
+    """One read: a statement with ``%s`` placeholders, its parameters, and ``shape``,
+    which makes the answer of the rows."""
+
+    sql: str
+    params: Sequence[Any]
+    shape: Callable[[Rows], T]
+
+
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
@@ -72,6 +92,10 @@ class Database(Protocol):
         ...
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def run(self, query: Query[T]) -> T:
+        """``query``'s answer, read in a transaction of its own."""
+        ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
@@ -195,6 +219,9 @@ class SqliteDatabase:
             wrapped.execute(sql, params)
             return wrapped.fetchall()
 
+    def run(self, query: Query[T]) -> T:
+        return query.shape(self.query(query.sql, query.params))
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         with self.transaction() as cursor:
             cursor.execute(sql, params)
@@ -231,6 +258,9 @@ class PostgresDatabase:
             cursor.execute(sql, params)
             return cursor.fetchall()
 
+    def run(self, query: Query[T]) -> T:
+        return query.shape(self.query(query.sql, query.params))
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         with self.transaction() as cursor:
             cursor.execute(sql, params)
@@ -238,3 +268,22 @@ class PostgresDatabase:
     def scrub(self) -> None:
         """Nothing to do: a dump never holds deleted row versions (VACUUM reclaims
         their space in the files over time)."""
+
+
+class Reads(Protocol):
+    """Reads for code running on an event loop (the HTTP API): the loop goes on
+    serving other requests while a query waits for the database."""
+
+    async def run(self, query: Query[T]) -> T: ...
+
+
+class ThreadedReads:
+    """``Reads`` over a blocking ``Database``: each query runs in a worker thread (SQLite,
+    whose driver has no asynchronous interface; and PostgreSQL before
+    ``postgres.AsyncReads`` is open)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def run(self, query: Query[T]) -> T:
+        return await anyio.to_thread.run_sync(self.db.run, query)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.sql import Database, Dialect
+from adapters.sql import Database, Dialect, Query, Rows
 from application.ports import UserRecord
 
 ROLES = ("admin", "manager", "auditor", "service")
@@ -58,6 +57,10 @@ def check_new_user(user_id: str, role: str) -> None:
 
 def _text(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _token_owner(rows: Rows) -> UserRecord | None:
+    return UserRecord(rows[0][0], rows[0][1], True, _text(rows[0][2])) if rows else None
 
 
 class SqlUserDirectory:
@@ -117,12 +120,17 @@ class SqlUserDirectory:
         return [UserRecord(r[0], r[1], bool(r[2]), _text(r[3])) for r in rows]
 
     def authenticate(self, token: str) -> UserRecord | None:
-        rows = self.db.query(
-            "SELECT user_id, role, active, created_at FROM users"
-            " WHERE token_hash = %s AND active = %s",
+        return self.db.run(self.token_query(token))
+
+    @staticmethod
+    def token_query(token: str) -> Query[UserRecord | None]:
+        """The active user owning ``token``, if any (``authenticate`` as a ``Query``, for
+        the HTTP API's asynchronous reads)."""
+        return Query(
+            "SELECT user_id, role, created_at FROM users WHERE token_hash = %s AND active = %s",
             (hash_token(token), True),
+            _token_owner,
         )
-        return UserRecord(rows[0][0], rows[0][1], True, _text(rows[0][3])) if rows else None
 
     def next_manager(self) -> str | None:
         with self.db.transaction() as cursor:
@@ -146,68 +154,3 @@ class SqlUserDirectory:
             "SELECT role FROM users WHERE user_id = %s AND active = %s", (user_id, True)
         )
         return bool(rows) and rows[0][0] in OWNER_ROLES
-
-
-class MemoryUserDirectory:
-    """Users in a dict, for unit tests and ``memory:``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users: dict[str, tuple[str, str | None, bool, str]] = {}
-        self._turn = 0
-
-    def add(self, user_id: str, role: str) -> str:
-        check_new_user(user_id, role)
-        token = new_token()
-        with self._lock:
-            if user_id in self._users:
-                raise UserError(f"user {user_id!r} already exists")
-            self._users[user_id] = (role, hash_token(token), True, datetime.now(UTC).isoformat())
-        return token
-
-    def issue_token(self, user_id: str) -> str | None:
-        token = new_token()
-        with self._lock:
-            user = self._users.get(user_id)
-            if user is None or not user[2]:
-                return None
-            self._users[user_id] = (user[0], hash_token(token), True, user[3])
-        return token
-
-    def revoke(self, user_id: str) -> bool:
-        with self._lock:
-            user = self._users.get(user_id)
-            if user is None or not user[2]:
-                return False
-            self._users[user_id] = (user[0], None, False, user[3])
-            return True
-
-    def list(self) -> list[UserRecord]:
-        with self._lock:
-            return [
-                UserRecord(user_id, role, active, created)
-                for user_id, (role, _, active, created) in self._users.items()
-            ]
-
-    def authenticate(self, token: str) -> UserRecord | None:
-        digest = hash_token(token)
-        with self._lock:
-            for user_id, (role, token_hash, active, created) in self._users.items():
-                if active and token_hash == digest:
-                    return UserRecord(user_id, role, True, created)
-        return None
-
-    def next_manager(self) -> str | None:
-        with self._lock:
-            managers = [
-                u for u, (role, _, active, _) in self._users.items() if active and role == "manager"
-            ]
-            if not managers:
-                return None
-            self._turn += 1
-            return managers[(self._turn - 1) % len(managers)]
-
-    def can_own_clients(self, user_id: str) -> bool:
-        with self._lock:
-            user = self._users.get(user_id)
-            return user is not None and user[2] and user[0] in OWNER_ROLES

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,12 +26,12 @@ from adapters.mapper import CryptoMapper
 from adapters.projector import Projector
 from adapters.read_models import registry
 from adapters.read_models.base import SqlReadModel
-from adapters.sql import Database, PostgresDatabase, SqliteDatabase
+from adapters.sql import Database, PostgresDatabase, Reads, SqliteDatabase, ThreadedReads
 from adapters.transcoder import OrjsonTranscoder
-from adapters.users import MemoryUserDirectory, SqlUserDirectory
+from adapters.users import SqlUserDirectory
 from application.app import CrmApplication
 from application.pipelines import DefinePipeline
-from application.ports import EventRecorder, UserDirectory
+from application.ports import EventRecorder
 from application.settings import Settings
 from domain.envelope import Envelope
 from domain.pipeline import DEFAULT_PIPELINE, DEFAULT_STAGES, pipeline_id
@@ -44,7 +45,7 @@ class Crm:
 
     settings: Settings
     app: CrmApplication
-    users: UserDirectory
+    users: SqlUserDirectory
     db: Database
     """The read models' database: the store's own (PostgreSQL, SQLite), or an
     in-memory SQLite database beside the in-memory store."""
@@ -76,6 +77,21 @@ class Crm:
         if setup:
             projector.setup()
         return projector
+
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[Reads]:
+        """Reads for code on an event loop (the HTTP API), open while the block runs: on
+        PostgreSQL, a pool of asynchronous connections; on SQLite, the read models'
+        database in worker threads."""
+        if self.settings.backend != "postgresql":
+            yield ThreadedReads(self.db)
+            return
+        reads = postgres.AsyncReads(self.datastore, size=self.settings.pool_size)
+        await reads.open()
+        try:
+            yield reads
+        finally:
+            await reads.close()
 
     def close(self) -> None:
         self.app.close()
@@ -119,7 +135,6 @@ def bootstrap(settings: Settings | None = None) -> Crm:
 
 def _build(settings: Settings) -> Crm:
     recorder: EventRecorder
-    users: MemoryUserDirectory | SqlUserDirectory
     key_table: KeyTable
     datastore: Any = None
     read_datastore: Any = None
@@ -127,7 +142,6 @@ def _build(settings: Settings) -> Crm:
     if settings.backend == "memory":
         key_table = MemoryKeyTable()
         recorder = memory.MemoryEventRecorder(key_table)
-        users = MemoryUserDirectory()
         read_datastore = SQLiteDatastore(
             db_name=f"file:crm-{uuid.uuid4().hex}?mode=memory&cache=shared", pool_size=4
         )
@@ -151,10 +165,10 @@ def _build(settings: Settings) -> Crm:
             recorder = postgres.PostgresEventRecorder(datastore)
             db = PostgresDatabase(datastore)
         recorder.create_table()
-        users = SqlUserDirectory(db)
-        users.create_tables()
         key_table = SqlKeyTable(db)
         key_table.create_tables()
+    users = SqlUserDirectory(db)
+    users.create_tables()
     keys = KeyStore(key_table, master_key)
     keys.open()
     index_key = keys.key(BLIND_INDEX_SUBJECT, create=True)

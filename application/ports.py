@@ -102,28 +102,6 @@ class Staff(Protocol):
         ...
 
 
-class UserDirectory(Staff, Protocol):
-    """Users and their API tokens (only hashes of tokens are stored)."""
-
-    def add(self, user_id: str, role: str) -> str:
-        """Create a user; returns the bearer token, which is not stored and shown once."""
-        ...
-
-    def revoke(self, user_id: str) -> bool:
-        """Deactivate a user and invalidate their token; False if unknown or inactive."""
-        ...
-
-    def issue_token(self, user_id: str) -> str | None:
-        """Replace an active user's token (the old one stops working at once)."""
-        ...
-
-    def list(self) -> list[UserRecord]: ...
-
-    def authenticate(self, token: str) -> UserRecord | None:
-        """The active user owning ``token``, if any."""
-        ...
-
-
 @dataclass(frozen=True)
 class UserRecord:
     user_id: str

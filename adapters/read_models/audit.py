@@ -12,7 +12,7 @@ import binascii
 import csv
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -22,7 +22,7 @@ from uuid import UUID
 import orjson
 
 from adapters.read_models.base import SqlReadModel, Table
-from adapters.sql import Cursor, as_datetime, as_uuid
+from adapters.sql import Cursor, Query, Rows, T, as_datetime, as_uuid
 from projections import audit
 from projections.audit import AuditEntry
 from projections.base import Recorded
@@ -188,14 +188,44 @@ class AuditReadModel(SqlReadModel):
         """Entries in (position, seq) order matching every given filter, ``limit`` at a
         time, after ``cursor`` (the ``next_cursor`` of the previous page). A malformed
         cursor or a limit below 1 is a ``ValueError``."""
+        return self.db.run(
+            self.page_query(
+                client_id=client_id,
+                deal_id=deal_id,
+                actor_id=actor_id,
+                field=field,
+                occurred_from=occurred_from,
+                occurred_to=occurred_to,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def page_query(
+        self,
+        *,
+        client_id: UUID | None = None,
+        deal_id: UUID | None = None,
+        actor_id: str | None = None,
+        field: str | None = None,
+        occurred_from: datetime | None = None,
+        occurred_to: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Query[AuditPage]:
+        """``page`` as a ``Query`` (raising the same ``ValueError`` s when made)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         after = None if cursor is None else decode_cursor(cursor)
         where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to)
-        entries = self._select(where, after, limit + 1)
-        if len(entries) > limit:
-            return AuditPage(entries[:limit], encode_cursor(entries[limit - 1]))
-        return AuditPage(entries, None)
+
+        def shape(rows: Rows) -> AuditPage:
+            entries = _entries(rows)
+            if len(entries) > limit:
+                return AuditPage(entries[:limit], encode_cursor(entries[limit - 1]))
+            return AuditPage(entries, None)
+
+        return self._select_query(where, after, limit + 1, shape)
 
     def export_csv(
         self,
@@ -262,6 +292,16 @@ class AuditReadModel(SqlReadModel):
         limit: int,
         until: int | None = None,
     ) -> list[AuditEntry]:
+        return self.db.run(self._select_query(where, after, limit, _entries, until))
+
+    def _select_query(
+        self,
+        where: AuditFilter,
+        after: tuple[int, int] | None,
+        limit: int,
+        shape: Callable[[Rows], T],
+        until: int | None = None,
+    ) -> Query[T]:
         conditions: list[str] = []
         params: list[Any] = []
         for column in ("client_id", "deal_id", "actor_id", "field"):
@@ -281,13 +321,17 @@ class AuditReadModel(SqlReadModel):
         if until is not None:
             conditions.append("position <= %s")
             params.append(until)
-        rows = self.db.query(
+        return Query(
             f"SELECT {_SELECT} FROM {self.t['entries']}"
             f" WHERE {' AND '.join(conditions) or '1 = 1'}"
             " ORDER BY position, seq LIMIT %s",
             [*params, limit],
+            shape,
         )
-        return [_entry(row) for row in rows]
+
+
+def _entries(rows: Rows) -> list[AuditEntry]:
+    return [_entry(row) for row in rows]
 
 
 def _entry(row: Sequence[Any]) -> AuditEntry:

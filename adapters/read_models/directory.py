@@ -23,6 +23,8 @@ from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.sql import (
     Cursor,
     Database,
+    Query,
+    Rows,
     as_datetime,
     as_optional_datetime,
     as_uuid,
@@ -143,12 +145,16 @@ class DirectoryReadModel(SqlReadModel):
     def card(self, client_id: UUID) -> ClientCard | None:
         """The client's card; ``None`` if unknown or merged into another card. An
         erased client's card is returned blanked, with ``erased=True``."""
-        rows = self.db.query(
+        return self.db.run(self.card_query(client_id))
+
+    def card_query(self, client_id: UUID) -> Query[ClientCard | None]:
+        """``card`` as a ``Query``."""
+        return Query(
             f"SELECT {_COLUMNS} FROM {self.t['cards']}"
             " WHERE client_id = %s AND merged_into IS NULL",
             (client_id,),
+            _first_card,
         )
-        return _card(rows[0]) if rows else None
 
     def lookup(self, phone: str | None = None, email: str | None = None) -> ClientCard | None:
         """The live card holding this phone (in any formatting) or email (in any
@@ -272,6 +278,10 @@ def _row(card: ClientCard) -> tuple[Any, ...]:
         card.version,
         card.search_text,
     )
+
+
+def _first_card(rows: Rows) -> ClientCard | None:
+    return _card(rows[0]) if rows else None
 
 
 def _card(row: tuple[Any, ...]) -> ClientCard:

@@ -24,6 +24,8 @@ from adapters.read_models.base import SqlReadModel, Table
 from adapters.sql import (
     Cursor,
     Database,
+    Query,
+    Rows,
     as_datetime,
     as_optional_datetime,
     as_uuid,
@@ -267,21 +269,26 @@ class LifecycleReadModel(SqlReadModel):
 
     def stage_counts(self, at: datetime) -> dict[str, int]:
         """How many clients are in each stage at instant ``at`` (every stage listed)."""
-        return self.counts_at(self.db, at, prefix=self.prefix)
+        return self.db.run(self.counts_query(at, prefix=self.prefix))
 
     @classmethod
     def counts_at(cls, db: Database, at: datetime, *, prefix: str = "") -> dict[str, int]:
-        """``stage_counts`` from the tables alone (no policy needed): the deltas of the
-        spans before ``at``'s span and of the days of that span before ``at``'s day,
-        plus the intervals that began, minus those that ended, from the start of that
-        day up to ``at`` (inclusive, as an interval holds from ``valid_from`` up to,
-        not including, ``valid_to``)."""
+        """``stage_counts`` from the tables alone (no policy needed)."""
+        return db.run(cls.counts_query(at, prefix=prefix))
+
+    @classmethod
+    def counts_query(cls, at: datetime, *, prefix: str = "") -> Query[dict[str, int]]:
+        """``stage_counts`` as a ``Query``: the deltas of the spans before ``at``'s span
+        and of the days of that span before ``at``'s day, plus the intervals that
+        began, minus those that ended, from the start of that day up to ``at``
+        (inclusive, as an interval holds from ``valid_from`` up to, not including,
+        ``valid_to``)."""
         day = day_of(at)
         span = day // SPAN_DAYS
         start = EPOCH + timedelta(days=day)
         intervals = cls.physical("intervals", prefix)
         days, spans = cls.physical("day_deltas", prefix), cls.physical("span_deltas", prefix)
-        rows = db.query(
+        return Query(
             "SELECT stage, SUM(n) FROM ("
             f" SELECT stage, delta AS n FROM {spans} WHERE span < %s"
             f" UNION ALL SELECT stage, delta FROM {days} WHERE day >= %s AND day < %s"
@@ -291,10 +298,8 @@ class LifecycleReadModel(SqlReadModel):
             " WHERE valid_to >= %s AND valid_to <= %s"
             ") AS moves GROUP BY stage",
             (span, span * SPAN_DAYS, day, start, at, start, at),
+            _stage_counts,
         )
-        counts = {stage.value: 0 for stage in Stage}
-        counts.update({str(stage): int(n) for stage, n in rows})
-        return counts
 
     def clients_in_stage(
         self, stage: Stage, at: datetime, *, limit: int = 50, after: UUID | None = None
@@ -310,15 +315,29 @@ class LifecycleReadModel(SqlReadModel):
         return [as_uuid(row[0]) for row in rows]
 
     def intervals(self, client_id: UUID) -> list[StageInterval]:
-        rows = self.db.query(
+        return self.db.run(self.intervals_query(client_id))
+
+    def intervals_query(self, client_id: UUID) -> Query[list[StageInterval]]:
+        """The client's stage intervals, oldest first, as a ``Query``."""
+        return Query(
             f"SELECT stage, valid_from, valid_to, reason FROM {self.t['intervals']}"
             " WHERE client_id = %s ORDER BY valid_from",
             (client_id,),
+            _intervals,
         )
-        return [
-            StageInterval(Stage(stage), as_datetime(start), as_optional_datetime(end), reason)
-            for stage, start, end, reason in rows
-        ]
+
+
+def _intervals(rows: Rows) -> list[StageInterval]:
+    return [
+        StageInterval(Stage(stage), as_datetime(start), as_optional_datetime(end), reason)
+        for stage, start, end, reason in rows
+    ]
+
+
+def _stage_counts(rows: Rows) -> dict[str, int]:
+    counts = {stage.value: 0 for stage in Stage}
+    counts.update({str(stage): int(n) for stage, n in rows})
+    return counts
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

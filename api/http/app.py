@@ -18,6 +18,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
+from adapters.sql import ThreadedReads
 from api.bootstrap import Crm, bootstrap
 from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
@@ -76,7 +77,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
     product.projector()  # the read models' tables exist before the first read
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         stop = threading.Event()
         worker = None
         if product.settings.embedded_projector:
@@ -85,7 +86,12 @@ def create_app(crm: Crm | None = None) -> Litestar:
             )
             worker.start()
         try:
-            yield
+            async with product.reads() as reads:
+                app.state["reads"] = reads
+                try:
+                    yield
+                finally:
+                    app.state["reads"] = ThreadedReads(product.db)
         finally:
             stop.set()
             if worker is not None:
@@ -98,6 +104,8 @@ def create_app(crm: Crm | None = None) -> Litestar:
         state=State(
             {
                 "crm": product,
+                # Until the lifespan opens the store's own (``Crm.reads``).
+                "reads": ThreadedReads(product.db),
                 "exports": ExportLimiter(product.settings.export_rate_per_hour),
                 "metrics": projection_registry(product),
             }

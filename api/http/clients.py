@@ -28,6 +28,8 @@ from api.http.support import (
     etag,
     if_match,
     principal,
+    reach_position,
+    reads_of,
     run_command,
     wait_for_position,
 )
@@ -35,7 +37,7 @@ from api.subject import client_events, export_subject
 from application import clients
 from application.access import EXPORTERS, READERS, WRITERS
 from application.exports import RecordExport
-from domain.lifecycle import interval_at
+from domain.lifecycle import StageInterval, interval_at
 from projections.directory import ClientCard
 
 Limit = Parameter(default=50, ge=1, le=500)
@@ -59,7 +61,13 @@ def _card_out(
     request: Request[Any, Any, Any], card: ClientCard, at: datetime | None = None
 ) -> dict[str, Any]:
     """The card as sent: its fields plus the lifecycle stage at ``at`` (default now)."""
-    interval = interval_at(_lifecycle(request).intervals(card.client_id), at or datetime.now(UTC))
+    return _card_body(card, _lifecycle(request).intervals(card.client_id), at)
+
+
+def _card_body(
+    card: ClientCard, intervals: list[StageInterval], at: datetime | None = None
+) -> dict[str, Any]:
+    interval = interval_at(intervals, at or datetime.now(UTC))
     # A shallow copy (the values are immutable), not asdict's deep one.
     body = {field.name: getattr(card, field.name) for field in fields(card)}
     body.pop("merged_into", None)
@@ -68,11 +76,22 @@ def _card_out(
     return body
 
 
-def _visible_card(request: Request[Any, Any, Any], client_id: FromPath[UUID]) -> ClientCard:
-    card = _directory(request).card(client_id)
+def _visible(
+    request: Request[Any, Any, Any], client_id: UUID, card: ClientCard | None
+) -> ClientCard:
     if card is None or not principal(request).sees(card.owner_id):
         raise NotFoundException(f"no client {client_id}")
     return card
+
+
+def _visible_card(request: Request[Any, Any, Any], client_id: UUID) -> ClientCard:
+    return _visible(request, client_id, _directory(request).card(client_id))
+
+
+async def _read_visible_card(request: Request[Any, Any, Any], client_id: UUID) -> ClientCard:
+    """``_visible_card`` on the event loop."""
+    card = await reads_of(request).run(_directory(request).card_query(client_id))
+    return _visible(request, client_id, card)
 
 
 class ClientRoutes(Controller):
@@ -424,33 +443,37 @@ class ClientRoutes(Controller):
             raise NotFoundException("no client holds that phone or email")
         return Response(_card_out(request, card), headers={"ETag": etag(card.version)})
 
-    @get("/{client_id:uuid}", guards=[allow(*READERS)], sync_to_thread=True)
-    def card(
+    # Keyed reads run on the event loop (``Crm.reads``): no worker thread per request.
+
+    @get("/{client_id:uuid}", guards=[allow(*READERS)])
+    async def card(
         self,
         request: Request[Any, Any, Any],
         client_id: FromPath[UUID],
         min_position: int | None = MinPosition,
     ) -> Response[dict[str, Any]]:
         """The client's card; the `ETag` is its version, for `If-Match` on writes."""
-        wait_for_position(crm_of(request), min_position)
-        card = _visible_card(request, client_id)
-        return Response(_card_out(request, card), headers={"ETag": etag(card.version)})
+        await reach_position(request, min_position)
+        card = await _read_visible_card(request, client_id)
+        intervals = await reads_of(request).run(_lifecycle(request).intervals_query(client_id))
+        return Response(_card_body(card, intervals), headers={"ETag": etag(card.version)})
 
-    @get("/{client_id:uuid}/lifecycle", guards=[allow(*READERS)], sync_to_thread=True)
-    def lifecycle(
+    @get("/{client_id:uuid}/lifecycle", guards=[allow(*READERS)])
+    async def lifecycle(
         self,
         request: Request[Any, Any, Any],
         client_id: FromPath[UUID],
         min_position: int | None = MinPosition,
     ) -> list[schemas.StageIntervalOut]:
         """The client's lifecycle stages over time."""
-        wait_for_position(crm_of(request), min_position)
-        _visible_card(request, client_id)
+        await reach_position(request, min_position)
+        await _read_visible_card(request, client_id)
+        intervals = await reads_of(request).run(_lifecycle(request).intervals_query(client_id))
         return [
             schemas.StageIntervalOut(
                 stage=i.stage.value, valid_from=i.valid_from, valid_to=i.valid_to, reason=i.reason
             )
-            for i in _lifecycle(request).intervals(client_id)
+            for i in intervals
         ]
 
     @get(

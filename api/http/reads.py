@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import anyio.to_thread
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import ClientException, PermissionDeniedException
 from litestar.params import FromQuery, Parameter, QueryParameter
@@ -26,7 +27,9 @@ from api.http.support import (
     crm_of,
     envelope,
     principal,
+    reach_position,
     read_models_position,
+    reads_of,
     wait_for_position,
 )
 from api.subject import event_out
@@ -45,19 +48,18 @@ class ReadRoutes(Controller):
     path = "/"
     tags = ["read models"]
 
-    @get("/lifecycle", guards=[allow(*READERS)], sync_to_thread=True)
-    def lifecycle(
+    @get("/lifecycle", guards=[allow(*READERS)])
+    async def lifecycle(
         self,
         request: Request[Any, Any, Any],
         as_of: FromQuery[datetime | None] = None,
         min_position: int | None = MinPosition,
     ) -> schemas.LifecycleCounts:
         """How many clients are in each lifecycle stage at an instant (default now)."""
-        crm = crm_of(request)
-        wait_for_position(crm, min_position)
+        await reach_position(request, min_position)
         at = _now_or(as_of)
-        model = crm.model(LifecycleReadModel)
-        return schemas.LifecycleCounts(as_of=at, counts=model.stage_counts(at))
+        counts = await reads_of(request).run(LifecycleReadModel.counts_query(at))
+        return schemas.LifecycleCounts(as_of=at, counts=counts)
 
     @get("/funnel", guards=[allow(*READERS)], sync_to_thread=True)
     def funnel(
@@ -103,8 +105,8 @@ class ReadRoutes(Controller):
         at = _now_or(as_of)
         return {"as_of": at, **KpiQueries(crm.db).values(at)}
 
-    @get("/audit", guards=[allow(*AUDIT_READERS)], sync_to_thread=True)
-    def audit(
+    @get("/audit", guards=[allow(*AUDIT_READERS)])
+    async def audit(
         self,
         request: Request[Any, Any, Any],
         client_id: FromQuery[UUID | None] = None,
@@ -121,9 +123,8 @@ class ReadRoutes(Controller):
         """The audit trail: one entry per changed field (old and new value) and one per
         other event, with who, in what role, from where, when. `format=csv|jsonl`
         exports every matching entry (export permission; rate-limited; recorded)."""
-        crm = crm_of(request)
-        wait_for_position(crm, min_position)
-        model = crm.model(AuditReadModel)
+        await reach_position(request, min_position)
+        model = crm_of(request).model(AuditReadModel)
         filters: dict[str, Any] = {
             "client_id": client_id,
             "deal_id": deal_id,
@@ -133,30 +134,12 @@ class ReadRoutes(Controller):
             "occurred_to": to and _now_or(to),
         }
         if format != "json":
-            user = principal(request)
-            if user.role not in EXPORTERS:
-                raise PermissionDeniedException("exporting needs the export permission")
-            request.app.state["exports"].take(user.user_id)
-            crm.app.execute(
-                RecordExport(
-                    kind="audit",
-                    format=format,
-                    filters={k: str(v) for k, v in filters.items() if v is not None},
-                    up_to_position=crm.app.recorder.max_notification_id() or 0,
-                ),
-                envelope(request),
-            )
-            rows = model.export_csv(**filters) if format == "csv" else model.export_jsonl(**filters)
-            media = "text/csv; charset=utf-8" if format == "csv" else "application/jsonl"
-            return Stream(
-                rows,
-                media_type=media,
-                headers={"Content-Disposition": f'attachment; filename="audit.{format}"'},
-            )
+            return await anyio.to_thread.run_sync(_audit_export, request, filters, format)
         try:
-            page = model.page(limit=limit, cursor=cursor, **filters)
+            query = model.page_query(limit=limit, cursor=cursor, **filters)
         except ValueError as error:
             raise ClientException(str(error)) from None
+        page = await reads_of(request).run(query)
         return Response({"items": page.entries, "next_cursor": page.next_cursor})
 
     @get("/events", guards=[allow(*FEED_READERS)], sync_to_thread=True)
@@ -214,6 +197,36 @@ class ReadRoutes(Controller):
         start = _now_or(since) if since else end - timedelta(days=30)
         model = crm_of(request).model(WorkQueueReadModel)
         return [asdict(a) for a in model.activity(since=start, until=end, actor_id=actor_id)]
+
+
+def _audit_export(
+    request: Request[Any, Any, Any],
+    filters: dict[str, Any],
+    format: str,  # noqa: A002
+) -> Stream:
+    """Every matching audit entry as CSV or JSON Lines, the export recorded first."""
+    user = principal(request)
+    if user.role not in EXPORTERS:
+        raise PermissionDeniedException("exporting needs the export permission")
+    request.app.state["exports"].take(user.user_id)
+    crm = crm_of(request)
+    crm.app.execute(
+        RecordExport(
+            kind="audit",
+            format=format,
+            filters={k: str(v) for k, v in filters.items() if v is not None},
+            up_to_position=crm.app.recorder.max_notification_id() or 0,
+        ),
+        envelope(request),
+    )
+    model = crm.model(AuditReadModel)
+    rows = model.export_csv(**filters) if format == "csv" else model.export_jsonl(**filters)
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/jsonl"
+    return Stream(
+        rows,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="audit.{format}"'},
+    )
 
 
 @get("/health", tags=["operations"], sync_to_thread=True)

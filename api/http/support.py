@@ -3,21 +3,25 @@ read-your-writes, export limits, and JSON rendering with orjson."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 from litestar.exceptions import ClientException, HTTPException
 from litestar.params import Parameter
 from pydantic import BaseModel
 
 from adapters.read_models import registry
+from adapters.sql import Query, Reads, Rows
 from api.bootstrap import Crm
 from api.http.problems import correlation_id
 from api.http.schemas import Written
@@ -139,16 +143,51 @@ def run_command(
     return response
 
 
-def read_models_position(crm: Crm) -> int:
+def reads_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Reads:
+    """The app's reads for the event loop (``Crm.reads``)."""
+    reads: Reads = connection.app.state["reads"]
+    return reads
+
+
+def _position_query() -> Query[int]:
     """The position every read model has reached."""
     names = list(registry.NAMES)
     marks = ", ".join(["%s"] * len(names))
-    rows = crm.db.query(
+
+    def position(rows: Rows) -> int:
+        count, least = rows[0]
+        return int(least) if count == len(names) and least is not None else 0
+
+    return Query(
         f"SELECT COUNT(*), MIN(position) FROM projection_tracking WHERE name IN ({marks})",  # noqa: S608
         names,
+        position,
     )
-    count, position = rows[0]
-    return int(position) if count == len(names) and position is not None else 0
+
+
+def read_models_position(crm: Crm) -> int:
+    """The position every read model has reached."""
+    return crm.db.run(_position_query())
+
+
+def _pauses() -> Iterator[float | None]:
+    """The pauses of a read-your-writes wait between looks at the position: doubling
+    from 5 ms up to 100 ms until ``READ_WAIT_SECONDS`` have passed, then ``None``
+    before the last look."""
+    deadline = time.monotonic() + READ_WAIT_SECONDS
+    delay = 0.005
+    while time.monotonic() < deadline:
+        yield delay
+        delay = min(delay * 2, 0.1)
+    yield None
+
+
+def _behind(min_position: int) -> HTTPException:
+    return HTTPException(
+        status_code=503,
+        detail=f"the read models have not reached position {min_position} yet",
+        headers={"Retry-After": "1"},
+    )
 
 
 def wait_for_position(crm: Crm, min_position: int | None) -> None:
@@ -156,17 +195,25 @@ def wait_for_position(crm: Crm, min_position: int | None) -> None:
     ``min_position``; a 503 problem with ``Retry-After`` if they are still behind."""
     if not min_position:
         return
-    deadline = time.monotonic() + READ_WAIT_SECONDS
-    delay = 0.005
-    while read_models_position(crm) < min_position:
-        if time.monotonic() >= deadline:
-            raise HTTPException(
-                status_code=503,
-                detail=f"the read models have not reached position {min_position} yet",
-                headers={"Retry-After": "1"},
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    for pause in _pauses():
+        if read_models_position(crm) >= min_position:
+            return
+        if pause is not None:
+            time.sleep(pause)
+    raise _behind(min_position)
+
+
+async def reach_position(request: Request[Any, Any, Any], min_position: int | None) -> None:
+    """``wait_for_position`` for a route on the event loop."""
+    if not min_position:
+        return
+    reads = reads_of(request)
+    for pause in _pauses():
+        if await reads.run(_position_query()) >= min_position:
+            return
+        if pause is not None:
+            await asyncio.sleep(pause)
+    raise _behind(min_position)
 
 
 class ExportLimiter:
