@@ -454,7 +454,7 @@ def serve(
     """Run the HTTP API (uvicorn). The interactive API page is at /schema."""
     import os
 
-    import uvicorn
+    from api.serving import serve as run_api
 
     settings = _settings()
     with _product():  # create the tables and check the store and key once, up front
@@ -463,14 +463,12 @@ def serve(
     bind_host = host or settings.host
     bind_port = port or settings.port
     err.print(f"API on http://{bind_host}:{bind_port}  (interactive page: /schema)")
-    uvicorn.run(
+    run_api(
         "api.http.app:app_from_environment",
-        factory=True,
         host=bind_host,
         port=bind_port,
         workers=workers or settings.workers,
         log_level=settings.log_level,
-        access_log=False,
     )
 
 

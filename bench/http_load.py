@@ -5,7 +5,8 @@ history whose read models were built first (``bench.rebuild``). A load generator
 16 threads, each with its own keep-alive ``http.client`` connection, sends a fixed
 number of requests per endpoint (reads first, then the command) and times each.
 The ceiling, in the same run: a minimal Litestar app (``bench.trivial_app``, one
-route answering ``{}``) under uvicorn with the same worker count, driven the same way.
+route answering ``{}``) served as ``crm serve`` serves the API (``api.serving``), with
+the same worker count, driven the same way.
 """
 
 from __future__ import annotations
@@ -202,8 +203,7 @@ def run(options: Options, histories: Histories) -> None:
     results: dict[str, Load] = {}
     log = history.place.directory / "server.log"
 
-    trivial = [PYTHON, "-m", "uvicorn", "bench.trivial_app:app", "--host", HOST]
-    trivial += ["--workers", str(WORKERS), "--log-level", "warning", "--no-access-log"]
+    trivial = [PYTHON, "-m", "bench.trivial_app", "--host", HOST, "--workers", str(WORKERS)]
     with server(trivial, history.place.environment(), log) as port:
         load(port, [Request("GET", "/")] * warm_up, {})
         empty = [Request("GET", "/")] * per_endpoint

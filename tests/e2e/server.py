@@ -104,14 +104,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_server(environment: Mapping[str, str], directory: Path) -> Iterator[Server]:
-    """``crm serve`` on a free port of 127.0.0.1, answering ``/health``; stopped on exit
-    whatever happens inside."""
+def running_server(
+    environment: Mapping[str, str], directory: Path, *options: str
+) -> Iterator[Server]:
+    """``crm serve [OPTIONS]`` on a free port of 127.0.0.1, answering ``/health``;
+    stopped on exit whatever happens inside."""
     port = free_port()
     log = directory / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [*CLI, "serve", "--host", HOST, "--port", str(port)],
+            [*CLI, "serve", "--host", HOST, "--port", str(port), *options],
             env=dict(environment),
             cwd=directory,
             stdout=sink,
