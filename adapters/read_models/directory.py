@@ -147,6 +147,22 @@ class DirectoryReadModel(SqlReadModel):
         erased client's card is returned blanked, with ``erased=True``."""
         return self.db.run(self.card_query(client_id))
 
+    def staged_card_query(
+        self, client_id: UUID, at: datetime
+    ) -> Query[tuple[ClientCard, Stage | None] | None]:
+        """The card with the client's lifecycle stage at ``at`` (``None`` before they
+        were registered), in one statement: the stage is that of the last interval
+        begun by ``at`` (``domain.lifecycle.interval_at``)."""
+        intervals = LifecycleReadModel.physical("intervals")
+        return Query(
+            f"SELECT {_CARD_COLUMNS},"
+            f" (SELECT li.stage FROM {intervals} li WHERE li.client_id = c.client_id"
+            "   AND li.valid_from <= %s ORDER BY li.valid_from DESC LIMIT 1)"
+            f" FROM {self.t['cards']} c WHERE c.client_id = %s AND c.merged_into IS NULL",
+            (at, client_id),
+            _staged_card,
+        )
+
     def card_query(self, client_id: UUID) -> Query[ClientCard | None]:
         """``card`` as a ``Query``."""
         return Query(
@@ -282,6 +298,13 @@ def _row(card: ClientCard) -> tuple[Any, ...]:
 
 def _first_card(rows: Rows) -> ClientCard | None:
     return _card(rows[0]) if rows else None
+
+
+def _staged_card(rows: Rows) -> tuple[ClientCard, Stage | None] | None:
+    if not rows:
+        return None
+    *card, stage = rows[0]
+    return _card(tuple(card)), None if stage is None else Stage(stage)
 
 
 def _card(row: tuple[Any, ...]) -> ClientCard:

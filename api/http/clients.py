@@ -37,7 +37,7 @@ from api.subject import client_events, export_subject
 from application import clients
 from application.access import EXPORTERS, READERS, WRITERS
 from application.exports import RecordExport
-from domain.lifecycle import StageInterval, interval_at
+from domain.lifecycle import Stage, interval_at
 from projections.directory import ClientCard
 
 Limit = Parameter(default=50, ge=1, le=500)
@@ -61,18 +61,17 @@ def _card_out(
     request: Request[Any, Any, Any], card: ClientCard, at: datetime | None = None
 ) -> dict[str, Any]:
     """The card as sent: its fields plus the lifecycle stage at ``at`` (default now)."""
-    return _card_body(card, _lifecycle(request).intervals(card.client_id), at)
+    interval = interval_at(_lifecycle(request).intervals(card.client_id), at or datetime.now(UTC))
+    return _card_body(card, interval.stage if interval else None)
 
 
-def _card_body(
-    card: ClientCard, intervals: list[StageInterval], at: datetime | None = None
-) -> dict[str, Any]:
-    interval = interval_at(intervals, at or datetime.now(UTC))
+def _card_body(card: ClientCard, stage: Stage | None) -> dict[str, Any]:
+    """The card's fields as sent, with ``stage``."""
     # A shallow copy (the values are immutable), not asdict's deep one.
     body = {field.name: getattr(card, field.name) for field in fields(card)}
     body.pop("merged_into", None)
     body["id"] = body.pop("client_id")
-    body["stage"] = interval.stage.value if interval else None
+    body["stage"] = stage.value if stage else None
     return body
 
 
@@ -454,9 +453,11 @@ class ClientRoutes(Controller):
     ) -> Response[dict[str, Any]]:
         """The client's card; the `ETag` is its version, for `If-Match` on writes."""
         await reach_position(request, min_position)
-        card = await _read_visible_card(request, client_id)
-        intervals = await reads_of(request).run(_lifecycle(request).intervals_query(client_id))
-        return Response(_card_body(card, intervals), headers={"ETag": etag(card.version)})
+        query = _directory(request).staged_card_query(client_id, datetime.now(UTC))
+        staged = await reads_of(request).run(query)
+        card = _visible(request, client_id, staged and staged[0])
+        stage = staged and staged[1]
+        return Response(_card_body(card, stage), headers={"ETag": etag(card.version)})
 
     @get("/{client_id:uuid}/lifecycle", guards=[allow(*READERS)])
     async def lifecycle(

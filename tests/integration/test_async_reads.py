@@ -65,6 +65,13 @@ def test_keyed_reads_on_the_loop_answer_as_the_hand_worked_history_says(
         return {
             "card": await reads.run(directory.card_query(ann)),
             "unknown": await reads.run(directory.card_query(UUID(int=7))),
+            "unknown staged": await reads.run(
+                directory.staged_card_query(UUID(int=7), day("2024-03-01"))
+            ),
+            "bob then": [
+                await reads.run(directory.staged_card_query(bob, day(when)))
+                for when in ("2024-01-15", "2024-02-01", "2024-02-29", "2024-03-01")
+            ],
             "intervals": await reads.run(lifecycle.intervals_query(bob)),
             "counts": await reads.run(LifecycleReadModel.counts_query(day("2024-03-02"))),
             "before": await reads.run(LifecycleReadModel.counts_query(day("2024-01-31"))),
@@ -79,6 +86,14 @@ def test_keyed_reads_on_the_loop_answer_as_the_hand_worked_history_says(
     assert got["card"].name == "Ann"
     assert got["card"].purchases_count == 1
     assert got["unknown"] is None
+    assert got["unknown staged"] is None
+    bob_card = directory.card(bob)
+    assert got["bob then"] == [
+        (bob_card, None),  # not registered yet
+        (bob_card, Stage.POTENTIAL),
+        (bob_card, Stage.POTENTIAL),
+        (bob_card, Stage.DEAD),
+    ]
     assert got["intervals"] == [
         StageInterval(Stage.POTENTIAL, day("2024-02-01"), day("2024-03-01")),
         StageInterval(Stage.DEAD, day("2024-03-01"), None, "price"),
