@@ -365,6 +365,7 @@ def rebuild_many(
             projector._positions = projector._read_positions()
             continue
         break
+    db.tidy([table for model in live for table in model.t.values()])
     log.info(
         "rebuilt %s up to position %d and swapped in", ", ".join(m.name for m in live), position
     )

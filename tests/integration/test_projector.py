@@ -253,6 +253,20 @@ def test_every_model_rebuilt_in_two_processes_matches_a_clean_rebuild(
         assert_same_as_a_clean_rebuild(crm)
 
 
+@pytest.mark.parametrize("store", ["postgresql"])
+def test_the_tables_a_rebuild_swaps_in_are_vacuumed_for_index_only_reads(crm: Crm) -> None:
+    load_demo(crm, clients_count=10)
+    rebuild(crm.app, crm.db, lambda prefix: crm.read_model("lifecycle", prefix))
+
+    tables = LifecycleReadModel.physical("intervals"), LifecycleReadModel.physical("day_deltas")
+    rows = crm.db.query(
+        "SELECT relname, last_vacuum IS NOT NULL, last_analyze IS NOT NULL"
+        " FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(%s)",
+        (list(tables),),
+    )
+    assert sorted(rows) == sorted((table, True, True) for table in tables)
+
+
 def test_crm_project_rebuild_all_with_jobs_swaps_every_model_in(
     tmp_path: Path, envelope: Envelope
 ) -> None:
