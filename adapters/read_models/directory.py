@@ -46,6 +46,13 @@ _COLUMNS = (
 )
 _CARD_COLUMNS = ", ".join(f"c.{name.strip()}" for name in _COLUMNS.split(","))
 _MAX_LIMIT = 1000
+_STAGE_AT = (
+    f"(SELECT li.stage FROM {LifecycleReadModel.physical('intervals')} li"
+    " WHERE li.client_id = c.client_id AND li.valid_from <= %s"
+    " ORDER BY li.valid_from DESC LIMIT 1)"
+)
+"""The stage of card ``c`` at an instant (the one parameter): that of the last
+interval begun by then, as ``domain.lifecycle.interval_at`` picks it."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class ClientPage:
 
     cards: list[ClientCard]
     next_cursor: str | None
+    stages: list[Stage | None]
+    """Each card's lifecycle stage at the search's instant (``None``: not registered
+    yet), in the order of ``cards``."""
 
 
 class DirectoryReadModel(SqlReadModel):
@@ -153,12 +163,9 @@ class DirectoryReadModel(SqlReadModel):
         """The card with the client's lifecycle stage at ``at`` (``None`` before they
         were registered), in one statement: the stage is that of the last interval
         begun by ``at`` (``domain.lifecycle.interval_at``)."""
-        intervals = LifecycleReadModel.physical("intervals")
         return Query(
-            f"SELECT {_CARD_COLUMNS},"
-            f" (SELECT li.stage FROM {intervals} li WHERE li.client_id = c.client_id"
-            "   AND li.valid_from <= %s ORDER BY li.valid_from DESC LIMIT 1)"
-            f" FROM {self.t['cards']} c WHERE c.client_id = %s AND c.merged_into IS NULL",
+            f"SELECT {_CARD_COLUMNS}, {_STAGE_AT} FROM {self.t['cards']} c"
+            " WHERE c.client_id = %s AND c.merged_into IS NULL",
             (at, client_id),
             _staged_card,
         )
@@ -256,14 +263,17 @@ class DirectoryReadModel(SqlReadModel):
             )
             params += [after_registered, after_registered, after_id]
         rows = self.db.query(
-            f"SELECT {_CARD_COLUMNS} FROM {self.t['cards']} c"
+            f"SELECT {_CARD_COLUMNS}, {_STAGE_AT} FROM {self.t['cards']} c"
             f" WHERE {' AND '.join(conditions)}"
             " ORDER BY c.registered_at DESC, c.client_id DESC LIMIT %s",
-            (*params, limit + 1),
+            (at, *params, limit + 1),
         )
-        cards = [_card(row) for row in rows[:limit]]
+        staged = [_staged(row) for row in rows[:limit]]
+        cards = [card for card, _ in staged]
         more = len(rows) > limit
-        return ClientPage(cards, _encode_cursor(cards[-1]) if more else None)
+        return ClientPage(
+            cards, _encode_cursor(cards[-1]) if more else None, [stage for _, stage in staged]
+        )
 
 
 # ---------------------------------------------------------------- row mapping
@@ -301,9 +311,11 @@ def _first_card(rows: Rows) -> ClientCard | None:
 
 
 def _staged_card(rows: Rows) -> tuple[ClientCard, Stage | None] | None:
-    if not rows:
-        return None
-    *card, stage = rows[0]
+    return _staged(rows[0]) if rows else None
+
+
+def _staged(row: tuple[Any, ...]) -> tuple[ClientCard, Stage | None]:
+    *card, stage = row
     return _card(tuple(card)), None if stage is None else Stage(stage)
 
 

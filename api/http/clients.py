@@ -374,7 +374,9 @@ class ClientRoutes(Controller):
             page = _directory(request).search(limit=limit, cursor=cursor, **filters)
         except ValueError as error:
             raise ClientException(str(error)) from None
-        cards = [_card_out(request, card, filters["at"]) for card in page.cards]
+        cards = [
+            _card_body(card, stage) for card, stage in zip(page.cards, page.stages, strict=True)
+        ]
         return Response({"items": cards, "next_cursor": page.next_cursor})
 
     def _export_csv(
@@ -408,8 +410,8 @@ class ClientRoutes(Controller):
             cursor = None
             while True:
                 page = directory.search(limit=500, cursor=cursor, **filters)
-                for card in page.cards:
-                    body = _card_out(request, card, filters["at"])
+                for card, stage in zip(page.cards, page.stages, strict=True):
+                    body = _card_body(card, stage)
                     writer.writerow(_csv_value(body, column) for column in CSV_COLUMNS)
                 yield buffer.getvalue()
                 buffer.seek(0)

@@ -11,6 +11,7 @@ Bob   registered 2024-02-01 (owner ivan), no phone, never contacted, never buys.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -22,6 +23,7 @@ from adapters.read_models.work_queue import WorkQueueReadModel
 from api.bootstrap import Crm
 from application import clients
 from domain.envelope import Envelope
+from domain.lifecycle import Stage
 from projections.directory import ClientCard
 from tests.conftest import table_rows
 from tests.story import Story, day
@@ -373,6 +375,45 @@ def test_search_filters_by_stage_owner_last_contact_and_text(
     page = directory.search(**arguments)  # type: ignore[arg-type]
 
     assert (names(page.cards, listed), page.next_cursor) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (
+            JUNE,
+            {
+                "Ada": Stage.POTENTIAL,
+                "Ben": Stage.DEAD,
+                "Cleo": Stage.NEW,
+                "Dora": Stage.POTENTIAL,
+                "Emil": Stage.NEW,
+                "Finn": Stage.POTENTIAL,
+            },
+        ),
+        (
+            day("2024-03-01T12:00"),
+            {
+                "Ada": Stage.POTENTIAL,
+                "Ben": Stage.NEW,
+                "Cleo": Stage.POTENTIAL,
+                "Dora": None,  # not registered yet
+                "Emil": None,
+                "Finn": None,
+            },
+        ),
+    ],
+)
+def test_a_page_gives_each_cards_stage_at_the_searchs_instant(
+    crm: Crm, listed: dict[str, UUID], at: datetime, expected: dict[str, Stage | None]
+) -> None:
+    directory = DirectoryReadModel(crm.db, blind_index=crm.app.blind_index)
+
+    page = directory.search(at=at, limit=4)
+    rest = directory.search(at=at, cursor=page.next_cursor)
+
+    cards, stages = page.cards + rest.cards, page.stages + rest.stages
+    assert dict(zip(names(cards, listed), stages, strict=True)) == expected
 
 
 @pytest.mark.parametrize("limit", [1, 2, 4, 6])
