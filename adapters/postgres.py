@@ -102,9 +102,10 @@ class SchemaDatastore(PostgresDatastore):
 
 class AsyncReads:
     """``adapters.sql.Reads`` on psycopg's asynchronous pool, for the HTTP API's keyed
-    reads: a query waits for PostgreSQL on the event loop instead of holding a worker
-    thread, which spares the two thread hops per request (the token lookup, then the
-    route) that dominated a keyed read's cost. Connections are made as the
+    reads: a query waits for PostgreSQL on the event loop instead of in a worker
+    thread, sparing the hops to and from one (the token lookup and the route each
+    made one per request; with them and the role guard's, a card read's server CPU was
+    about twice what it is now). Connections are made as the
     datastore's: the same server and credentials, the schema on the ``search_path``,
     autocommit (one statement, one transaction), checked like ``ConnectionCheck``.
     Open it on the loop that will use it."""
