@@ -14,7 +14,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -182,6 +182,16 @@ class DirectoryReadModel(SqlReadModel):
     def lookup(self, phone: str | None = None, email: str | None = None) -> ClientCard | None:
         """The live card holding this phone (in any formatting) or email (in any
         case); ``None`` for an invalid or unknown one. Exactly one of the two."""
+        query = self.lookup_query(phone=phone, email=email, at=datetime.now(UTC))
+        staged = None if query is None else self.db.run(query)
+        return None if staged is None else staged[0]
+
+    def lookup_query(
+        self, *, phone: str | None = None, email: str | None = None, at: datetime
+    ) -> Query[tuple[ClientCard, Stage | None] | None] | None:
+        """``lookup`` as a ``Query``, with the client's stage at ``at``; ``None`` for an
+        invalid phone or email (nothing to look up). A ``ValueError`` unless exactly
+        one of the two is given."""
         if phone is not None and email is None:
             kind, raw, normalise = "phone", phone, normalise_phone
         elif email is not None and phone is None:
@@ -192,13 +202,13 @@ class DirectoryReadModel(SqlReadModel):
             value = normalise(raw)
         except InvalidValue:
             return None
-        rows = self.db.query(
-            f"SELECT {_CARD_COLUMNS} FROM {self.t['lookup']} k"
+        return Query(
+            f"SELECT {_CARD_COLUMNS}, {_STAGE_AT} FROM {self.t['lookup']} k"
             f" JOIN {self.t['cards']} c ON c.client_id = k.client_id"
             " WHERE k.kind = %s AND k.digest = %s AND c.merged_into IS NULL",
-            (kind, self.blind_index.digest(kind, value)),
+            (at, kind, self.blind_index.digest(kind, value)),
+            _staged_card,
         )
-        return _card(rows[0]) if rows else None
 
     def search(
         self,

@@ -37,7 +37,7 @@ from api.subject import client_events, export_subject
 from application import clients
 from application.access import EXPORTERS, READERS, WRITERS
 from application.exports import RecordExport
-from domain.lifecycle import Stage, interval_at
+from domain.lifecycle import Stage
 from projections.directory import ClientCard
 
 Limit = Parameter(default=50, ge=1, le=500)
@@ -55,14 +55,6 @@ def _directory(request: Request[Any, Any, Any]) -> DirectoryReadModel:
 
 def _lifecycle(request: Request[Any, Any, Any]) -> LifecycleReadModel:
     return crm_of(request).model(LifecycleReadModel)
-
-
-def _card_out(
-    request: Request[Any, Any, Any], card: ClientCard, at: datetime | None = None
-) -> dict[str, Any]:
-    """The card as sent: its fields plus the lifecycle stage at ``at`` (default now)."""
-    interval = interval_at(_lifecycle(request).intervals(card.client_id), at or datetime.now(UTC))
-    return _card_body(card, interval.stage if interval else None)
 
 
 def _card_body(card: ClientCard, stage: Stage | None) -> dict[str, Any]:
@@ -426,8 +418,8 @@ class ClientRoutes(Controller):
             headers={"Content-Disposition": 'attachment; filename="clients.csv"'},
         )
 
-    @get("/lookup", guards=[allow(*READERS)], sync_to_thread=True)
-    def lookup(
+    @get("/lookup", guards=[allow(*READERS)])
+    async def lookup(
         self,
         request: Request[Any, Any, Any],
         phone: str | None = Parameter(default=None, max_length=40),
@@ -438,11 +430,13 @@ class ClientRoutes(Controller):
         An unknown number finds nothing (404)."""
         if (phone is None) == (email is None):
             raise ClientException("give exactly one of phone or email")
-        wait_for_position(crm_of(request), min_position)
-        card = _directory(request).lookup(phone=phone, email=email)
-        if card is None or not principal(request).sees(card.owner_id):
+        await reach_position(request, min_position)
+        query = _directory(request).lookup_query(phone=phone, email=email, at=datetime.now(UTC))
+        staged = None if query is None else await reads_of(request).run(query)
+        if staged is None or not principal(request).sees(staged[0].owner_id):
             raise NotFoundException("no client holds that phone or email")
-        return Response(_card_out(request, card), headers={"ETag": etag(card.version)})
+        card, stage = staged
+        return Response(_card_body(card, stage), headers={"ETag": etag(card.version)})
 
     # Keyed reads run on the event loop (``Crm.reads``): no worker thread per request.
 

@@ -3,7 +3,8 @@ answers as the blocking reads on every store, figures by hand for a small histor
 on PostgreSQL, a waiting query leaves the loop free, and a connection the server
 ended is replaced before the next read.
 
-    Ann   registered 2024-01-10; buys 2024-02-01 (100) -> new from 02-01.
+    Ann   registered 2024-01-10 with phone +49 30 1234567; buys 2024-02-01 (100) -> new
+          from 02-01, dead from 2024-05-01 + 1 µs (more than 90 days without a purchase).
     Bob   registered 2024-02-01; lost 2024-03-01 (price) without paying -> dead.
 """
 
@@ -44,7 +45,7 @@ def on_loop(crm: Crm, use: Callable[[Reads], Awaitable[R]]) -> R:
 @pytest.fixture
 def history(crm: Crm, envelope: Envelope) -> dict[str, UUID]:
     story = Story(crm, envelope)
-    ann = story.register("Ann", "2024-01-10")
+    ann = story.register("Ann", "2024-01-10", phones=("+49 30 1234567",))
     story.buy(ann, "2024-02-01", "100", "60")
     bob = story.register("Bob", "2024-02-01")
     story.lose(bob, "2024-03-01", "price")
@@ -61,6 +62,9 @@ def test_keyed_reads_on_the_loop_answer_as_the_hand_worked_history_says(
     lifecycle = crm.model(LifecycleReadModel)
     audit = crm.model(AuditReadModel)
 
+    june = day("2024-06-01")
+    assert directory.lookup_query(phone="not a phone", at=june) is None  # nothing to ask
+
     async def read(reads: Reads) -> dict[str, Any]:
         return {
             "card": await reads.run(directory.card_query(ann)),
@@ -72,6 +76,13 @@ def test_keyed_reads_on_the_loop_answer_as_the_hand_worked_history_says(
                 await reads.run(directory.staged_card_query(bob, day(when)))
                 for when in ("2024-01-15", "2024-02-01", "2024-02-29", "2024-03-01")
             ],
+            "by phone": [
+                await reads.run(directory.lookup_query(phone="+49 (30) 123-4567", at=when))
+                for when in (day("2024-03-01"), june)
+            ],
+            "unknown phone": await reads.run(
+                directory.lookup_query(phone="+49 30 7654321", at=june)
+            ),
             "intervals": await reads.run(lifecycle.intervals_query(bob)),
             "counts": await reads.run(LifecycleReadModel.counts_query(day("2024-03-02"))),
             "before": await reads.run(LifecycleReadModel.counts_query(day("2024-01-31"))),
@@ -86,6 +97,9 @@ def test_keyed_reads_on_the_loop_answer_as_the_hand_worked_history_says(
     assert got["card"].name == "Ann"
     assert got["card"].purchases_count == 1
     assert got["unknown"] is None
+    ann_card = directory.card(ann)
+    assert got["by phone"] == [(ann_card, Stage.NEW), (ann_card, Stage.DEAD)]
+    assert got["unknown phone"] is None
     assert got["unknown staged"] is None
     bob_card = directory.card(bob)
     assert got["bob then"] == [
