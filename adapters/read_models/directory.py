@@ -14,7 +14,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -182,16 +182,30 @@ class DirectoryReadModel(SqlReadModel):
     def lookup(self, phone: str | None = None, email: str | None = None) -> ClientCard | None:
         """The live card holding this phone (in any formatting) or email (in any
         case); ``None`` for an invalid or unknown one. Exactly one of the two."""
-        query = self.lookup_query(phone=phone, email=email, at=datetime.now(UTC))
-        staged = None if query is None else self.db.run(query)
-        return None if staged is None else staged[0]
+        point = self._contact_point(phone, email)
+        if point is None:
+            return None
+        rows = self.db.query(f"SELECT {_CARD_COLUMNS} {self._by_contact_point()}", point)
+        return _card(rows[0]) if rows else None
 
     def lookup_query(
         self, *, phone: str | None = None, email: str | None = None, at: datetime
     ) -> Query[tuple[ClientCard, Stage | None] | None] | None:
-        """``lookup`` as a ``Query``, with the client's stage at ``at``; ``None`` for an
-        invalid phone or email (nothing to look up). A ``ValueError`` unless exactly
-        one of the two is given."""
+        """``lookup`` as a ``Query``, with the client's stage at ``at`` (read from the
+        lifecycle read model); ``None`` for an invalid phone or email (nothing to look
+        up)."""
+        point = self._contact_point(phone, email)
+        if point is None:
+            return None
+        return Query(
+            f"SELECT {_CARD_COLUMNS}, {_STAGE_AT} {self._by_contact_point()}",
+            (at, *point),
+            _staged_card,
+        )
+
+    def _contact_point(self, phone: str | None, email: str | None) -> tuple[str, str] | None:
+        """The kind and keyed digest of the phone or email looked up (exactly one of
+        the two, else a ``ValueError``); ``None`` if it is invalid."""
         if phone is not None and email is None:
             kind, raw, normalise = "phone", phone, normalise_phone
         elif email is not None and phone is None:
@@ -202,12 +216,12 @@ class DirectoryReadModel(SqlReadModel):
             value = normalise(raw)
         except InvalidValue:
             return None
-        return Query(
-            f"SELECT {_CARD_COLUMNS}, {_STAGE_AT} FROM {self.t['lookup']} k"
-            f" JOIN {self.t['cards']} c ON c.client_id = k.client_id"
-            " WHERE k.kind = %s AND k.digest = %s AND c.merged_into IS NULL",
-            (at, kind, self.blind_index.digest(kind, value)),
-            _staged_card,
+        return kind, self.blind_index.digest(kind, value)
+
+    def _by_contact_point(self) -> str:
+        return (
+            f"FROM {self.t['lookup']} k JOIN {self.t['cards']} c ON c.client_id = k.client_id"
+            " WHERE k.kind = %s AND k.digest = %s AND c.merged_into IS NULL"
         )
 
     def search(
@@ -228,7 +242,7 @@ class DirectoryReadModel(SqlReadModel):
         time; pass a page's ``next_cursor`` to get the next.
 
         * ``stage``: the client's lifecycle stage at instant ``at`` (read from the
-          lifecycle read model); ``at`` is used for nothing else;
+          lifecycle read model, as is each card's stage in ``ClientPage.stages``);
         * ``last_contact_before`` X: last contact earlier than X, or never contacted
           (both are "not contacted since X"); ``last_contact_after`` X: last contact
           at or after X — so the two split the directory in two;
