@@ -37,9 +37,16 @@ STOP_SECONDS = 10.0
 def serve(app: str, *, host: str, port: int, workers: int, log_level: str) -> None:
     """Serve the ASGI app made by the factory ``app`` (``module:function``) until
     stopped."""
-    options = {"host": host, "port": port, "log_level": log_level, "access_log": False}
     if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.run(app, factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        uvicorn.run(
+            app,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
         return
     # Bound, never listening: it takes no connections, but the port is ours (a port in
     # use fails here, before any worker starts) and port 0 becomes a real one.

@@ -188,36 +188,16 @@ class AuditReadModel(SqlReadModel):
         """Entries in (position, seq) order matching every given filter, ``limit`` at a
         time, after ``cursor`` (the ``next_cursor`` of the previous page). A malformed
         cursor or a limit below 1 is a ``ValueError``."""
-        return self.db.run(
-            self.page_query(
-                client_id=client_id,
-                deal_id=deal_id,
-                actor_id=actor_id,
-                field=field,
-                occurred_from=occurred_from,
-                occurred_to=occurred_to,
-                limit=limit,
-                cursor=cursor,
-            )
-        )
+        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to)
+        return self.db.run(self.page_query(where, limit=limit, cursor=cursor))
 
     def page_query(
-        self,
-        *,
-        client_id: UUID | None = None,
-        deal_id: UUID | None = None,
-        actor_id: str | None = None,
-        field: str | None = None,
-        occurred_from: datetime | None = None,
-        occurred_to: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
+        self, where: AuditFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Query[AuditPage]:
         """``page`` as a ``Query`` (raising the same ``ValueError`` s when made)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         after = None if cursor is None else decode_cursor(cursor)
-        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to)
 
         def shape(rows: Rows) -> AuditPage:
             entries = _entries(rows)

@@ -74,6 +74,8 @@ def create_app(crm: Crm | None = None) -> Litestar:
     ``embedded_projector`` setting, the app also keeps the read models current."""
     owned = crm is None
     product = crm or bootstrap()
+    # The store's own reads while the app runs (``Crm.reads``); worker threads outside.
+    threaded = ThreadedReads(product.db)
     product.projector()  # the read models' tables exist before the first read
 
     @asynccontextmanager
@@ -91,7 +93,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
                 try:
                     yield
                 finally:
-                    app.state["reads"] = ThreadedReads(product.db)
+                    app.state["reads"] = threaded
         finally:
             stop.set()
             if worker is not None:
@@ -104,8 +106,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
         state=State(
             {
                 "crm": product,
-                # Until the lifespan opens the store's own (``Crm.reads``).
-                "reads": ThreadedReads(product.db),
+                "reads": threaded,
                 "exports": ExportLimiter(product.settings.export_rate_per_hour),
                 "metrics": projection_registry(product),
             }

@@ -451,8 +451,8 @@ class ClientRoutes(Controller):
         await reach_position(request, min_position)
         query = _directory(request).staged_card_query(client_id, datetime.now(UTC))
         staged = await reads_of(request).run(query)
-        card = _visible(request, client_id, staged and staged[0])
-        stage = staged and staged[1]
+        card = _visible(request, client_id, staged[0] if staged else None)
+        stage = staged[1] if staged else None
         return Response(_card_body(card, stage), headers={"ETag": etag(card.version)})
 
     @get("/{client_id:uuid}/lifecycle", guards=[allow(*READERS)])

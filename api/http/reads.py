@@ -14,7 +14,7 @@ from litestar.exceptions import ClientException, PermissionDeniedException
 from litestar.params import FromQuery, Parameter, QueryParameter
 from litestar.response import Stream
 
-from adapters.read_models.audit import AuditReadModel
+from adapters.read_models.audit import AuditFilter, AuditReadModel
 from adapters.read_models.funnel import FunnelReadModel
 from adapters.read_models.kpis import KpiQueries
 from adapters.read_models.lifecycle import LifecycleReadModel
@@ -136,7 +136,7 @@ class ReadRoutes(Controller):
         if format != "json":
             return await anyio.to_thread.run_sync(_audit_export, request, filters, format)
         try:
-            query = model.page_query(limit=limit, cursor=cursor, **filters)
+            query = model.page_query(AuditFilter(**filters), limit=limit, cursor=cursor)
         except ValueError as error:
             raise ClientException(str(error)) from None
         page = await reads_of(request).run(query)

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -86,9 +86,9 @@ def connections_by_worker(server: Server) -> dict[int, int]:
     return {worker: len(socket_inodes(worker) & established) for worker in workers(server)}
 
 
-def wait_for(condition: object, timeout: float = 30.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
 

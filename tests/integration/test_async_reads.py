@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from adapters import postgres
-from adapters.read_models.audit import AuditReadModel
+from adapters.read_models.audit import AuditFilter, AuditReadModel
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.sql import Query, Reads
@@ -86,7 +86,7 @@ def test_keyed_reads_on_the_loop_answer_as_the_hand_worked_history_says(
             "intervals": await reads.run(lifecycle.intervals_query(bob)),
             "counts": await reads.run(LifecycleReadModel.counts_query(day("2024-03-02"))),
             "before": await reads.run(LifecycleReadModel.counts_query(day("2024-01-31"))),
-            "page": await reads.run(audit.page_query(client_id=bob, limit=1)),
+            "page": await reads.run(audit.page_query(AuditFilter(client_id=bob), limit=1)),
             "user": await reads.run(crm.users.token_query(token)),
             "stranger": await reads.run(crm.users.token_query("crm_not-a-token")),
         }
