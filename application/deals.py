@@ -7,6 +7,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from application.unit_of_work import Outcome, UnitOfWork
+from domain.client import Client
 from domain.deal import Deal
 from domain.envelope import current_envelope, recording
 
@@ -72,16 +73,25 @@ def open_deal(uow: UnitOfWork, cmd: OpenDeal) -> Outcome:
     return Outcome(uow.add(deal))
 
 
-def move_deal_stage(uow: UnitOfWork, cmd: MoveDealStage) -> Outcome:
+def _changeable(uow: UnitOfWork, cmd: DealCommand) -> tuple[Deal, Client]:
+    """The deal, and the card its client is on now (following merges). Refused if
+    that card or the deal's own client was erased: a deal's events are personal data
+    of its own client, which a merged duplicate erased on its own no longer has."""
     deal = uow.deal(cmd.deal_id, cmd.expected_version)
-    uow.current_client(deal.client_id).check_deals_may_change()
+    uow.client(deal.client_id).check_deals_may_change()
+    client = uow.current_client(deal.client_id)
+    client.check_deals_may_change()
+    return deal, client
+
+
+def move_deal_stage(uow: UnitOfWork, cmd: MoveDealStage) -> Outcome:
+    deal, _ = _changeable(uow, cmd)
     deal.move_to(cmd.stage, pipeline=uow.pipeline(deal.pipeline_id))
     return Outcome(deal)
 
 
 def change_deal_value(uow: UnitOfWork, cmd: ChangeDealValue) -> Outcome:
-    deal = uow.deal(cmd.deal_id, cmd.expected_version)
-    uow.current_client(deal.client_id).check_deals_may_change()
+    deal, _ = _changeable(uow, cmd)
     deal.change_value(amount=cmd.amount, currency=cmd.currency, books_currency=uow.books_currency)
     return Outcome(deal)
 
@@ -89,9 +99,7 @@ def change_deal_value(uow: UnitOfWork, cmd: ChangeDealValue) -> Outcome:
 def win_deal(uow: UnitOfWork, cmd: WinDeal) -> Outcome:
     """Winning a deal also records the client's purchase, caused by the win, in the
     same transaction (on the card the client was merged into, if any)."""
-    deal = uow.deal(cmd.deal_id, cmd.expected_version)
-    client = uow.current_client(deal.client_id)
-    client.check_deals_may_change()
+    deal, client = _changeable(uow, cmd)
     deal.win(amount=cmd.amount, cost=cmd.cost)
     with recording(current_envelope().caused_by(deal.last_event_id)):
         client.record_purchase(
@@ -105,14 +113,12 @@ def win_deal(uow: UnitOfWork, cmd: WinDeal) -> Outcome:
 
 
 def lose_deal(uow: UnitOfWork, cmd: LoseDeal) -> Outcome:
-    deal = uow.deal(cmd.deal_id, cmd.expected_version)
-    uow.current_client(deal.client_id).check_deals_may_change()
+    deal, _ = _changeable(uow, cmd)
     deal.lose(reason=cmd.reason, note=cmd.note)
     return Outcome(deal)
 
 
 def reopen_deal(uow: UnitOfWork, cmd: ReopenDeal) -> Outcome:
-    deal = uow.deal(cmd.deal_id, cmd.expected_version)
-    uow.current_client(deal.client_id).check_deals_may_change()
+    deal, _ = _changeable(uow, cmd)
     deal.reopen()
     return Outcome(deal)

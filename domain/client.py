@@ -91,7 +91,8 @@ class Client(CrmAggregate):
 
         def apply(self, aggregate: Client) -> None:
             for name in self.fields:
-                aggregate._set_field(name, self.new.get(name))
+                if name in self.new:  # not, once erased: the new values read as {}
+                    aggregate._set_field(name, self.new[name])
 
     class ContactMade(Event):
         channel: str

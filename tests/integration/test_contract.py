@@ -359,6 +359,51 @@ def test_the_deals_of_an_erased_client_change_no_more(crm: Crm, envelope: Envelo
     assert event_count(crm) == count
 
 
+def test_the_deals_of_an_erased_duplicate_change_no_more_on_a_live_card(
+    crm: Crm, envelope: Envelope
+) -> None:
+    """A deal's events are personal data of its own client: once that client (a
+    duplicate merged into a live card, then erased on its own) has no key, they
+    could not even be written."""
+    survivor = register(crm, envelope, name="Ann Lee")
+    duplicate = register(crm, envelope, name="Ann Lee (old card)")
+    opened = crm.app.execute(
+        deals.OpenDeal(client_id=duplicate.id, title="Roof", amount=Decimal(10), currency="EUR"),
+        envelope,
+    )
+    crm.app.execute(
+        clients.MergeClients(survivor_id=survivor.id, duplicate_id=duplicate.id), envelope
+    )
+    crm.app.execute(clients.ErasePersonalData(client_id=duplicate.id, reason="request"), envelope)
+    count = event_count(crm)
+    with pytest.raises(RuleViolation, match="erased"):
+        crm.app.execute(deals.LoseDeal(deal_id=opened.id, reason="timing"), envelope)
+    assert event_count(crm) == count
+
+
+def test_an_erased_client_whose_emails_changed_still_loads_and_refuses_changes(
+    crm: Crm, envelope: Envelope
+) -> None:
+    """After erasure a details change reads as changing nothing: replaying it must not
+    set the emails to None (the duplicate's absorbed emails were added to that)."""
+    survivor = register(crm, envelope, emails=("ann@example.com",))
+    crm.app.execute(
+        clients.ChangeClientDetails(client_id=survivor.id, changes={"emails": ["lee@example.com"]}),
+        envelope,
+    )
+    duplicate = register(crm, envelope, name="Ann Lee (old card)", emails=("a@example.com",))
+    crm.app.execute(
+        clients.MergeClients(survivor_id=survivor.id, duplicate_id=duplicate.id), envelope
+    )
+    crm.app.execute(clients.ErasePersonalData(client_id=survivor.id, reason="request"), envelope)
+    replayed = crm.app.repository.get(survivor.id)
+    assert (replayed.erased, replayed.emails, replayed.phones) == (True, (), ())
+    with pytest.raises(RuleViolation, match="erased"):
+        crm.app.execute(
+            clients.ChangeClientDetails(client_id=survivor.id, changes={"name": "X"}), envelope
+        )
+
+
 def test_several_commands_are_recorded_all_together(crm: Crm, envelope: Envelope) -> None:
     first, second = crm.app.execute_many(
         [
