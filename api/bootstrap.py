@@ -29,6 +29,7 @@ from adapters.read_models.base import SqlReadModel
 from adapters.sql import Database, PostgresDatabase, Reads, SqliteDatabase, ThreadedReads
 from adapters.transcoder import OrjsonTranscoder
 from adapters.users import SqlUserDirectory
+from application.aggregate_cache import AggregateCache
 from application.app import CrmApplication
 from application.pipelines import DefinePipeline
 from application.ports import EventRecorder
@@ -180,6 +181,7 @@ def _build(settings: Settings) -> Crm:
         staff=users,
         settings=settings,
         forget_keys=keys.forget,
+        aggregate_cache=AggregateCache(size=settings.aggregate_cache_size, ttl=keys.ttl),
     )
     if pipeline_id(DEFAULT_PIPELINE) not in app.repository:
         app.execute(DefinePipeline(name=DEFAULT_PIPELINE, stages=DEFAULT_STAGES), system_envelope())

@@ -19,6 +19,7 @@ from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import Environment
 
 from application import clients, deals, exports, pipelines
+from application.aggregate_cache import AggregateCache
 from application.errors import ApplicationError, ConcurrencyConflict, IdempotencyKeyReused
 from application.ports import BlindIndex, EventRecorder, IdempotencyRecord, SideEffects, Staff
 from application.settings import Settings
@@ -112,6 +113,9 @@ class CrmApplication(Application[UUID]):
       transaction as its events; a retry returns that answer and records nothing.
     * Uniqueness: each phone and email belongs to at most one live client, enforced by
       claims written in the same transaction as the events.
+    * Aggregates as last committed here are cached, so the next command on one reads
+      none of its events; what a command decides on a cached aggregate is checked
+      against the store before it counts (``application.aggregate_cache``).
     """
 
     name = "crm"
@@ -125,6 +129,7 @@ class CrmApplication(Application[UUID]):
         staff: Staff,
         settings: Settings,
         forget_keys: Callable[[list[UUID]], None] = lambda _: None,
+        aggregate_cache: AggregateCache | None = None,
     ) -> None:
         self._injected_recorder = recorder
         self.forget_keys = forget_keys
@@ -133,6 +138,10 @@ class CrmApplication(Application[UUID]):
         self.blind_index = blind_index
         self.staff = staff
         self.settings = settings
+        self.aggregate_cache = (
+            AggregateCache(size=0, ttl=0.0) if aggregate_cache is None else aggregate_cache
+        )
+        """Aggregates as last committed here, for the next command on them."""
         super().__init__(env={})
         self.recorder: EventRecorder = recorder
 
@@ -194,18 +203,29 @@ class CrmApplication(Application[UUID]):
     def _run(
         self, commands: Sequence[tuple[object, Envelope]], key: _Key | None
     ) -> list[CommandResult]:
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt:
-                time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.002 * 2**attempt)))  # noqa: S311
-            uow = UnitOfWork(self)
+        cached, conflicts = True, 0
+        for _ in range(MAX_ATTEMPTS):
+            if conflicts:
+                time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.002 * 2**conflicts)))  # noqa: S311
+            # Only the first attempt may take aggregates from the cache: whatever made
+            # it fail, the next one decides on the store's state.
+            uow = UnitOfWork(self, cached=cached)
+            cached = False
             outcomes = []
-            for command, envelope in commands:
-                with recording(envelope):
-                    outcomes.append(HANDLERS[type(command)](uow, command))
-            claims, releases = uow.contact_claims()
+            try:
+                for command, envelope in commands:
+                    with recording(envelope):
+                        outcomes.append(HANDLERS[type(command)](uow, command))
+                claims, releases = uow.contact_claims()
+            except (DomainError, ApplicationError):
+                if uow.used_cache:
+                    continue  # perhaps broken only on a cached state that was behind
+                raise
             events: list[CanMutateAggregate[UUID]] = [
                 event for aggregate in uow.touched() for event in aggregate.collect_events()
             ]
+            if uow.used_cache and uow.cache_behind():
+                continue
             results = [
                 CommandResult(o.aggregate.id, o.aggregate.version, None, dict(o.extra))
                 for o in outcomes
@@ -236,15 +256,18 @@ class CrmApplication(Application[UUID]):
             except IntegrityError:
                 if key and (prior := self._replay(key)):
                     return prior
-                uow.contact_claims()  # raises DuplicateContact if a claim was taken meanwhile
-                if uow.expected_versions_given:
-                    raise ConcurrencyConflict(
-                        "a record was changed by another command; reload and retry"
-                    ) from None
+                if not uow.used_cache:
+                    uow.contact_claims()  # raises DuplicateContact if a claim was taken meanwhile
+                    if uow.expected_versions_given:
+                        raise ConcurrencyConflict(
+                            "a record was changed by another command; reload and retry"
+                        ) from None
+                    conflicts += 1
                 log.debug("concurrent write; running the command again")
                 continue
             if erased:
                 self.forget_keys(erased)
+            self.aggregate_cache.keep(uow.touched())
             return self._positioned(results, [r.notification.id for r in recordings])
         raise ConcurrencyConflict(
             f"gave up after {MAX_ATTEMPTS} concurrent writes to the same records; retry later"

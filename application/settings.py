@@ -38,6 +38,9 @@ class Settings(BaseModel):
     loyal_purchases: int = Field(default=3, ge=1)
     loyal_window_days: int = Field(default=365, ge=1)
     dormancy_days: int = Field(default=90, ge=1)
+    aggregate_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+    """Aggregates a process keeps in memory after a command, so that the next command
+    on one need not read its events (0: none). Entries expire after 10 s."""
     projection_batch_size: int = Field(default=2000, ge=1, le=100_000)
     """Events per projector transaction."""
     embedded_projector: bool = True

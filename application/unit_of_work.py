@@ -51,10 +51,12 @@ class UnitOfWork:
     """Loads aggregates for one command and remembers them, so that the command's
     events, contact-point claims and idempotency record are saved together."""
 
-    def __init__(self, app: CrmApplication) -> None:
+    def __init__(self, app: CrmApplication, *, cached: bool = True) -> None:
         self._app = app
+        self._cache = app.aggregate_cache if cached else None
         self._aggregates: dict[UUID, CrmAggregate] = {}
         self._points_at_load: dict[UUID, frozenset[tuple[str, str]]] = {}
+        self._versions_from_cache: dict[UUID, int] = {}
         self.expected_versions_given = False
 
     # ----------------------------------------------------------------- loading
@@ -91,6 +93,10 @@ class UnitOfWork:
         self, aggregate_id: UUID, kind: type[A], label: str, expected_version: int | None
     ) -> A:
         aggregate = self._aggregates.get(aggregate_id)
+        if aggregate is None and self._cache is not None:
+            aggregate = self._cache.take(aggregate_id)
+            if aggregate is not None:
+                self._versions_from_cache[aggregate_id] = aggregate.version
         if aggregate is None:
             try:
                 aggregate = self._app.repository.get(aggregate_id, projector_func=replay_events)
@@ -132,6 +138,26 @@ class UnitOfWork:
     def touched(self) -> list[CrmAggregate]:
         """Aggregates in the order the command touched them."""
         return list(self._aggregates.values())
+
+    @property
+    def used_cache(self) -> bool:
+        """Whether any aggregate came from the cache (and may have been behind)."""
+        return bool(self._versions_from_cache)
+
+    def cache_behind(self) -> bool:
+        """Whether an aggregate the command took from the cache and did not change
+        has a newer version in the store (one read each; call after collecting the
+        events). Aggregates the command changed need no read: the store refuses a
+        version someone else took."""
+        recorder = self._app.recorder
+        for aggregate_id, version in self._versions_from_cache.items():
+            aggregate = self._aggregates.get(aggregate_id)
+            if aggregate is None or aggregate.version != version:
+                continue
+            latest = recorder.select_events(aggregate_id, desc=True, limit=1)
+            if not latest or latest[0].originator_version != version:
+                return True
+        return False
 
     def contact_claims(self) -> tuple[list[Claim], list[Claim]]:
         """(claims, releases): the contact points each client gained and lost.
