@@ -61,8 +61,13 @@ DESTROY = (
 
 def destroy_keys(cursor: Cursor, subjects: list[UUID]) -> None:
     """Crypto-shred these subjects' keys, in the caller's transaction (the erasure's)."""
+    cursor.executemany(DESTROY, destroy_rows(subjects))
+
+
+def destroy_rows(subjects: list[UUID]) -> list[tuple[UUID, datetime, datetime]]:
+    """``DESTROY``'s parameters for each subject."""
     now = datetime.now(UTC)
-    cursor.executemany(DESTROY, [(subject, now, now) for subject in subjects])
+    return [(subject, now, now) for subject in subjects]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
 )
-from psycopg import AsyncConnection, Connection
+from psycopg import AsyncConnection, ClientCursor, Connection
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -216,12 +217,10 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
                 SQL("NOTIFY {}").format(Identifier(self.channel_name)),
             )
         ]
-        self._insert_sql = _render(
-            SQL(
-                "INSERT INTO {} (originator_id, originator_version, topic, state)"
-                " SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
-                " RETURNING notification_id"
-            ).format(events)
+        self._insert_head = _render(
+            SQL("INSERT INTO {} (originator_id, originator_version, topic, state) VALUES ").format(
+                events
+            )
         )
         self.sql_create_statements.extend(
             Composed([SQL(statement)]) for statement in side_tables.ddl("postgresql")
@@ -237,9 +236,9 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
         return self._committer.submit(stored_events, kwargs.get("side_effects"))
 
     def _write_batch(self, batch: list[Write]) -> None:
-        """Record a batch in one transaction, sent in one round trip (pipeline mode:
-        ``BEGIN``, the lock timeout, the table lock, the notification — delivered only
-        if the transaction commits — every write, ``COMMIT``). If one of several
+        """Record a batch in one transaction, sent in one round trip (``BEGIN``, the
+        lock timeout, the table lock, the notification — delivered only if the
+        transaction commits — every write, ``COMMIT``). If one of several
         writes fails, the batch is recorded again with each write in a savepoint of
         its own, so that only that write fails."""
         with self.datastore.get_connection() as conn:
@@ -257,32 +256,36 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
                 raise
 
     def _record_at_once(self, conn: Connection[Any], batch: list[Write]) -> None:
-        inserts: list[tuple[Write, psycopg.Cursor[Any]]] = []
-        # Nothing is prepared in the pipeline: one that fails can skip a statement's
-        # preparation that psycopg then believes done ("prepared statement … does
-        # not exist" on the connection's next use of it).
-        threshold, conn.prepare_threshold = conn.prepare_threshold, None
-        try:
-            with conn.pipeline(), conn.cursor() as curs:
-                for statement in self._prelude:
-                    curs.execute(statement)
-                for write in batch:
-                    side_tables.write(curs, write.side_effects)
-                    if write.events:
-                        insert = conn.cursor()
-                        insert.execute(self._insert_sql, _columns(write.events))
-                        inserts.append((write, insert))
-                curs.execute(b"COMMIT")
-        finally:
-            conn.prepare_threshold = threshold
-        for write in batch:
-            write.positions = []
-        for write, insert in inserts:
-            write.positions = positions_of(insert.fetchall())
-            insert.close()
+        """The batch as one string of statements, sent with the simple query protocol:
+        one message, one round trip, no parameters to bind. Each value is quoted by
+        psycopg's client-side binding (``ClientCursor.mogrify``). This costs the
+        writer far less than the same statements in pipeline mode, whose per-statement
+        bookkeeping and array parameters took most of a command's CPU."""
+        statements = list(self._prelude)
+        inserts: list[tuple[int, Write]] = []
+        with ClientCursor(conn, row_factory=tuple_row) as cursor:
+            for write in batch:
+                write.positions = []
+                for sql, rows in side_tables.statements(write.side_effects):
+                    statements.extend(cursor.mogrify(sql, row).encode() for row in rows)
+                if write.events:
+                    inserts.append((len(statements), write))
+                    statements.append(self._insert(cursor, write.events))
+            statements.append(b"COMMIT")
+            cursor.execute(b";".join(statements), prepare=False)  # each one is unique
+            results = 0  # the cursor is at the first statement's result
+            for index, write in inserts:
+                while results < index:
+                    cursor.nextset()
+                    results += 1
+                write.positions = positions_of(cursor.fetchall())
+
+    def _insert(self, cursor: ClientCursor[Any], events: Sequence[StoredEvent]) -> bytes:
+        values = b",".join(cursor.mogrify(_ROW, _row(event)).encode() for event in events)
+        return self._insert_head + values + _RETURNING
 
     def _record_each(self, conn: Connection[Any], batch: list[Write]) -> None:
-        with conn.cursor() as curs:
+        with ClientCursor(conn) as curs:
             for statement in self._prelude:
                 curs.execute(statement)
             for write in batch:
@@ -291,7 +294,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
                         side_tables.write(curs, write.side_effects)
                         write.positions = []
                         if write.events:
-                            curs.execute(self._insert_sql, _columns(write.events))
+                            curs.execute(self._insert(curs, write.events))
                             write.positions = positions_of(curs.fetchall())
                 except psycopg.IntegrityError as error:
                     write.error = IntegrityError(str(error))
@@ -338,17 +341,16 @@ def _render(statement: Composed | SQL) -> bytes:
     return statement.as_bytes(None)
 
 
-def _columns(events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
-    return (
-        [e.originator_id for e in events],
-        [e.originator_version for e in events],
-        [e.topic for e in events],
-        [e.state for e in events],
-    )
+_ROW = "(%s, %s, %s, %s)"
+_RETURNING = b" RETURNING notification_id"
+
+
+def _row(event: StoredEvent) -> tuple[Any, int, str, bytes]:
+    return (event.originator_id, event.originator_version, event.topic, event.state)
 
 
 def _roll_back(conn: Connection[Any]) -> None:
-    """End a transaction a failed pipeline left open (its ``COMMIT`` was skipped)."""
+    """End a transaction a failed batch left open (its ``COMMIT`` was skipped)."""
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         with suppress(psycopg.Error):  # a broken connection: the pool discards it
             conn.execute("ROLLBACK")

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import orjson
 
-from adapters.keystore import destroy_keys
+from adapters.keystore import DESTROY, destroy_rows
 from adapters.sql import Cursor, Database, Dialect
 from application.ports import Claim, IdempotencyRecord, SideEffects
 
@@ -51,31 +51,38 @@ def ddl(dialect: Dialect) -> list[str]:
 
 
 def write(cursor: Cursor, side_effects: SideEffects | None) -> None:
-    """Apply releases, then claims (sorted, so concurrent writers lock rows in one
-    order), then the idempotency record."""
+    """Apply ``statements(side_effects)``."""
+    for sql, rows in statements(side_effects):
+        cursor.executemany(sql, rows)
+
+
+def statements(side_effects: SideEffects | None) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements that write ``side_effects``, each with its rows of parameters:
+    releases, then claims (sorted, so concurrent writers lock rows in one order),
+    then destroyed keys and the idempotency record."""
     if side_effects is None:
-        return
+        return []
+    found: list[tuple[str, list[tuple[Any, ...]]]] = []
     if side_effects.releases:
-        cursor.executemany(_RELEASE, [_claim_row(c) for c in side_effects.releases])
+        found.append((_RELEASE, [_claim_row(c) for c in side_effects.releases]))
     if side_effects.claims:
-        cursor.executemany(_CLAIM, sorted(_claim_row(c) for c in side_effects.claims))
+        found.append((_CLAIM, sorted(_claim_row(c) for c in side_effects.claims)))
     if side_effects.destroy_keys:
-        destroy_keys(cursor, list(side_effects.destroy_keys))
+        found.append((DESTROY, list(destroy_rows(list(side_effects.destroy_keys)))))
     if (record := side_effects.idempotency) is not None:
         last_id, last_version = record.last_event or (None, None)
-        cursor.execute(
-            _REMEMBER,
-            (
-                record.scope,
-                record.key,
-                record.fingerprint,
-                record.aggregate_id,
-                record.version,
-                last_id,
-                last_version,
-                orjson.dumps(record.extra).decode(),
-            ),
+        row = (
+            record.scope,
+            record.key,
+            record.fingerprint,
+            record.aggregate_id,
+            record.version,
+            last_id,
+            last_version,
+            orjson.dumps(record.extra).decode(),
         )
+        found.append((_REMEMBER, [row]))
+    return found
 
 
 def _claim_row(claim: Claim) -> tuple[str, str, UUID]:

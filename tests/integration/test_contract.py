@@ -174,6 +174,20 @@ def test_idempotency_keys_belong_to_the_actor_who_sent_them(crm: Crm, envelope: 
     assert first.id != second.id
 
 
+def test_keys_and_actors_of_any_text_are_stored_as_sent(crm: Crm, envelope: Envelope) -> None:
+    """The PostgreSQL store writes values quoted into its statements' text: quotes,
+    backslashes, semicolons and comment marks must arrive as they were sent."""
+    nasty = "k'; DROP TABLE events; --\\ \"\u00e9\u2603 $$ E'\\x00'"
+    actor = replace(envelope, actor_id="o'brien; --")
+    first = crm.app.execute(clients.RegisterClient(name="Ann"), actor, idempotency_key=nasty)
+    again = crm.app.execute(clients.RegisterClient(name="Ann"), actor, idempotency_key=nasty)
+    assert (again.id, again.replayed) == (first.id, True)
+    record = crm.app.recorder.idempotency_record(actor.actor_id, nasty)
+    assert record is not None
+    assert (record.scope, record.key, record.aggregate_id) == (actor.actor_id, nasty, first.id)
+    assert event_count(crm) == first.position
+
+
 def test_a_no_op_command_with_a_key_is_remembered_too(crm: Crm, envelope: Envelope) -> None:
     client = register(crm, envelope)
     command = clients.ChangeClientDetails(client_id=client.id, changes={"name": "Ann Lee"})
