@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
@@ -282,7 +282,7 @@ class CrmApplication(Application[UUID]):
             last = positions[-1]
         else:
             last = self.recorder.position_of(results[-1].id, results[-1].version) or 0
-        return [replace(result, position=last) for result in results]
+        return [CommandResult(r.id, r.version, last, r.extra) for r in results]
 
     def _replay(self, key: _Key) -> list[CommandResult] | None:
         record = self.recorder.idempotency_record(key.scope, key.key)
