@@ -31,6 +31,8 @@ from domain.base import CrmAggregate
 
 
 class AggregateCache:
+    """At most ``size`` aggregates, none kept longer than ``ttl`` seconds; thread-safe."""
+
     def __init__(
         self, *, size: int, ttl: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
