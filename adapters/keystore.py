@@ -64,7 +64,7 @@ def destroy_keys(cursor: Cursor, subjects: list[UUID]) -> None:
     cursor.executemany(DESTROY, destroy_rows(subjects))
 
 
-def destroy_rows(subjects: list[UUID]) -> list[tuple[UUID, datetime, datetime]]:
+def destroy_rows(subjects: list[UUID]) -> list[tuple[Any, ...]]:
     """``DESTROY``'s parameters for each subject."""
     now = datetime.now(UTC)
     return [(subject, now, now) for subject in subjects]

@@ -68,7 +68,7 @@ def statements(side_effects: SideEffects | None) -> list[tuple[str, list[tuple[A
     if side_effects.claims:
         found.append((_CLAIM, sorted(_claim_row(c) for c in side_effects.claims)))
     if side_effects.destroy_keys:
-        found.append((DESTROY, list(destroy_rows(list(side_effects.destroy_keys)))))
+        found.append((DESTROY, destroy_rows(list(side_effects.destroy_keys))))
     if (record := side_effects.idempotency) is not None:
         last_id, last_version = record.last_event or (None, None)
         row = (
