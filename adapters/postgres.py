@@ -203,7 +203,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
-        self._committer = GroupCommitter(self._write_batch)
+        self._committer = GroupCommitter(datastore.get_connection, self._write_batch)
         self._events = events = SQL("{}.{}").format(
             Identifier(datastore.schema), Identifier(EVENTS_TABLE)
         )
@@ -236,25 +236,24 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
     ) -> Sequence[int] | None:
         return self._committer.submit(stored_events, kwargs.get("side_effects"))
 
-    def _write_batch(self, batch: list[Write]) -> None:
+    def _write_batch(self, conn: Connection[Any], batch: list[Write]) -> None:
         """Record a batch in one transaction, sent in one round trip (``BEGIN``, the
         lock timeout, the table lock, the notification — delivered only if the
         transaction commits — every write, ``COMMIT``). If one of several
         writes fails, the batch is recorded again with each write in a savepoint of
         its own, so that only that write fails."""
-        with self.datastore.get_connection() as conn:
+        try:
             try:
-                try:
-                    self._record_at_once(conn, batch)
-                except psycopg.IntegrityError as error:
-                    _roll_back(conn)
-                    if len(batch) == 1:  # a write alone fails alone
-                        batch[0].error = IntegrityError(str(error))
-                        raise batch[0].error from error
-                    self._record_each(conn, batch)
-            except BaseException:
-                _roll_back(conn)  # the connection goes back to the pool idle
-                raise
+                self._record_at_once(conn, batch)
+            except psycopg.IntegrityError as error:
+                _roll_back(conn)
+                if len(batch) == 1:  # a write alone fails alone
+                    batch[0].error = IntegrityError(str(error))
+                    raise batch[0].error from error
+                self._record_each(conn, batch)
+        except BaseException:
+            _roll_back(conn)  # the connection is left idle
+            raise
 
     def _record_at_once(self, conn: Connection[Any], batch: list[Write]) -> None:
         """The batch as one string of statements, sent with the simple query protocol:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -61,14 +62,16 @@ class SqliteEventRecorder(SQLiteApplicationRecorder, EventRecorder):
     def __init__(self, datastore: SQLiteDatastore) -> None:
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
         self.db = SqliteDatabase(datastore)
-        self._committer = GroupCommitter(self._write_batch)
+        # A connection per batch, not per run of batches: the datastore's writer lock
+        # keeps readers out while it is held.
+        self._committer = GroupCommitter(nullcontext, self._write_batch)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         return self._committer.submit(stored_events, kwargs.get("side_effects"))
 
-    def _write_batch(self, batch: list[Write]) -> None:
+    def _write_batch(self, _: None, batch: list[Write]) -> None:
         with self.datastore.get_connection(commit=True) as conn:
             cursor = conn.cursor()
             raw = cursor.sqlite_cursor
