@@ -288,6 +288,17 @@ class KeyStore:
         }
         self._remember(keys, now)
 
+    def learn(self, subject: UUID, wrapped: bytes | None) -> None:
+        """Cache a subject's stored key that was read elsewhere: with the subject's
+        events, in the same round trip (``adapters.postgres``); ``wrapped`` is
+        ``None`` for a destroyed key. A key this master key does not open is left
+        for ``key`` to report."""
+        try:
+            key = None if wrapped is None else _open(self._wrapping, wrapped, _aad(subject))
+        except InvalidTag:
+            return
+        self._remember({subject: key}, time.monotonic())
+
     def create_many(self, subjects: list[UUID]) -> None:
         """Keys for many new subjects in one statement (bulk loading), cached."""
         keys = {subject: AESGCM.generate_key(bit_length=256) for subject in subjects}

@@ -172,6 +172,8 @@ def _build(settings: Settings) -> Crm:
     users.create_tables()
     keys = KeyStore(key_table, master_key)
     keys.open()
+    if isinstance(recorder, postgres.PostgresEventRecorder):
+        recorder.data_key_read = keys.learn  # a client's key comes with its events
     index_key = keys.key(BLIND_INDEX_SUBJECT, create=True)
     assert index_key is not None
     app = CrmApplication(

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -257,3 +258,44 @@ def test_the_consent_history_is_exact(crm: Crm, envelope: Envelope) -> None:
         ("newsletter", True, "2024-05-01"),
     ]
     assert crm.app.repository.get(client).consents == {"newsletter", "calls"}
+
+
+def _counting_reads(crm: Crm) -> list[UUID]:
+    """The subjects whose keys the key store reads from its table from now on (the
+    table's own ``read`` still runs)."""
+    reads: list[UUID] = []
+    table: Any = crm.keys.table
+    read = table.read
+
+    def counted(subject: UUID) -> Any:
+        reads.append(subject)
+        return read(subject)
+
+    table.read = counted
+    return reads
+
+
+def test_on_postgresql_a_client_is_loaded_with_its_key_in_one_read(
+    tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product("postgresql", tmp_path) as crm:
+        client = marked_client(crm, envelope)
+        crm.keys.forget([client])  # as ten seconds later, or in another process
+        reads = _counting_reads(crm)
+        loaded = crm.app.repository.get(client)
+        assert (loaded.name, loaded.phones) == (NAME, (PHONE,))
+        assert reads == []  # the key came with the events
+
+
+def test_on_postgresql_a_key_destroyed_elsewhere_is_seen_at_the_next_load(
+    tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product("postgresql", tmp_path) as crm:
+        client = marked_client(crm, envelope)
+        assert crm.keys.key(client) is not None  # cached here
+        crm.keys.table.destroy([client])  # another process's erasure, as far as keys go
+        loaded = crm.app.repository.get(client)
+        assert (loaded.name, loaded.phones) == ("", ())  # not decrypted with the cached key
+        reads = _counting_reads(crm)
+        assert crm.keys.key(client) is None
+        assert reads == []
