@@ -232,12 +232,14 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
         (``KeyStore.learn``); ``None`` for a destroyed key. Not called when the
         aggregate is not a data subject (no key row)."""
         # The key as an uncorrelated subquery: evaluated once, repeated on each row.
-        self._history_sql = SQL(
-            "SELECT e.originator_version, e.topic, e.state,"
-            " (SELECT COALESCE(k.wrapped, ''::bytea) FROM {}.data_keys k"
-            "  WHERE k.subject_id = %(id)s)"
-            " FROM {} e WHERE e.originator_id = %(id)s ORDER BY e.originator_version"
-        ).format(Identifier(datastore.schema), events)
+        self._history_sql = _render(
+            SQL(
+                "SELECT e.originator_version, e.topic, e.state,"
+                " (SELECT COALESCE(k.wrapped, ''::bytea) FROM {}.data_keys k"
+                "  WHERE k.subject_id = %(id)s)"
+                " FROM {} e WHERE e.originator_id = %(id)s ORDER BY e.originator_version"
+            ).format(Identifier(datastore.schema), events)
+        )
         self._position_sql = SQL(
             "SELECT notification_id FROM {}.{} WHERE originator_id = %s AND originator_version = %s"
         ).format(Identifier(datastore.schema), Identifier(EVENTS_TABLE))
