@@ -3,6 +3,7 @@ ones, and the batch-apply contract the projector drives."""
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from adapters.sql import TYPES, Cursor, Database, Dialect, insert_rows
 from projections.base import Recorded
 
 REBUILD_PREFIX = "rebuild_"
+
+_TYPED_COLUMN = re.compile(r"(\w+) \{(\w+)\}")
+"""A column declaration in ``Table.columns``: its name and type placeholder."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,13 @@ class SqlReadModel(ABC):
         self.dialect: Dialect = db.dialect
         self.prefix = prefix
         self.t = {table.logical: self.physical(table.logical, prefix) for table in self.tables}
+        self._column_types = {
+            table.logical: {
+                name: TYPES[self.dialect][placeholder]
+                for name, placeholder in _TYPED_COLUMN.findall(table.columns)
+            }
+            for table in self.tables
+        }
 
     @classmethod
     def physical(cls, logical: str, prefix: str = "") -> str:
@@ -109,8 +120,15 @@ class SqlReadModel(ABC):
     def insert(
         self, cursor: Cursor, logical: str, columns: str, rows: Sequence[Sequence[Any]]
     ) -> None:
-        """Insert ``rows`` into this model's table ``logical`` in one bulk write."""
-        insert_rows(cursor, self.dialect, self.t[logical], columns, rows)
+        """Insert ``rows`` into this model's table ``logical`` in one bulk write
+        (binary on PostgreSQL: each value must be of its column's Python type — a
+        ``UUID`` for ``{uuid}``, an aware ``datetime`` for ``{ts}``, ``str``, ``int``,
+        ``bool``)."""
+        declared = self._column_types[logical]
+        types = None
+        if self.dialect == "postgresql":
+            types = [declared[name.strip()] for name in columns.split(",")]
+        insert_rows(cursor, self.dialect, self.t[logical], columns, rows, types=types)
 
     @abstractmethod
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
