@@ -54,10 +54,6 @@ class Write:
     """Held until the write's transaction is over (a lock: cheaper to make and to
     release than a ``threading.Event``)."""
 
-    @property
-    def is_done(self) -> bool:
-        return not self.done.locked()
-
 
 WriteBatch = Callable[[S, list[Write]], None]
 """Record the writes in one transaction of the session, setting each one's positions

@@ -25,7 +25,7 @@ _DAYS_BETWEEN = {
     # difference to whole milliseconds first makes equal durations equal numbers
     # whatever the dates. PostgreSQL's date_part gives a double precision: EXTRACT gives
     # a numeric (since 14), whose averaging and sorting for the median made the stays'
-    # query 1.6-2.8x slower (17-29 ms against 45-50 ms at 200k events).
+    # query about 1.6-2.9x slower (45-50 ms against 17-29 ms at 200k events).
     "postgresql": "(date_part('epoch', {end} - {start}) / 86400.0)",
     "sqlite": "(ROUND((julianday({end}) - julianday({start})) * 86400000.0) / 86400000.0)",
 }

@@ -82,7 +82,7 @@ def test_when_the_transaction_fails_every_write_in_it_fails() -> None:
     with pytest.raises(ConnectionError):
         committer.submit([], None)
     assert all(isinstance(w.error, ConnectionError) and w.positions is None for w in waiting)
-    assert all(w.is_done for w in waiting)
+    assert not any(w.done.locked() for w in waiting)  # all released
 
 
 class Sessions:
@@ -140,7 +140,7 @@ def test_after_a_failed_batch_the_next_one_gets_a_new_session() -> None:
     with pytest.raises(ConnectionError):
         committer.submit([], None)
     assert used == [1, 2]
-    assert (later.positions, later.error, later.is_done) == ([7], None, True)
+    assert (later.positions, later.error, later.done.locked()) == ([7], None, False)
     assert sessions.open == set()
     assert not committer._leading
 
@@ -163,5 +163,5 @@ def test_a_session_that_cannot_be_had_fails_the_batch_and_the_leader_goes_on() -
     committer = GroupCommitter(session, write_batch)
     with pytest.raises(TimeoutError):
         committer.submit([], None)
-    assert (later.positions, later.is_done) == ([1], True)
+    assert (later.positions, later.done.locked()) == ([1], False)
     assert not committer._leading
