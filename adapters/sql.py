@@ -91,6 +91,11 @@ class Database(Protocol):
         takes the write lock at once (``BEGIN IMMEDIATE``)."""
         ...
 
+    def snapshot(self) -> Any:
+        """A context manager yielding a ``Cursor`` for reads only, every statement of
+        which sees the same state of the database."""
+        ...
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
     def run(self, query: Query[T]) -> T:
@@ -229,6 +234,17 @@ class SqliteDatabase:
                 raise
             conn.commit()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Cursor]:
+        # a deferred transaction reads one state of the WAL from its first SELECT on
+        with self.datastore.get_connection(commit=False) as conn:
+            cursor = conn.cursor()
+            cursor.execute("BEGIN")
+            try:
+                yield _SqliteCursor(cursor.sqlite_cursor)
+            finally:
+                conn.rollback()
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as cursor:
             wrapped = _SqliteCursor(cursor)
@@ -269,6 +285,16 @@ class PostgresDatabase:
             conn.transaction(),
             conn.cursor(row_factory=tuple_row) as cursor,
         ):
+            yield cursor
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Cursor]:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(force_rollback=True),
+            conn.cursor(row_factory=tuple_row) as cursor,
+        ):
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield cursor
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import singledispatch
 from statistics import fmean, median
 from typing import Any, Literal
@@ -153,6 +153,87 @@ def _(event: Deal.DealReopened, position: int) -> Iterable[Change]:
         Outcome(deal_id, position, "reopened", event.occurred_at),
         StayEntered(deal_id, position, event.stage, event.occurred_at),
     )
+
+
+# ------------------------------------------------------------------ the moments
+
+
+@dataclass(frozen=True, slots=True)
+class DealRows:
+    """What the tables hold of one deal: its opening, its stays and its outcomes."""
+
+    opened_at: datetime
+    stays: Sequence[tuple[int, str, datetime, datetime | None]]
+    """(position, stage, entered_at, left_at) of each stay."""
+    outcomes: Sequence[tuple[int, str, datetime, str | None]]
+    """(position, kind, at, reason) of each outcome."""
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A step, at ``at``, of one of a deal's figures: ``n`` more (or fewer) under
+    ``kind``/``label``, with ``micros`` more (or less) time.
+
+    Every figure of the funnel as of T but the medians is a sum of the deal's moments
+    up to T: ``top``/stage counts the deals whose furthest stage (in the pipeline's
+    current order) is that stage, ``in``/stage the deals in the stage, ``stay``/stage
+    the finished stays and their length, ``won`` the deals whose latest outcome is a
+    win and their sales cycle, ``lost``/reason the deals whose latest outcome is that
+    loss. A ``stay`` moment is one stay: the medians are read from them.
+    """
+
+    at: datetime
+    kind: Literal["top", "in", "stay", "won", "lost"]
+    label: str
+    n: int
+    micros: int = 0
+
+
+MICROSECOND = timedelta(microseconds=1)
+DAY_MICROS = 86_400_000_000
+
+
+def moments(stages: Sequence[str], deal: DealRows) -> list[Moment]:
+    """A deal's moments, from its rows (in any order) and its pipeline's current
+    stage order; the same rows give the same moments in the same order.
+
+    A deal reaches a stage when it enters it or a later one, or is won (which is
+    passing the last stage), and keeps it (a reopening does not undo it); a stay
+    in a stage the order no longer has reaches nothing. A reopening undoes the
+    outcome before it at its own instant.
+    """
+    found: list[Moment] = []
+    order = {stage: idx for idx, stage in enumerate(stages)}
+    last = len(stages) - 1
+    steps = sorted(
+        [(entered, position, order.get(stage)) for position, stage, entered, _ in deal.stays]
+        + [(at, position, last) for position, kind, at, _ in deal.outcomes if kind == "won"],
+        key=lambda step: (step[0], step[1]),
+    )
+    top = -1
+    for at, _, idx in steps:
+        if idx is not None and idx > top:
+            if top >= 0:
+                found.append(Moment(at, "top", stages[top], -1))
+            found.append(Moment(at, "top", stages[idx], 1))
+            top = idx
+    for _, stage, entered, left in sorted(deal.stays, key=lambda stay: stay[0]):
+        found.append(Moment(entered, "in", stage, 1))
+        if left is not None:
+            found.append(Moment(left, "in", stage, -1))
+            found.append(Moment(left, "stay", stage, 1, (left - entered) // MICROSECOND))
+    standing: Moment | None = None
+    for _, kind, at, reason in sorted(deal.outcomes, key=lambda o: (o[2], o[0])):
+        if kind == "won":
+            standing = Moment(at, "won", "", 1, (at - deal.opened_at) // MICROSECOND)
+            found.append(standing)
+        elif kind == "lost":
+            standing = Moment(at, "lost", str(reason), 1)
+            found.append(standing)
+        elif standing is not None:  # reopened
+            found.append(Moment(at, standing.kind, standing.label, -1, -standing.micros))
+            standing = None
+    return found
 
 
 # ------------------------------------------------------------------ the report

@@ -7,7 +7,8 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, TypeVar
 
 from eventsourcing.persistence import Notification
 
@@ -140,6 +141,31 @@ class SqlReadModel(ABC):
         order, undecoded) into the tables, inside the projector's transaction; only
         called on ``raw`` models."""
         raise NotImplementedError(f"{type(self).__name__} is not a raw read model")
+
+
+# ------------------------------------------------------------------ shared helpers
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SPAN_DAYS = 32
+"""Days per span of the models' per-span sums (the lifecycle's deltas, the funnel's
+sums): a figure as of T reads at most one row per span and key before T's span, and
+31 days' rows within it."""
+
+
+def day_of(at: datetime) -> int:
+    """The UTC day holding instant ``at``, as days since 1970-01-01."""
+    return (at - EPOCH) // timedelta(days=1)
+
+
+REFOLD_CHUNK = {"postgresql": 2000, "sqlite": 500}
+"""Ids read per query when rows derived from them are made again (SQLite before 3.32
+allows 999 parameters in a statement)."""
+
+K = TypeVar("K")
+
+
+def chunks(items: list[K], size: int) -> list[list[K]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _columns_of(definition: str) -> list[str]:

@@ -1,8 +1,23 @@
-"""Funnel read model tables: pipelines' stage order, deals, stays, outcomes.
+"""Funnel read model tables: pipelines' stage order, deals, stays, outcomes, and the
+deals' moments summed per day and per span, so that the funnel as of T reads a few
+thousand rows instead of every deal and stay.
 
 Writes are batched: a batch's changes are gathered in memory first, so a deal that
 opens and moves within one batch costs no round trip of its own; only stays opened
 in an earlier batch are closed with an UPDATE (one ``executemany`` for the batch).
+
+Then the moments (``projections.funnel.moments``) of every deal the batch touched
+are made again from its rows: its old moments are deleted and subtracted from the
+sums, the new ones inserted and added (a pipeline whose stages are redefined has
+all its deals' moments made again: their furthest stages follow the new order).
+``day_sums`` hold, per pipeline, scope (``''``: every deal; else one owner's
+deals), UTC day, kind and label, the moments' ``n`` and ``micros`` of that day;
+``span_sums`` the same over spans of ``SPAN_DAYS`` days. The funnel as of T sums
+the spans before T's span, the days of T's span before T's day and the moments
+from the start of T's day up to T. The medians walk the finished stays (the
+``stay`` moments) in length order, up to the middle one. A day or span whose sums
+come back to zero keeps no row, as a rebuild would. The deals opened in a period
+have no sums: their funnel is counted from the stays and outcomes themselves.
 """
 
 from __future__ import annotations
@@ -10,15 +25,24 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from statistics import fmean
 from typing import Any
 from uuid import UUID
 
-from adapters.read_models.base import SqlReadModel, Table
-from adapters.sql import Cursor
+from adapters.read_models.base import (
+    EPOCH,
+    REFOLD_CHUNK,
+    SPAN_DAYS,
+    SqlReadModel,
+    Table,
+    chunks,
+    day_of,
+)
+from adapters.sql import Cursor, as_datetime, as_optional_datetime, as_uuid
 from projections import funnel
 from projections.base import Recorded
-from projections.funnel import FunnelReport
+from projections.funnel import DAY_MICROS, DealRows, FunnelReport, Moment
 
 _DAYS_BETWEEN = {
     # Days from {start} to {end}. SQLite's julianday keeps milliseconds: rounding the
@@ -102,8 +126,35 @@ class FunnelReadModel(SqlReadModel):
             " at {ts} NOT NULL, reason {text}",
             indexes=("deal_id, at",),
         ),
+        Table(
+            "moments",
+            "deal_id {uuid} NOT NULL, seq {int} NOT NULL, pipeline_id {uuid} NOT NULL,"
+            " owner_id {text}, at {ts} NOT NULL, kind {text} NOT NULL, label {text} NOT NULL,"
+            " n {int} NOT NULL, micros {int} NOT NULL, PRIMARY KEY (deal_id, seq)",
+            # the moments of T's day; the finished stays of a stage in length order
+            indexes=("pipeline_id, at", "pipeline_id, kind, label, micros, at, owner_id"),
+        ),
+        Table(
+            "day_sums",
+            "pipeline_id {uuid} NOT NULL, scope {text} NOT NULL, day {int} NOT NULL,"
+            " kind {text} NOT NULL, label {text} NOT NULL, n {int} NOT NULL,"
+            " micros {int} NOT NULL, PRIMARY KEY (pipeline_id, scope, day, kind, label)",
+        ),
+        Table(
+            "span_sums",
+            "pipeline_id {uuid} NOT NULL, scope {text} NOT NULL, span {int} NOT NULL,"
+            " kind {text} NOT NULL, label {text} NOT NULL, n {int} NOT NULL,"
+            " micros {int} NOT NULL, PRIMARY KEY (pipeline_id, scope, span, kind, label)",
+        ),
     )
     topics = funnel.TOPICS
+
+    def upgrade(self, cursor: Cursor) -> None:
+        """Tables made before the moments existed: make every deal's moments once."""
+        cursor.execute(f"SELECT 1 FROM {self.t['moments']} LIMIT 1")
+        if cursor.fetchone() is None:
+            cursor.execute(f"SELECT deal_id FROM {self.t['deals']}")
+            self._refold(cursor, sorted(as_uuid(row[0]) for row in cursor.fetchall()))
 
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
         writes = _Writes()
@@ -153,6 +204,153 @@ class FunnelReadModel(SqlReadModel):
                 "position, deal_id, kind, at, reason",
                 [(o.position, o.deal_id, o.kind, o.at, o.reason) for o in outcomes],
             )
+        touched = {d.deal_id for d in writes.deals} | writes.touched
+        touched |= {o.deal_id for o in writes.outcomes}
+        if pipelines:  # their deals' furthest stages follow the new order
+            marks = ", ".join(["%s"] * len(pipelines))
+            cursor.execute(
+                f"SELECT deal_id FROM {t['deals']} WHERE pipeline_id IN ({marks})", list(pipelines)
+            )
+            touched |= {as_uuid(row[0]) for row in cursor.fetchall()}
+        if touched:
+            self._refold(cursor, sorted(touched))
+
+    def _refold(self, cursor: Cursor, deal_ids: list[UUID]) -> None:
+        """Make the moments of these deals again from their rows: a chunk of deals at
+        a time read and their old moments deleted; the new ones written with one bulk
+        insert, and the sums changed by the difference."""
+        sums: _Sums = defaultdict(lambda: [0, 0])
+        rows: list[tuple[Any, ...]] = []
+        orders: dict[UUID, list[str]] = {}
+        for chunk in chunks(deal_ids, REFOLD_CHUNK[self.dialect]):
+            for pipeline_id, owner_id, at, kind, label, n, micros in self._drop_moments(
+                cursor, chunk
+            ):
+                old = Moment(as_datetime(at), kind, str(label), int(n), int(micros))
+                _add(sums, as_uuid(pipeline_id), owner_id, old, sign=-1)
+            deals = self._deal_rows(cursor, chunk)
+            missing = {pipeline_id for pipeline_id, _, _ in deals.values()} - orders.keys()
+            orders.update(self._orders(cursor, sorted(missing)))
+            for deal_id, (pipeline_id, owner_id, rows_of_deal) in deals.items():
+                stages = orders.get(pipeline_id, [])
+                for seq, m in enumerate(funnel.moments(stages, rows_of_deal)):
+                    rows.append(
+                        (deal_id, seq, pipeline_id, owner_id, m.at, m.kind, m.label, m.n, m.micros)
+                    )
+                    _add(sums, pipeline_id, owner_id, m)
+        self.insert(
+            cursor,
+            "moments",
+            "deal_id, seq, pipeline_id, owner_id, at, kind, label, n, micros",
+            rows,
+        )
+        self._add_sums(cursor, sums)
+
+    def _drop_moments(self, cursor: Cursor, deal_ids: list[UUID]) -> list[tuple[Any, ...]]:
+        """Delete these deals' moments; what they were."""
+        marks = ", ".join(["%s"] * len(deal_ids))
+        where = f"FROM {self.t['moments']} WHERE deal_id IN ({marks})"
+        columns = "pipeline_id, owner_id, at, kind, label, n, micros"
+        if self.dialect == "postgresql":  # one statement finds and deletes them
+            cursor.execute(f"DELETE {where} RETURNING {columns}", deal_ids)
+            return cursor.fetchall()
+        cursor.execute(f"SELECT {columns} {where}", deal_ids)
+        old = cursor.fetchall()
+        cursor.execute(f"DELETE {where}", deal_ids)
+        return old
+
+    def _deal_rows(
+        self, cursor: Cursor, deal_ids: list[UUID]
+    ) -> dict[UUID, tuple[UUID, str | None, DealRows]]:
+        """These deals' pipeline, owner and rows (the deals the tables have)."""
+        t = self.t
+        marks = ", ".join(["%s"] * len(deal_ids))
+        cursor.execute(
+            f"SELECT deal_id, position, stage, entered_at, left_at FROM {t['stays']}"
+            f" WHERE deal_id IN ({marks})",
+            deal_ids,
+        )
+        stays: dict[UUID, list[tuple[int, str, datetime, datetime | None]]] = defaultdict(list)
+        for deal_id, position, stage, entered, left in cursor.fetchall():
+            stays[as_uuid(deal_id)].append(
+                (int(position), str(stage), as_datetime(entered), as_optional_datetime(left))
+            )
+        cursor.execute(
+            f"SELECT deal_id, position, kind, at, reason FROM {t['outcomes']}"
+            f" WHERE deal_id IN ({marks})",
+            deal_ids,
+        )
+        outcomes: dict[UUID, list[tuple[int, str, datetime, str | None]]] = defaultdict(list)
+        for deal_id, position, kind, at, reason in cursor.fetchall():
+            outcomes[as_uuid(deal_id)].append((int(position), str(kind), as_datetime(at), reason))
+        cursor.execute(
+            f"SELECT deal_id, pipeline_id, owner_id, opened_at FROM {t['deals']}"
+            f" WHERE deal_id IN ({marks})",
+            deal_ids,
+        )
+        return {
+            (deal := as_uuid(deal_id)): (
+                as_uuid(pipeline_id),
+                owner_id,
+                DealRows(as_datetime(opened_at), stays[deal], outcomes[deal]),
+            )
+            for deal_id, pipeline_id, owner_id, opened_at in cursor.fetchall()
+        }
+
+    def _orders(self, cursor: Cursor, pipeline_ids: list[UUID]) -> dict[UUID, list[str]]:
+        """These pipelines' stages, in their current order."""
+        if not pipeline_ids:
+            return {}
+        marks = ", ".join(["%s"] * len(pipeline_ids))
+        cursor.execute(
+            f"SELECT pipeline_id, stage FROM {self.t['stages']}"
+            f" WHERE pipeline_id IN ({marks}) ORDER BY pipeline_id, idx",
+            pipeline_ids,
+        )
+        orders: dict[UUID, list[str]] = defaultdict(list)
+        for pipeline_id, stage in cursor.fetchall():
+            orders[as_uuid(pipeline_id)].append(str(stage))
+        return orders
+
+    def _add_sums(self, cursor: Cursor, sums: _Sums) -> None:
+        """Add per-day moments to the day and span sums; a row back at zero goes."""
+        spans: _Sums = defaultdict(lambda: [0, 0])
+        for (pipeline_id, scope, day, kind, label), (n, micros) in sums.items():
+            span = spans[(pipeline_id, scope, day // SPAN_DAYS, kind, label)]
+            span[0] += n
+            span[1] += micros
+        self._upsert_sums(cursor, "day_sums", "day", sums)
+        self._upsert_sums(cursor, "span_sums", "span", spans)
+
+    def _upsert_sums(self, cursor: Cursor, logical: str, bucket: str, sums: _Sums) -> None:
+        changed = [(*key, n, micros) for key, (n, micros) in sums.items() if n or micros]
+        if not changed:
+            return
+        table = self.t[logical]
+        columns = f"pipeline_id, scope, {bucket}, kind, label"
+        upsert = (
+            f" ON CONFLICT ({columns}) DO UPDATE"
+            f" SET n = {table}.n + excluded.n, micros = {table}.micros + excluded.micros"
+        )
+        if self.dialect == "postgresql":  # one statement for them all: a column an array
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}, n, micros) SELECT * FROM unnest("
+                "%b::uuid[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::bigint[],"
+                f" %b::bigint[]){upsert}",
+                [list(column) for column in zip(*changed, strict=True)],
+            )
+        else:
+            cursor.executemany(
+                f"INSERT INTO {table} ({columns}, n, micros) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                f"{upsert}",
+                changed,
+            )
+        buckets = sorted({key[2] for key in sums})
+        cursor.execute(  # back to zero leaves no row, as a rebuild would
+            f"DELETE FROM {table} WHERE n = 0 AND micros = 0"
+            f" AND {bucket} IN ({', '.join(['%s'] * len(buckets))})",
+            buckets,
+        )
 
     # ------------------------------------------------------------------ queries
 
@@ -173,7 +371,133 @@ class FunnelReadModel(SqlReadModel):
         the pipeline's current order) is this one or later — "stage skips count as
         passing the skipped stages" — or that was won by ``as_of``. Won and lost
         deals are those whose latest outcome by ``as_of`` is a win or a loss.
+
+        Read from the sums (``from_sums``), but for deals opened in a period, which
+        the sums do not keep apart: those are counted from the rows (``from_rows``).
         """
+        if opened_from is None and opened_to is None and owner_id != "":
+            return self.from_sums(pipeline_id, as_of, owner_id=owner_id)
+        return self.from_rows(
+            pipeline_id, as_of, owner_id=owner_id, opened_from=opened_from, opened_to=opened_to
+        )
+
+    def from_sums(
+        self, pipeline_id: UUID, as_of: datetime, *, owner_id: str | None = None
+    ) -> FunnelReport:
+        """The funnel (see ``funnel``) from the day and span sums, the moments of
+        ``as_of``'s day up to it, and a walk to the middle of each stage's finished
+        stays; in one snapshot of the tables."""
+        t = self.t
+        day = day_of(as_of)
+        span = day // SPAN_DAYS
+        start = EPOCH + timedelta(days=day)
+        scope = owner_id or ""
+        of_owner = "" if owner_id is None else " AND owner_id = %s"
+        owner_param = () if owner_id is None else (owner_id,)
+        with self.db.snapshot() as cursor:
+            cursor.execute(
+                f"SELECT stage FROM {t['stages']} WHERE pipeline_id = %s ORDER BY idx",
+                (pipeline_id,),
+            )
+            stages = [str(stage) for (stage,) in cursor.fetchall()]
+            cursor.execute(
+                "SELECT kind, label, SUM(n), SUM(micros) FROM ("
+                f" SELECT kind, label, n, micros FROM {t['span_sums']}"
+                "  WHERE pipeline_id = %s AND scope = %s AND span < %s"
+                f" UNION ALL SELECT kind, label, n, micros FROM {t['day_sums']}"
+                "  WHERE pipeline_id = %s AND scope = %s AND day >= %s AND day < %s"
+                f" UNION ALL SELECT kind, label, n, micros FROM {t['moments']}"
+                f"  WHERE pipeline_id = %s AND at >= %s AND at <= %s{of_owner}"
+                ") AS moments GROUP BY kind, label",
+                (
+                    *(pipeline_id, scope, span),
+                    *(pipeline_id, scope, span * SPAN_DAYS, day),
+                    *(pipeline_id, start, as_of, *owner_param),
+                ),
+            )
+            totals = {
+                (str(kind), str(label)): (int(n), int(micros))
+                for kind, label, n, micros in cursor.fetchall()
+            }
+            finished = {
+                label: n for (kind, label), (n, _) in totals.items() if kind == "stay" and n > 0
+            }
+            middles = self._middle_stays(cursor, pipeline_id, as_of, owner_id, finished)
+
+        def count(kind: str, label: str = "") -> int:
+            return totals.get((kind, label), (0, 0))[0]
+
+        def average_days(kind: str, label: str = "") -> float | None:
+            n, micros = totals.get((kind, label), (0, 0))
+            return micros / n / DAY_MICROS if n else None
+
+        reached: dict[str, int] = {}
+        further = 0
+        for stage in reversed(stages):  # a deal reached every stage up to its furthest one
+            further += count("top", stage)
+            reached[stage] = further
+        won = count("won")
+        return funnel.report(
+            pipeline_id,
+            as_of,
+            stages=stages,
+            reached=reached,
+            current={stage: count("in", stage) for stage in stages},
+            stays={
+                stage: funnel.StayFigures(
+                    micros / n / DAY_MICROS, fmean(middles[stage]) / DAY_MICROS
+                )
+                for (kind, stage), (n, micros) in totals.items()
+                if kind == "stay" and n > 0
+            },
+            lost_reasons={
+                label: n for (kind, label), (n, _) in totals.items() if kind == "lost" and n > 0
+            },
+            won=won,
+            avg_sales_cycle_days=average_days("won"),
+        )
+
+    def _middle_stays(
+        self,
+        cursor: Cursor,
+        pipeline_id: UUID,
+        as_of: datetime,
+        owner_id: str | None,
+        finished: dict[str, int],
+    ) -> dict[str, list[int]]:
+        """The length of the middle finished stay of each stage (``finished``: their
+        counts), or of the two middle ones where the count is even: one statement that
+        walks each stage's stays in length order up to its middle."""
+        if not finished:
+            return {}
+        of_owner = "" if owner_id is None else " AND owner_id = %s"
+        walks, params = [], []
+        for stage, n in sorted(finished.items()):
+            walks.append(
+                f"SELECT * FROM (SELECT label, micros FROM {self.t['moments']}"
+                f" WHERE pipeline_id = %s AND kind = 'stay' AND label = %s AND at <= %s{of_owner}"
+                " ORDER BY micros LIMIT %s OFFSET %s) AS middle"
+            )
+            params += [pipeline_id, stage, as_of]
+            params += [] if owner_id is None else [owner_id]
+            params += [2 - n % 2, (n - 1) // 2]
+        cursor.execute(" UNION ALL ".join(walks), params)
+        middles: dict[str, list[int]] = defaultdict(list)
+        for label, micros in cursor.fetchall():
+            middles[str(label)].append(int(micros))
+        return middles
+
+    def from_rows(
+        self,
+        pipeline_id: UUID,
+        as_of: datetime,
+        *,
+        owner_id: str | None = None,
+        opened_from: datetime | None = None,
+        opened_to: datetime | None = None,
+    ) -> FunnelReport:
+        """The funnel (see ``funnel``) counted from the deals, stays and outcomes
+        themselves: every deal of the pipeline is read, so its cost grows with them."""
         t = self.t
         conditions = ["pipeline_id = %s", "opened_at <= %s"]
         considered_params: list[Any] = [pipeline_id, as_of]
@@ -292,3 +616,19 @@ class FunnelReadModel(SqlReadModel):
             won=won,
             avg_sales_cycle_days=avg_sales_cycle_days,
         )
+
+
+_Sums = defaultdict[tuple[UUID, str, int, str, str], list[int]]
+"""(pipeline, scope, day or span, kind, label) → [n, micros]."""
+
+
+def _add(
+    sums: _Sums, pipeline_id: UUID, owner_id: str | None, moment: Moment, *, sign: int = 1
+) -> None:
+    """Add a moment (with ``sign=-1``: take it away) to its day's sums: every deal's
+    (scope ``''``) and its owner's."""
+    day = day_of(moment.at)
+    for scope in ("", owner_id) if owner_id else ("",):
+        total = sums[(pipeline_id, scope, day, moment.kind, moment.label)]
+        total[0] += sign * moment.n
+        total[1] += sign * moment.micros

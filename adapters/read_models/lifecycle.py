@@ -17,10 +17,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from adapters.read_models.base import SqlReadModel, Table
+from adapters.read_models.base import (
+    EPOCH,
+    REFOLD_CHUNK,
+    SPAN_DAYS,
+    SqlReadModel,
+    Table,
+    chunks,
+    day_of,
+)
 from adapters.sql import (
     Cursor,
     Database,
@@ -188,7 +196,7 @@ class LifecycleReadModel(SqlReadModel):
         t = self.t
         rows: list[tuple[UUID, datetime, datetime | None, str, str | None]] = []
         deltas: Counter[tuple[int, str]] = Counter()
-        for chunk in _chunks(client_ids, REFOLD_CHUNK[self.dialect]):
+        for chunk in chunks(client_ids, REFOLD_CHUNK[self.dialect]):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
                 f"SELECT client_id, registered_at FROM {t['clients']}"
@@ -340,17 +348,6 @@ def _stage_counts(rows: Rows) -> dict[str, int]:
     return counts
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-SPAN_DAYS = 32
-"""Days per span of ``span_deltas``: a count as of T reads at most one row per span
-and stage before T's span, and 31 days' rows within it."""
-
-
-def day_of(at: datetime) -> int:
-    """The UTC day holding instant ``at``, as days since 1970-01-01."""
-    return (at - EPOCH) // timedelta(days=1)
-
-
 def _deltas(
     intervals: Iterable[tuple[datetime, datetime | None, str]], sign: int = 1
 ) -> Counter[tuple[int, str]]:
@@ -362,12 +359,3 @@ def _deltas(
         if end is not None:
             deltas[day_of(end), stage] -= sign
     return deltas
-
-
-REFOLD_CHUNK = {"postgresql": 2000, "sqlite": 500}
-"""Clients read per query when their intervals are recomputed (SQLite before 3.32
-allows 999 parameters in a statement)."""
-
-
-def _chunks(items: list[UUID], size: int) -> list[list[UUID]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -260,3 +260,78 @@ def test_figures_over_nothing_are_none_not_zero() -> None:
     assert all(s.avg_days_in_stage is None for s in report.stages)
     assert (report.won, report.lost, report.win_rate) == (0, 0, None)
     assert report.lost_reasons == {}
+
+
+# ---------------------------------------------------------------- the moments
+
+DAY = 86_400_000_000
+"""Microseconds."""
+
+
+def moments_of(stages: tuple[str, ...], deal: funnel.DealRows) -> list[tuple[Any, ...]]:
+    return sorted((m.at, m.kind, m.label, m.n, m.micros) for m in funnel.moments(stages, deal))
+
+
+def test_a_deals_moments_step_each_figure_when_it_changes() -> None:
+    # opened in lead, skips to proposal, back to measurement, won, reopened, lost
+    deal = funnel.DealRows(
+        opened_at=at("2024-01-02"),
+        stays=[
+            (14, "measurement", at("2024-01-12"), at("2024-01-15")),  # rows in any order
+            (10, "lead", at("2024-01-02"), at("2024-01-05")),
+            (11, "proposal", at("2024-01-05"), at("2024-01-07")),
+            (12, "measurement", at("2024-01-07"), at("2024-01-10")),
+        ],
+        outcomes=[
+            (15, "lost", at("2024-01-15"), "price"),
+            (13, "won", at("2024-01-10"), None),
+            (14, "reopened", at("2024-01-12"), None),
+        ],
+    )
+    assert moments_of(STAGES, deal) == sorted(
+        [
+            # furthest stage: lead, then proposal (the skip passes measurement); the
+            # move back and the win (the last stage) do not go further
+            (at("2024-01-02"), "top", "lead", 1, 0),
+            (at("2024-01-05"), "top", "lead", -1, 0),
+            (at("2024-01-05"), "top", "proposal", 1, 0),
+            # in each stage from entering to leaving; each finished stay with its length
+            (at("2024-01-02"), "in", "lead", 1, 0),
+            (at("2024-01-05"), "in", "lead", -1, 0),
+            (at("2024-01-05"), "stay", "lead", 1, 3 * DAY),
+            (at("2024-01-05"), "in", "proposal", 1, 0),
+            (at("2024-01-07"), "in", "proposal", -1, 0),
+            (at("2024-01-07"), "stay", "proposal", 1, 2 * DAY),
+            (at("2024-01-07"), "in", "measurement", 1, 0),
+            (at("2024-01-10"), "in", "measurement", -1, 0),
+            (at("2024-01-10"), "stay", "measurement", 1, 3 * DAY),
+            (at("2024-01-12"), "in", "measurement", 1, 0),
+            (at("2024-01-15"), "in", "measurement", -1, 0),
+            (at("2024-01-15"), "stay", "measurement", 1, 3 * DAY),
+            # won after 8 days, undone by the reopening; then lost for the price
+            (at("2024-01-10"), "won", "", 1, 8 * DAY),
+            (at("2024-01-12"), "won", "", -1, -8 * DAY),
+            (at("2024-01-15"), "lost", "price", 1, 0),
+        ]
+    )
+
+
+def test_a_win_reaches_the_last_stage_of_the_current_order() -> None:
+    deal = funnel.DealRows(
+        opened_at=at("2024-01-02"),
+        stays=[(10, "lead", at("2024-01-02"), at("2024-01-04"))],
+        outcomes=[(11, "won", at("2024-01-04"), None), (12, "reopened", at("2024-01-06"), None)],
+    )
+    tops = [m for m in moments_of(("lead", "proposal"), deal) if m[1] == "top"]
+    # the reopening takes the win back, not the stage it reached
+    assert tops == [
+        (at("2024-01-02"), "top", "lead", 1, 0),
+        (at("2024-01-04"), "top", "lead", -1, 0),
+        (at("2024-01-04"), "top", "proposal", 1, 0),
+    ]
+    # in an order without the deal's stage, only the win reaches a stage
+    assert [m for m in moments_of(("survey", "quote"), deal) if m[1] == "top"] == [
+        (at("2024-01-04"), "top", "quote", 1, 0)
+    ]
+    # a pipeline without stages: nothing to reach
+    assert [m for m in moments_of((), deal) if m[1] == "top"] == []
