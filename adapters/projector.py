@@ -347,6 +347,8 @@ def rebuild_many(
                 position = min(projector._positions.values())
                 if position < projector.head_within(cursor):
                     continue  # events arrived meanwhile: commit this batch, go round
+                for new in rebuilt:
+                    new.finish_rebuild(cursor)
                 now = datetime.now(UTC)
                 for model, new in zip(live, rebuilt, strict=True):
                     for statement in swap_statements(type(model), db.dialect):

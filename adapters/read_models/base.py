@@ -54,6 +54,9 @@ class SqlReadModel(ABC):
         self.db = db
         self.dialect: Dialect = db.dialect
         self.prefix = prefix
+        self.rebuilding = prefix == REBUILD_PREFIX
+        """Tables a rebuild writes beside the live ones: ``finish_rebuild`` runs before
+        they are swapped in."""
         self.t = {table.logical: self.physical(table.logical, prefix) for table in self.tables}
         self._column_types = {
             table.logical: {
@@ -114,6 +117,12 @@ class SqlReadModel(ABC):
             if _columns_of(str(definition)) != _columns_of(f"({columns})"):
                 cursor.execute(f"DROP INDEX {index}")
                 cursor.execute(f"CREATE INDEX {index} ON {table} ({columns})")
+
+    def finish_rebuild(self, cursor: Cursor) -> None:
+        """Complete what this model leaves to the end of a rebuild, after its last
+        batch, in the transaction that swaps the rebuilt tables in; nothing by
+        default."""
+        del cursor
 
     def drop_statements(self) -> list[str]:
         return [f"DROP TABLE IF EXISTS {self.t[table.logical]}" for table in self.tables]

@@ -54,6 +54,13 @@ _DAYS_BETWEEN = {
     "sqlite": "(ROUND((julianday({end}) - julianday({start})) * 86400000.0) / 86400000.0)",
 }
 
+_DAY_OF = {
+    # The UTC day of the column ``at`` as days since 1970-01-01 (``day_of``), exactly:
+    # from dates, not from a floating-point count of seconds.
+    "postgresql": "((at AT TIME ZONE 'UTC')::date - DATE '1970-01-01')",
+    "sqlite": "CAST(julianday(substr(at, 1, 10)) - julianday('1970-01-01') AS INTEGER)",
+}
+
 
 @dataclass(slots=True)
 class _Stay:
@@ -149,6 +156,29 @@ class FunnelReadModel(SqlReadModel):
     )
     topics = funnel.TOPICS
 
+    def finish_rebuild(self, cursor: Cursor) -> None:
+        """A rebuild writes no sums batch by batch (most of its batches would change
+        most days' rows): they are summed from the moments here, once."""
+        t = self.t
+        day = _DAY_OF[self.dialect]
+        totals = "SUM(n), SUM(micros)"
+        nonzero = "HAVING SUM(n) <> 0 OR SUM(micros) <> 0"
+        cursor.execute(
+            f"INSERT INTO {t['day_sums']} (pipeline_id, scope, day, kind, label, n, micros)"
+            f" SELECT pipeline_id, scope, day, kind, label, {totals} FROM ("
+            f"  SELECT pipeline_id, '' AS scope, {day} AS day, kind, label, n, micros"
+            f"  FROM {t['moments']}"
+            f"  UNION ALL SELECT pipeline_id, owner_id, {day}, kind, label, n, micros"
+            f"  FROM {t['moments']} WHERE owner_id IS NOT NULL AND owner_id <> ''"
+            f") AS moments GROUP BY pipeline_id, scope, day, kind, label {nonzero}"
+        )
+        span = f"(day - ((day % {SPAN_DAYS}) + {SPAN_DAYS}) % {SPAN_DAYS}) / {SPAN_DAYS}"
+        cursor.execute(  # the day, rounded down to its span's first day, over span length
+            f"INSERT INTO {t['span_sums']} (pipeline_id, scope, span, kind, label, n, micros)"
+            f" SELECT pipeline_id, scope, {span}, kind, label, {totals} FROM {t['day_sums']}"
+            f" GROUP BY pipeline_id, scope, {span}, kind, label {nonzero}"
+        )
+
     def upgrade(self, cursor: Cursor) -> None:
         """Tables made before the moments existed: make every deal's moments once."""
         cursor.execute(f"SELECT 1 FROM {self.t['moments']} LIMIT 1")
@@ -218,16 +248,17 @@ class FunnelReadModel(SqlReadModel):
     def _refold(self, cursor: Cursor, deal_ids: list[UUID]) -> None:
         """Make the moments of these deals again from their rows: a chunk of deals at
         a time read and their old moments deleted; the new ones written with one bulk
-        insert, and the sums changed by the difference."""
-        sums: _Sums = defaultdict(lambda: [0, 0])
+        insert, and the sums changed by the difference (at the end of a rebuild
+        instead: see ``finish_rebuild``)."""
+        sums: _Sums | None = None if self.rebuilding else defaultdict(lambda: [0, 0])
         rows: list[tuple[Any, ...]] = []
         orders: dict[UUID, list[str]] = {}
         for chunk in chunks(deal_ids, REFOLD_CHUNK[self.dialect]):
-            for pipeline_id, owner_id, at, kind, label, n, micros in self._drop_moments(
-                cursor, chunk
-            ):
-                old = Moment(as_datetime(at), kind, str(label), int(n), int(micros))
-                _add(sums, as_uuid(pipeline_id), owner_id, old, sign=-1)
+            dropped = self._drop_moments(cursor, chunk)
+            if sums is not None:
+                for pipeline_id, owner_id, at, kind, label, n, micros in dropped:
+                    old = Moment(as_datetime(at), kind, str(label), int(n), int(micros))
+                    _add(sums, as_uuid(pipeline_id), owner_id, old, sign=-1)
             deals = self._deal_rows(cursor, chunk)
             missing = {pipeline_id for pipeline_id, _, _ in deals.values()} - orders.keys()
             orders.update(self._orders(cursor, sorted(missing)))
@@ -237,14 +268,16 @@ class FunnelReadModel(SqlReadModel):
                     rows.append(
                         (deal_id, seq, pipeline_id, owner_id, m.at, m.kind, m.label, m.n, m.micros)
                     )
-                    _add(sums, pipeline_id, owner_id, m)
+                    if sums is not None:
+                        _add(sums, pipeline_id, owner_id, m)
         self.insert(
             cursor,
             "moments",
             "deal_id, seq, pipeline_id, owner_id, at, kind, label, n, micros",
             rows,
         )
-        self._add_sums(cursor, sums)
+        if sums is not None:
+            self._add_sums(cursor, sums)
 
     def _drop_moments(self, cursor: Cursor, deal_ids: list[UUID]) -> list[tuple[Any, ...]]:
         """Delete these deals' moments; what they were."""

@@ -27,14 +27,14 @@ chronological order across deals.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import astuple, replace
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import pytest
 
-from adapters.projector import Projector
+from adapters.projector import Projector, rebuild
 from adapters.read_models.funnel import FunnelReadModel
 from api.bootstrap import Crm
 from application import clients, deals, pipelines
@@ -377,6 +377,42 @@ def test_tables_made_before_the_sums_get_them_at_the_next_start(
     assert started.funnel(WINDOWS, T3, owner_id="ivan") == funnel.from_rows(
         WINDOWS, T3, owner_id="ivan"
     )
+
+
+def test_a_rebuild_sums_the_days_and_spans_a_deal_at_a_time_would(
+    crm: Crm, envelope: Envelope
+) -> None:
+    # instants on either side of midnight, of a span's first day (day 19,712 =
+    # 2023-12-21 = 616 spans of 32 days) and of 1970-01-01 itself; a rebuild sums
+    # its moments in SQL at its end, the live model in Python batch by batch
+    crm.users.add("maria", "manager")
+    s = Script(crm, envelope)
+    before_1970 = s.open(DEFAULT, "maria", "1969-12-31T23:59:59.999")
+    s.move(before_1970, "interest", "1970-01-01T00:00:00")
+    s.lose(before_1970, "price", "1970-01-31T23:59:59.999999")
+    late = s.open(DEFAULT, "maria", "2023-12-20T23:59:59.999")
+    s.move(late, "evaluation", "2023-12-21T00:00:00")
+    s.win(late, "2024-01-21T23:59:59.999999")
+    s.reopen(late, "2024-01-22T00:00:00")
+    live = projected(crm)
+    position = rebuild(crm.app, crm.db, lambda prefix: FunnelReadModel(crm.db, prefix=prefix))
+    assert position == crm.projector().head()
+    check = projected(crm, prefix="check_", batch_size=1)
+    for table in ("day_sums", "span_sums"):
+        rows = crm.db.query(f"SELECT * FROM {live.t[table]} ORDER BY 1, 2, 3, 4, 5")
+        assert rows == crm.db.query(f"SELECT * FROM {check.t[table]} ORDER BY 1, 2, 3, 4, 5")
+        assert rows, table
+    for instant in ("1970-01-01", "2023-12-21", "2024-01-22", "2024-02-01"):
+        summed, counted = live.funnel(DEFAULT, at(instant)), live.from_rows(DEFAULT, at(instant))
+        assert_stages(summed, [astuple(stage) for stage in counted.stages])
+        assert_outcomes(
+            summed,
+            counted.won,
+            counted.lost,
+            counted.win_rate,
+            dict(counted.lost_reasons),
+            counted.avg_sales_cycle_days,
+        )
 
 
 def test_a_reordered_pipeline_is_read_in_its_new_order(crm: Crm, envelope: Envelope) -> None:
