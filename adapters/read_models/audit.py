@@ -103,6 +103,13 @@ class AuditReadModel(SqlReadModel):
                 "field, position, seq",
                 "occurred_at",
             ),
+            # the erasure's purge reads a client's entries: the rest serve queries
+            query_only=(
+                "deal_id, position, seq",
+                "actor_id, position, seq",
+                "field, position, seq",
+                "occurred_at",
+            ),
         ),
         Table("deals", "deal_id {uuid} PRIMARY KEY, client_id {uuid} NOT NULL"),
     )

@@ -25,11 +25,20 @@ _TYPED_COLUMN = re.compile(r"(\w+) \{(\w+)\}")
 class Table:
     """A table of a read model. ``columns`` uses the ``{uuid}``, ``{ts}``, ``{text}``,
     ``{int}``, ``{bool}`` and ``{money}`` type placeholders and must declare a
-    PRIMARY KEY; ``indexes`` are column lists."""
+    PRIMARY KEY; ``indexes`` are column lists.
+
+    ``query_only`` names those of ``indexes`` that only the model's queries use,
+    never its writes: a rebuild makes them at its end, in one pass over the rows,
+    instead of keeping them up to date row by row."""
 
     logical: str
     columns: str
     indexes: tuple[str, ...] = ()
+    query_only: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.query_only) - set(self.indexes):
+            raise ValueError(f"query_only names no index of {self.logical}: {sorted(unknown)}")
 
 
 class SqlReadModel(ABC):
@@ -81,6 +90,7 @@ class SqlReadModel(ABC):
             statements.extend(
                 f"CREATE INDEX IF NOT EXISTS {name}_i{n} ON {name} ({columns})"
                 for n, columns in enumerate(table.indexes)
+                if not (self.rebuilding and columns in table.query_only)
             )
         return statements
 
@@ -120,9 +130,16 @@ class SqlReadModel(ABC):
 
     def finish_rebuild(self, cursor: Cursor) -> None:
         """Complete what this model leaves to the end of a rebuild, after its last
-        batch, in the transaction that swaps the rebuilt tables in; nothing by
-        default."""
-        del cursor
+        batch, in the transaction that swaps the rebuilt tables in: by default, make
+        the indexes only queries use (on SQLite the swap makes every index again,
+        under its live name)."""
+        if self.dialect == "sqlite":
+            return
+        for table in self.tables:
+            name = self.t[table.logical]
+            for n, columns in enumerate(table.indexes):
+                if columns in table.query_only:
+                    cursor.execute(f"CREATE INDEX IF NOT EXISTS {name}_i{n} ON {name} ({columns})")
 
     def drop_statements(self) -> list[str]:
         return [f"DROP TABLE IF EXISTS {self.t[table.logical]}" for table in self.tables]

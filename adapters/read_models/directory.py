@@ -80,6 +80,7 @@ class DirectoryReadModel(SqlReadModel):
             " restricted {bool} NOT NULL, erased {bool} NOT NULL, merged_into {uuid},"
             " version {int} NOT NULL, search_text {text} NOT NULL",
             indexes=("registered_at, client_id", "owner_id", "last_contact_at"),
+            query_only=("registered_at, client_id", "owner_id", "last_contact_at"),
         ),
         Table(
             "lookup",

@@ -140,6 +140,7 @@ class FunnelReadModel(SqlReadModel):
             " n {int} NOT NULL, micros {int} NOT NULL, PRIMARY KEY (deal_id, seq)",
             # the moments of T's day; the finished stays of a stage in length order
             indexes=("pipeline_id, at", "pipeline_id, kind, label, micros, at, owner_id"),
+            query_only=("pipeline_id, at", "pipeline_id, kind, label, micros, at, owner_id"),
         ),
         Table(
             "day_sums",
@@ -178,6 +179,7 @@ class FunnelReadModel(SqlReadModel):
             f" SELECT pipeline_id, scope, {span}, kind, label, {totals} FROM {t['day_sums']}"
             f" GROUP BY pipeline_id, scope, {span}, kind, label {nonzero}"
         )
+        super().finish_rebuild(cursor)
 
     def upgrade(self, cursor: Cursor) -> None:
         """Tables made before the moments existed: make every deal's moments once."""

@@ -64,6 +64,7 @@ class LifecycleReadModel(SqlReadModel):
             "position {int} PRIMARY KEY, client_id {uuid} NOT NULL, kind {text} NOT NULL,"
             " at {ts} NOT NULL, reason {text}, amount {money}, cost {money}",
             indexes=("client_id", "kind, at"),
+            query_only=("kind, at",),
         ),
         Table(
             "intervals",
@@ -72,6 +73,7 @@ class LifecycleReadModel(SqlReadModel):
             # with the stage, so that the counts as of T read the intervals that began
             # or ended on T's day from the indexes alone
             indexes=("valid_from, valid_to, stage", "valid_to, stage"),
+            query_only=("valid_from, valid_to, stage", "valid_to, stage"),
         ),
         Table(
             "day_deltas",

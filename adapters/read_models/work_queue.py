@@ -59,12 +59,14 @@ class WorkQueueReadModel(SqlReadModel):
             " assignee_id {text} NOT NULL, due_at {ts} NOT NULL, scheduled_at {ts} NOT NULL,"
             " status {text} NOT NULL, closed_at {ts}, closed_by {text}",
             indexes=("status, due_at", "client_id"),
+            query_only=("status, due_at",),
         ),
         Table(
             "activity",
             "position {int} NOT NULL, kind {text} NOT NULL, actor_id {text} NOT NULL,"
             " at {ts} NOT NULL, PRIMARY KEY (position, kind)",
             indexes=("at", "actor_id, at"),
+            query_only=("at", "actor_id, at"),
         ),
     )
     topics = work_queue.TOPICS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -265,6 +266,58 @@ def test_the_tables_a_rebuild_swaps_in_are_vacuumed_for_index_only_reads(crm: Cr
         (list(tables),),
     )
     assert sorted(rows) == sorted((table, True, True) for table in tables)
+
+
+def index_columns(crm: Crm, prefix: str) -> dict[str, str]:
+    """The declared-style indexes (``<table>_i<n>``) of the ``prefix``ed read-model
+    tables: name -> column list."""
+    rows = crm.db.query(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+    )
+    tables = {
+        crm.read_model(name, prefix).t[t.logical]
+        for name in registry.NAMES
+        for t in crm.read_model(name).tables
+    }
+    return {
+        str(name): str(definition).rpartition("(")[2].rstrip(")").replace('"', "")
+        for name, definition in rows
+        if re.fullmatch(r"(.+)_i\d+", str(name)) and str(name).rpartition("_i")[0] in tables
+    }
+
+
+def declared_indexes(crm: Crm, prefix: str, *, query_only: bool) -> dict[str, str]:
+    """The indexes the read models declare (those only queries use if ``query_only``)."""
+    models = [crm.read_model(name) for name in registry.NAMES]
+    return {
+        f"{model.physical(table.logical, prefix)}_i{n}": columns
+        for model in models
+        for table in model.tables
+        for n, columns in enumerate(table.indexes)
+        if query_only or columns not in table.query_only
+    }
+
+
+@pytest.mark.parametrize("store", ["postgresql"])
+def test_a_rebuild_makes_the_indexes_only_queries_use_at_its_end(crm: Crm) -> None:
+    load_demo(crm, clients_count=10)
+    crm.projector().catch_up()
+    # midway, the rebuilt tables have the indexes their own writes use, no others
+    partial = Projector(
+        crm.app, crm.db, [crm.read_model(name, REBUILD_PREFIX) for name in registry.NAMES]
+    )
+    partial.setup()
+    partial.catch_up(until=partial.head() // 2)
+    assert index_columns(crm, REBUILD_PREFIX) == declared_indexes(
+        crm, REBUILD_PREFIX, query_only=False
+    )
+    # swapped in, they have them all, as tables that were never rebuilt do
+    rebuild_groups(crm, [registry.NAMES])
+    live = index_columns(crm, "")
+    assert {name: live.get(name) for name in declared_indexes(crm, "", query_only=True)} == (
+        declared_indexes(crm, "", query_only=True)
+    )
+    assert not index_columns(crm, REBUILD_PREFIX)
 
 
 def test_crm_project_rebuild_all_with_jobs_swaps_every_model_in(
