@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from adapters.read_models.base import SqlReadModel, Table
+from adapters.read_models.base import SqlReadModel, Table, chunks
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.sql import (
     Cursor,
@@ -106,7 +106,7 @@ class DirectoryReadModel(SqlReadModel):
             return
         t = self.t
         ids = sorted(changed)
-        for chunk in _chunks(ids, 500):
+        for chunk in chunks(ids, 500):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(f"DELETE FROM {t['cards']} WHERE client_id IN ({marks})", chunk)
         self.insert(cursor, "cards", _COLUMNS, [_row(changed[cid]) for cid in ids])
@@ -141,7 +141,7 @@ class DirectoryReadModel(SqlReadModel):
 
     def _load(self, cursor: Cursor, client_ids: list[UUID]) -> dict[UUID, ClientCard]:
         cards: dict[UUID, ClientCard] = {}
-        for chunk in _chunks(client_ids, 500):
+        for chunk in chunks(client_ids, 500):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
                 f"SELECT {_COLUMNS} FROM {self.t['cards']} WHERE client_id IN ({marks})", chunk
@@ -422,7 +422,3 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         return instant, UUID(client_id)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, AttributeError):
         raise ValueError(f"malformed cursor {cursor!r}") from None
-
-
-def _chunks(items: list[UUID], size: int) -> list[list[UUID]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

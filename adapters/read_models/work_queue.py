@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from adapters.read_models.base import SqlReadModel, Table
+from adapters.read_models.base import SqlReadModel, Table, chunks
 from adapters.sql import Cursor, as_datetime, as_optional_datetime, as_uuid
 from projections import work_queue
 from projections.base import Recorded
@@ -90,7 +90,7 @@ class WorkQueueReadModel(SqlReadModel):
         t = self.t
         if written:
             ids = sorted(written)
-            for chunk in _chunks(ids, 500):
+            for chunk in chunks(ids, 500):
                 marks = ", ".join(["%s"] * len(chunk))
                 cursor.execute(f"DELETE FROM {t['follow_ups']} WHERE task_id IN ({marks})", chunk)
             self.insert(
@@ -121,7 +121,7 @@ class WorkQueueReadModel(SqlReadModel):
 
     def _open_tasks(self, cursor: Cursor, client_ids: list[UUID]) -> dict[UUID, FollowUp]:
         tasks: dict[UUID, FollowUp] = {}
-        for chunk in _chunks(client_ids, 500):
+        for chunk in chunks(client_ids, 500):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
                 f"SELECT {_FOLLOW_UP_COLUMNS} FROM {self.t['follow_ups']}"
@@ -198,7 +198,3 @@ def _follow_up(row: tuple[Any, ...]) -> FollowUp:
         closed_at=as_optional_datetime(closed_at),
         closed_by=closed_by,
     )
-
-
-def _chunks(items: list[UUID], size: int) -> list[list[UUID]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
