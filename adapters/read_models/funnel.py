@@ -248,14 +248,14 @@ class FunnelReadModel(SqlReadModel):
             self._refold(cursor, sorted(touched))
 
     def _refold(self, cursor: Cursor, deal_ids: list[UUID]) -> None:
-        """Make the moments of these deals again from their rows: a chunk of deals at
-        a time read and their old moments deleted; the new ones written with one bulk
-        insert, and the sums changed by the difference (at the end of a rebuild
-        instead: see ``finish_rebuild``)."""
+        """Make the moments of these deals again from their rows, a chunk of deals at a
+        time (read, their old moments deleted, the new ones written with one bulk
+        insert: a redefined pipeline's deals are many); then change the sums by the
+        difference (at the end of a rebuild instead: see ``finish_rebuild``)."""
         sums: _Sums | None = None if self.rebuilding else defaultdict(lambda: [0, 0])
-        rows: list[tuple[Any, ...]] = []
         orders: dict[UUID, list[str]] = {}
         for chunk in chunks(deal_ids, REFOLD_CHUNK[self.dialect]):
+            rows: list[tuple[Any, ...]] = []
             dropped = self._drop_moments(cursor, chunk)
             if sums is not None:
                 for pipeline_id, owner_id, at, kind, label, n, micros in dropped:
@@ -272,12 +272,12 @@ class FunnelReadModel(SqlReadModel):
                     )
                     if sums is not None:
                         _add(sums, pipeline_id, owner_id, m)
-        self.insert(
-            cursor,
-            "moments",
-            "deal_id, seq, pipeline_id, owner_id, at, kind, label, n, micros",
-            rows,
-        )
+            self.insert(
+                cursor,
+                "moments",
+                "deal_id, seq, pipeline_id, owner_id, at, kind, label, n, micros",
+                rows,
+            )
         if sums is not None:
             self._add_sums(cursor, sums)
 
