@@ -381,11 +381,12 @@ class FunnelReadModel(SqlReadModel):
                 changed,
             )
         buckets = sorted({key[2] for key in sums})
-        cursor.execute(  # back to zero leaves no row, as a rebuild would
-            f"DELETE FROM {table} WHERE n = 0 AND micros = 0"
-            f" AND {bucket} IN ({', '.join(['%s'] * len(buckets))})",
-            buckets,
-        )
+        for part in chunks(buckets, REFOLD_CHUNK[self.dialect]):
+            cursor.execute(  # back to zero leaves no row, as a rebuild would
+                f"DELETE FROM {table} WHERE n = 0 AND micros = 0"
+                f" AND {bucket} IN ({', '.join(['%s'] * len(part))})",
+                part,
+            )
 
     # ------------------------------------------------------------------ queries
 
