@@ -53,17 +53,18 @@ def build(name: str, context: Context, prefix: str = "") -> SqlReadModel:
 
 
 REBUILD_COST: dict[str, float] = {
-    "audit": 6.9,
-    "lifecycle": 6.2,
-    "directory": 3.5,
-    "work_queue": 0.9,
-    "chain": 0.7,
-    "funnel": 0.5,
-    "deals": 0.2,
+    "audit": 1.33,
+    "lifecycle": 1.27,
+    "directory": 1.02,
+    "funnel": 0.57,
+    "chain": 0.24,
+    "work_queue": 0.12,
+    "deals": 0.06,
 }
 """Seconds each model's fold took per 100k events of a generated history, measured
-in one rebuild (docs/PERFORMANCE.md): only their proportions matter, to share the
-models of a parallel rebuild out evenly."""
+in one rebuild of all models at 1M events (docs/PERFORMANCE.md, 2026-12-01's fifth
+session): only their proportions matter, to share the models of a parallel rebuild
+out evenly."""
 
 
 def groups(names: Sequence[str], count: int) -> list[list[str]]:
