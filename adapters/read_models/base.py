@@ -183,6 +183,20 @@ def day_of(at: datetime) -> int:
     return (at - EPOCH) // timedelta(days=1)
 
 
+DAY_OF_SQL = {
+    # ``day_of`` of the timestamp column {column}, exactly: from its date, not from a
+    # floating-point count of seconds.
+    "postgresql": "(({column} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')",
+    "sqlite": "CAST(julianday(substr({column}, 1, 10)) - julianday('1970-01-01') AS INTEGER)",
+}
+
+
+def span_of_sql(day: str) -> str:
+    """The span of the day number ``day`` (an SQL expression), rounded down as
+    ``day // SPAN_DAYS`` is, for days before 1970 too (SQL's division truncates)."""
+    return f"(({day}) - ((({day}) % {SPAN_DAYS}) + {SPAN_DAYS}) % {SPAN_DAYS}) / {SPAN_DAYS}"
+
+
 REFOLD_CHUNK = {"postgresql": 2000, "sqlite": 500}
 """Ids read per query when rows derived from them are made again (SQLite before 3.32
 allows 999 parameters in a statement)."""

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from adapters.read_models.base import (
+    DAY_OF_SQL,
     EPOCH,
     REFOLD_CHUNK,
     SPAN_DAYS,
@@ -28,6 +29,7 @@ from adapters.read_models.base import (
     Table,
     chunks,
     day_of,
+    span_of_sql,
 )
 from adapters.sql import (
     Cursor,
@@ -92,9 +94,34 @@ class LifecycleReadModel(SqlReadModel):
         super().__init__(db, prefix=prefix)
         self.policy = policy
 
+    def finish_rebuild(self, cursor: Cursor) -> None:
+        """A rebuild writes no deltas batch by batch (most of its batches would change
+        most days' rows): they are derived from the intervals here, once."""
+        t = self.t
+        day = DAY_OF_SQL[self.dialect]
+        cursor.execute(
+            f"INSERT INTO {t['day_deltas']} (day, stage, delta)"
+            " SELECT day, stage, SUM(delta) FROM ("
+            f"  SELECT {day.format(column='valid_from')} AS day, stage, 1 AS delta"
+            f"  FROM {t['intervals']}"
+            f"  UNION ALL SELECT {day.format(column='valid_to')}, stage, -1"
+            f"  FROM {t['intervals']} WHERE valid_to IS NOT NULL"
+            ") AS moves GROUP BY day, stage HAVING SUM(delta) <> 0"
+        )
+        span = span_of_sql("day")
+        cursor.execute(
+            f"INSERT INTO {t['span_deltas']} (span, stage, delta)"
+            f" SELECT {span}, stage, SUM(delta) FROM {t['day_deltas']}"
+            f" GROUP BY {span}, stage HAVING SUM(delta) <> 0"
+        )
+        super().finish_rebuild(cursor)
+
     def upgrade(self, cursor: Cursor) -> None:
         """Tables made before ``day_deltas`` existed: derive the deltas from the
-        intervals once; made before ``span_deltas``: derive those from the days."""
+        intervals once; made before ``span_deltas``: derive those from the days. A
+        rebuild's tables have none until its end (``finish_rebuild``)."""
+        if self.rebuilding:
+            return
         cursor.execute(f"SELECT 1 FROM {self.t['day_deltas']} LIMIT 1")
         if cursor.fetchone() is None:
             cursor.execute(f"DELETE FROM {self.t['span_deltas']}")
@@ -250,7 +277,10 @@ class LifecycleReadModel(SqlReadModel):
         return _deltas(old, sign=-1)
 
     def _add_deltas(self, cursor: Cursor, deltas: Counter[tuple[int, str]]) -> None:
-        """Add per-(day, stage) deltas to the day and span tables."""
+        """Add per-(day, stage) deltas to the day and span tables (at the end of a
+        rebuild instead: see ``finish_rebuild``)."""
+        if self.rebuilding:
+            return
         spans: Counter[tuple[int, str]] = Counter()
         for (day, stage), delta in deltas.items():
             spans[(day // SPAN_DAYS, stage)] += delta
