@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
@@ -156,6 +156,87 @@ class SqlReadModel(ABC):
         if self.dialect == "postgresql":
             types = [declared[name.strip()] for name in columns.split(",")]
         insert_rows(cursor, self.dialect, self.t[logical], columns, rows, types=types)
+
+    def add_day_totals(
+        self,
+        cursor: Cursor,
+        tables: tuple[str, str],
+        columns: tuple[tuple[str, ...], tuple[str, ...]],
+        totals: Mapping[tuple[Any, ...], Sequence[int]],
+    ) -> None:
+        """Add ``totals`` to a pair of summed ``tables``, by day and by span: ``columns``
+        are the day table's key columns (``day`` among them) and value columns, and
+        ``totals`` the amounts to add per key. The span table has ``span`` where the
+        day table has ``day``. A row whose amounts come back to zero goes, as a
+        rebuild would leave none."""
+        keys, values = columns
+        at = keys.index("day")
+        spans: dict[tuple[Any, ...], list[int]] = {}
+        for key, amounts in totals.items():
+            span = spans.setdefault(
+                (*key[:at], key[at] // SPAN_DAYS, *key[at + 1 :]), [0] * len(values)
+            )
+            for i, amount in enumerate(amounts):
+                span[i] += amount
+        day_table, span_table = tables
+        self._add_totals(cursor, day_table, keys, values, totals)
+        span_keys = (*keys[:at], "span", *keys[at + 1 :])
+        self._add_totals(cursor, span_table, span_keys, values, spans)
+
+    def _add_totals(
+        self,
+        cursor: Cursor,
+        logical: str,
+        keys: tuple[str, ...],
+        values: tuple[str, ...],
+        totals: Mapping[tuple[Any, ...], Sequence[int]],
+    ) -> None:
+        changed = [(*key, *amounts) for key, amounts in totals.items() if any(amounts)]
+        if not changed:
+            return
+        table = self.t[logical]
+        columns = ", ".join((*keys, *values))
+        upsert = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
+            f"{value} = {table}.{value} + excluded.{value}" for value in values
+        )
+        if self.dialect == "postgresql":  # one statement for them all: a column an array
+            types = self._column_types[logical]
+            arrays = ", ".join(f"%b::{types[column]}[]" for column in (*keys, *values))
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){upsert}",
+                [list(column) for column in zip(*changed, strict=True)],
+            )
+        else:
+            marks = ", ".join(["%s"] * (len(keys) + len(values)))
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}){upsert}", changed)
+        bucket = keys.index("day") if "day" in keys else keys.index("span")
+        zero = " AND ".join(f"{value} = 0" for value in values)
+        buckets = sorted({row[bucket] for row in changed})
+        for part in chunks(buckets, REFOLD_CHUNK[self.dialect]):
+            cursor.execute(  # back to zero leaves no row
+                f"DELETE FROM {table} WHERE {zero}"
+                f" AND {keys[bucket]} IN ({', '.join(['%s'] * len(part))})",
+                part,
+            )
+
+    def sum_spans(
+        self,
+        cursor: Cursor,
+        tables: tuple[str, str],
+        columns: tuple[tuple[str, ...], tuple[str, ...]],
+    ) -> None:
+        """Fill the span table of ``tables`` from its day table (see
+        ``add_day_totals``) in one statement, leaving out spans that sum to zero."""
+        keys, values = columns
+        day_table, span_table = (self.t[logical] for logical in tables)
+        grouped = ", ".join(span_of_sql("day") if key == "day" else key for key in keys)
+        named = ", ".join("span" if key == "day" else key for key in keys)
+        cursor.execute(
+            f"INSERT INTO {span_table} ({named}, {', '.join(values)})"
+            f" SELECT {grouped}, {', '.join(f'SUM({value})' for value in values)}"
+            f" FROM {day_table} GROUP BY {grouped}"
+            f" HAVING {' OR '.join(f'SUM({value}) <> 0' for value in values)}"
+        )
 
     @abstractmethod
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:

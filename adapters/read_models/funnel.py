@@ -39,7 +39,6 @@ from adapters.read_models.base import (
     Table,
     chunks,
     day_of,
-    span_of_sql,
 )
 from adapters.sql import Cursor, as_datetime, as_optional_datetime, as_uuid
 from projections import funnel
@@ -157,23 +156,17 @@ class FunnelReadModel(SqlReadModel):
         most days' rows): they are summed from the moments here, once."""
         t = self.t
         day = DAY_OF_SQL[self.dialect].format(column="at")
-        totals = "SUM(n), SUM(micros)"
-        nonzero = "HAVING SUM(n) <> 0 OR SUM(micros) <> 0"
         cursor.execute(
             f"INSERT INTO {t['day_sums']} (pipeline_id, scope, day, kind, label, n, micros)"
-            f" SELECT pipeline_id, scope, day, kind, label, {totals} FROM ("
+            " SELECT pipeline_id, scope, day, kind, label, SUM(n), SUM(micros) FROM ("
             f"  SELECT pipeline_id, '' AS scope, {day} AS day, kind, label, n, micros"
             f"  FROM {t['moments']}"
             f"  UNION ALL SELECT pipeline_id, owner_id, {day}, kind, label, n, micros"
             f"  FROM {t['moments']} WHERE owner_id IS NOT NULL AND owner_id <> ''"
-            f") AS moments GROUP BY pipeline_id, scope, day, kind, label {nonzero}"
+            ") AS moments GROUP BY pipeline_id, scope, day, kind, label"
+            " HAVING SUM(n) <> 0 OR SUM(micros) <> 0"
         )
-        span = span_of_sql("day")
-        cursor.execute(
-            f"INSERT INTO {t['span_sums']} (pipeline_id, scope, span, kind, label, n, micros)"
-            f" SELECT pipeline_id, scope, {span}, kind, label, {totals} FROM {t['day_sums']}"
-            f" GROUP BY pipeline_id, scope, {span}, kind, label {nonzero}"
-        )
+        self.sum_spans(cursor, SUMS, SUM_COLUMNS)
         super().finish_rebuild(cursor)
 
     def upgrade(self, cursor: Cursor) -> None:
@@ -274,7 +267,7 @@ class FunnelReadModel(SqlReadModel):
                 rows,
             )
         if sums is not None:
-            self._add_sums(cursor, sums)
+            self.add_day_totals(cursor, SUMS, SUM_COLUMNS, sums)
 
     def _drop_moments(self, cursor: Cursor, deal_ids: list[UUID]) -> list[tuple[Any, ...]]:
         """Delete these deals' moments; what they were."""
@@ -341,47 +334,6 @@ class FunnelReadModel(SqlReadModel):
         for pipeline_id, stage in cursor.fetchall():
             orders[as_uuid(pipeline_id)].append(str(stage))
         return orders
-
-    def _add_sums(self, cursor: Cursor, sums: _Sums) -> None:
-        """Add per-day moments to the day and span sums; a row back at zero goes."""
-        spans: _Sums = defaultdict(lambda: [0, 0])
-        for (pipeline_id, scope, day, kind, label), (n, micros) in sums.items():
-            span = spans[(pipeline_id, scope, day // SPAN_DAYS, kind, label)]
-            span[0] += n
-            span[1] += micros
-        self._upsert_sums(cursor, "day_sums", "day", sums)
-        self._upsert_sums(cursor, "span_sums", "span", spans)
-
-    def _upsert_sums(self, cursor: Cursor, logical: str, bucket: str, sums: _Sums) -> None:
-        changed = [(*key, n, micros) for key, (n, micros) in sums.items() if n or micros]
-        if not changed:
-            return
-        table = self.t[logical]
-        columns = f"pipeline_id, scope, {bucket}, kind, label"
-        upsert = (
-            f" ON CONFLICT ({columns}) DO UPDATE"
-            f" SET n = {table}.n + excluded.n, micros = {table}.micros + excluded.micros"
-        )
-        if self.dialect == "postgresql":  # one statement for them all: a column an array
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}, n, micros) SELECT * FROM unnest("
-                "%b::uuid[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::bigint[],"
-                f" %b::bigint[]){upsert}",
-                [list(column) for column in zip(*changed, strict=True)],
-            )
-        else:
-            cursor.executemany(
-                f"INSERT INTO {table} ({columns}, n, micros) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                f"{upsert}",
-                changed,
-            )
-        buckets = sorted({key[2] for key in sums})
-        for part in chunks(buckets, REFOLD_CHUNK[self.dialect]):
-            cursor.execute(  # back to zero leaves no row, as a rebuild would
-                f"DELETE FROM {table} WHERE n = 0 AND micros = 0"
-                f" AND {bucket} IN ({', '.join(['%s'] * len(part))})",
-                part,
-            )
 
     # ------------------------------------------------------------------ queries
 
@@ -650,7 +602,10 @@ class FunnelReadModel(SqlReadModel):
 
 
 _Sums = defaultdict[tuple[UUID, str, int, str, str], list[int]]
-"""(pipeline, scope, day or span, kind, label) → [n, micros]."""
+"""(pipeline, scope, day, kind, label) → [n, micros]."""
+
+SUMS = ("day_sums", "span_sums")
+SUM_COLUMNS = (("pipeline_id", "scope", "day", "kind", "label"), ("n", "micros"))
 
 
 def _add(

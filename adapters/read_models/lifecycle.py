@@ -29,7 +29,6 @@ from adapters.read_models.base import (
     Table,
     chunks,
     day_of,
-    span_of_sql,
 )
 from adapters.sql import (
     Cursor,
@@ -97,23 +96,7 @@ class LifecycleReadModel(SqlReadModel):
     def finish_rebuild(self, cursor: Cursor) -> None:
         """A rebuild writes no deltas batch by batch (most of its batches would change
         most days' rows): they are derived from the intervals here, once."""
-        t = self.t
-        day = DAY_OF_SQL[self.dialect]
-        cursor.execute(
-            f"INSERT INTO {t['day_deltas']} (day, stage, delta)"
-            " SELECT day, stage, SUM(delta) FROM ("
-            f"  SELECT {day.format(column='valid_from')} AS day, stage, 1 AS delta"
-            f"  FROM {t['intervals']}"
-            f"  UNION ALL SELECT {day.format(column='valid_to')}, stage, -1"
-            f"  FROM {t['intervals']} WHERE valid_to IS NOT NULL"
-            ") AS moves GROUP BY day, stage HAVING SUM(delta) <> 0"
-        )
-        span = span_of_sql("day")
-        cursor.execute(
-            f"INSERT INTO {t['span_deltas']} (span, stage, delta)"
-            f" SELECT {span}, stage, SUM(delta) FROM {t['day_deltas']}"
-            f" GROUP BY {span}, stage HAVING SUM(delta) <> 0"
-        )
+        self._derive_deltas(cursor)
         super().finish_rebuild(cursor)
 
     def upgrade(self, cursor: Cursor) -> None:
@@ -125,20 +108,26 @@ class LifecycleReadModel(SqlReadModel):
         cursor.execute(f"SELECT 1 FROM {self.t['day_deltas']} LIMIT 1")
         if cursor.fetchone() is None:
             cursor.execute(f"DELETE FROM {self.t['span_deltas']}")
-            cursor.execute(f"SELECT valid_from, valid_to, stage FROM {self.t['intervals']}")
-            rows = cursor.fetchall()
-            self._add_deltas(
-                cursor,
-                _deltas((as_datetime(a), as_optional_datetime(b), str(s)) for a, b, s in rows),
-            )
+            self._derive_deltas(cursor)
             return
         cursor.execute(f"SELECT 1 FROM {self.t['span_deltas']} LIMIT 1")
         if cursor.fetchone() is None:
-            cursor.execute(f"SELECT day, stage, delta FROM {self.t['day_deltas']}")
-            spans: Counter[tuple[int, str]] = Counter()
-            for day, stage, delta in cursor.fetchall():
-                spans[(int(day) // SPAN_DAYS, str(stage))] += int(delta)
-            self._upsert_deltas(cursor, "span_deltas", "span", spans)
+            self.sum_spans(cursor, DELTAS, DELTA_COLUMNS)
+
+    def _derive_deltas(self, cursor: Cursor) -> None:
+        """The day and span deltas of all the intervals, into empty delta tables."""
+        t = self.t
+        day = DAY_OF_SQL[self.dialect]
+        cursor.execute(
+            f"INSERT INTO {t['day_deltas']} (day, stage, delta)"
+            " SELECT day, stage, SUM(delta) FROM ("
+            f"  SELECT {day.format(column='valid_from')} AS day, stage, 1 AS delta"
+            f"  FROM {t['intervals']}"
+            f"  UNION ALL SELECT {day.format(column='valid_to')}, stage, -1"
+            f"  FROM {t['intervals']} WHERE valid_to IS NOT NULL"
+            ") AS moves GROUP BY day, stage HAVING SUM(delta) <> 0"
+        )
+        self.sum_spans(cursor, DELTAS, DELTA_COLUMNS)
 
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
         registered: list[lifecycle.Registered] = []
@@ -279,31 +268,9 @@ class LifecycleReadModel(SqlReadModel):
     def _add_deltas(self, cursor: Cursor, deltas: Counter[tuple[int, str]]) -> None:
         """Add per-(day, stage) deltas to the day and span tables (at the end of a
         rebuild instead: see ``finish_rebuild``)."""
-        if self.rebuilding:
-            return
-        spans: Counter[tuple[int, str]] = Counter()
-        for (day, stage), delta in deltas.items():
-            spans[(day // SPAN_DAYS, stage)] += delta
-        self._upsert_deltas(cursor, "day_deltas", "day", deltas)
-        self._upsert_deltas(cursor, "span_deltas", "span", spans)
-
-    def _upsert_deltas(
-        self, cursor: Cursor, logical: str, key: str, deltas: Counter[tuple[int, str]]
-    ) -> None:
-        changed = [(at, stage, delta) for (at, stage), delta in sorted(deltas.items()) if delta]
-        if not changed:
-            return
-        table = self.t[logical]
-        cursor.executemany(
-            f"INSERT INTO {table} ({key}, stage, delta) VALUES (%s, %s, %s)"
-            f" ON CONFLICT ({key}, stage) DO UPDATE SET delta = {table}.delta + excluded.delta",
-            changed,
-        )
-        keys = sorted({at for at, _, _ in changed})
-        cursor.execute(  # back to zero leaves no row, as a rebuild would
-            f"DELETE FROM {table} WHERE delta = 0 AND {key} IN ({', '.join(['%s'] * len(keys))})",
-            keys,
-        )
+        if not self.rebuilding:
+            totals = {key: (delta,) for key, delta in deltas.items()}
+            self.add_day_totals(cursor, DELTAS, DELTA_COLUMNS, totals)
 
     # ------------------------------------------------------------------ queries
 
@@ -391,3 +358,7 @@ def _deltas(
         if end is not None:
             deltas[day_of(end), stage] -= sign
     return deltas
+
+
+DELTAS = ("day_deltas", "span_deltas")
+DELTA_COLUMNS = (("day", "stage"), ("delta",))
