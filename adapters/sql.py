@@ -289,9 +289,13 @@ class PostgresDatabase:
 
     @contextmanager
     def snapshot(self) -> Iterator[Cursor]:
+        # Ended by a COMMIT, which changes nothing in a read-only transaction: psycopg
+        # forgets the connection's prepared statements at every ROLLBACK (PostgreSQL
+        # would drop those prepared in it), so the repeated reads of a snapshot (the
+        # funnel's) would be parsed and planned anew each time.
         with (
             self.datastore.get_connection() as conn,
-            conn.transaction(force_rollback=True),
+            conn.transaction(),
             conn.cursor(row_factory=tuple_row) as cursor,
         ):
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
