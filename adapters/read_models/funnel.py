@@ -14,21 +14,31 @@ all its deals' moments made again: their furthest stages follow the new order).
 deals), UTC day, kind and label, the moments' ``n`` and ``micros`` of that day;
 ``span_sums`` the same over spans of ``SPAN_DAYS`` days. The funnel as of T sums
 the spans before T's span, the days of T's span before T's day and the moments
-from the start of T's day up to T. The medians walk the finished stays (the
-``stay`` moments) in length order, up to the middle one. A day or span whose sums
-come back to zero keeps no row, as a rebuild would. The deals opened in a period
+from the start of T's day up to T. A day or span whose sums come back to zero
+keeps no row, as a rebuild would.
+
+The medians: ``stay_lengths`` holds, per pipeline, scope and stage, for each day on
+which a stay of that stage finished, the histogram of the lengths of every such
+stay finished by the end of that day (``projections.funnel.length_bucket``). The
+latest one before T's day plus the stays of T's day up to T tell which bucket holds
+the middle stay and its rank there; a walk over that bucket's ``stay`` moments in
+length order finds it. A stay added or taken away makes its stage's histograms
+from its day on again (mostly today's only: the deals' earlier stays, made again
+alike, cancel out). The deals opened in a period
 have no sums: their funnel is counted from the stays and outcomes themselves.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import fmean
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from adapters.read_models.base import (
     DAY_OF_SQL,
@@ -43,7 +53,14 @@ from adapters.read_models.base import (
 from adapters.sql import Cursor, as_datetime, as_optional_datetime, as_uuid
 from projections import funnel
 from projections.base import Recorded
-from projections.funnel import DAY_MICROS, DealRows, FunnelReport, Moment
+from projections.funnel import (
+    DAY_MICROS,
+    DealRows,
+    FunnelReport,
+    Histogram,
+    Moment,
+    length_bucket,
+)
 
 _DAYS_BETWEEN = {
     # Days from {start} to {end}. SQLite's julianday keeps milliseconds: rounding the
@@ -148,6 +165,13 @@ class FunnelReadModel(SqlReadModel):
             " kind {text} NOT NULL, label {text} NOT NULL, n {int} NOT NULL,"
             " micros {int} NOT NULL, PRIMARY KEY (pipeline_id, scope, span, kind, label)",
         ),
+        Table(
+            "stay_lengths",
+            # counts: JSON [[bucket, stays], …] of the stays finished by the day's end
+            "pipeline_id {uuid} NOT NULL, scope {text} NOT NULL, stage {text} NOT NULL,"
+            " day {int} NOT NULL, counts {text} NOT NULL,"
+            " PRIMARY KEY (pipeline_id, scope, stage, day)",
+        ),
     )
     topics = funnel.TOPICS
 
@@ -167,14 +191,35 @@ class FunnelReadModel(SqlReadModel):
             " HAVING SUM(n) <> 0 OR SUM(micros) <> 0"
         )
         self.sum_spans(cursor, SUMS, SUM_COLUMNS)
+        self._fill_lengths(cursor)
         super().finish_rebuild(cursor)
 
     def upgrade(self, cursor: Cursor) -> None:
-        """Tables made before the moments existed: make every deal's moments once."""
-        cursor.execute(f"SELECT 1 FROM {self.t['moments']} LIMIT 1")
+        """Tables made before the moments existed: make every deal's moments once;
+        before the stays' lengths existed: make their histograms from the moments.
+        (Tables a rebuild is writing get theirs at its end.)"""
+        if self.rebuilding:
+            return
+        t = self.t
+        cursor.execute(f"SELECT 1 FROM {t['moments']} LIMIT 1")
         if cursor.fetchone() is None:
-            cursor.execute(f"SELECT deal_id FROM {self.t['deals']}")
+            cursor.execute(f"SELECT deal_id FROM {t['deals']}")
             self._refold(cursor, sorted(as_uuid(row[0]) for row in cursor.fetchall()))
+        cursor.execute(f"SELECT 1 FROM {t['stay_lengths']} LIMIT 1")
+        if cursor.fetchone() is None:
+            self._fill_lengths(cursor)
+
+    def _fill_lengths(self, cursor: Cursor) -> None:
+        """Every stage's histograms of stay lengths, from the ``stay`` moments."""
+        cursor.execute(
+            f"SELECT pipeline_id, owner_id, at, label, n, micros FROM {self.t['moments']}"
+            " WHERE kind = 'stay'"
+        )
+        lengths: _Lengths = defaultdict(Counter)
+        for pipeline_id, owner_id, at, label, n, micros in cursor.fetchall():
+            stay = Moment(as_datetime(at), "stay", str(label), int(n), int(micros))
+            _add_length(lengths, as_uuid(pipeline_id), owner_id, stay)
+        self._add_lengths(cursor, lengths)
 
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
         writes = _Writes()
@@ -241,6 +286,7 @@ class FunnelReadModel(SqlReadModel):
         insert: a redefined pipeline's deals are many); then change the sums by the
         difference (at the end of a rebuild instead: see ``finish_rebuild``)."""
         sums: _Sums | None = None if self.rebuilding else defaultdict(lambda: [0, 0])
+        lengths: _Lengths = defaultdict(Counter)
         orders: dict[UUID, list[str]] = {}
         for chunk in chunks(deal_ids, REFOLD_CHUNK[self.dialect]):
             rows: list[tuple[Any, ...]] = []
@@ -249,6 +295,7 @@ class FunnelReadModel(SqlReadModel):
                 for pipeline_id, owner_id, at, kind, label, n, micros in dropped:
                     old = Moment(as_datetime(at), kind, str(label), int(n), int(micros))
                     _add(sums, as_uuid(pipeline_id), owner_id, old, sign=-1)
+                    _add_length(lengths, as_uuid(pipeline_id), owner_id, old, sign=-1)
             deals = self._deal_rows(cursor, chunk)
             missing = {pipeline_id for pipeline_id, _, _ in deals.values()} - orders.keys()
             orders.update(self._orders(cursor, sorted(missing)))
@@ -260,6 +307,7 @@ class FunnelReadModel(SqlReadModel):
                     )
                     if sums is not None:
                         _add(sums, pipeline_id, owner_id, m)
+                        _add_length(lengths, pipeline_id, owner_id, m)
             self.insert(
                 cursor,
                 "moments",
@@ -268,6 +316,35 @@ class FunnelReadModel(SqlReadModel):
             )
         if sums is not None:
             self.add_day_totals(cursor, SUMS, SUM_COLUMNS, sums)
+            self._add_lengths(cursor, lengths)
+
+    def _add_lengths(self, cursor: Cursor, lengths: _Lengths) -> None:
+        """Add stays (``lengths``: per pipeline, scope and stage, the stays to add or
+        take away per day and bucket) to the histograms: each stage's histograms from
+        its earliest changed day on are made again."""
+        table = self.t["stay_lengths"]
+        group = "pipeline_id = %s AND scope = %s AND stage = %s"
+        rows: list[tuple[Any, ...]] = []
+        for key, changes in sorted(lengths.items()):
+            if not (changed := [day for (day, _), n in changes.items() if n]):
+                continue
+            first = min(changed)
+            cursor.execute(
+                f"SELECT day, counts FROM {table} WHERE {group} AND day >= COALESCE("
+                f"(SELECT MAX(day) FROM {table} WHERE {group} AND day < %s), %s) ORDER BY day",
+                (*key, *key, first, first),
+            )
+            stored = [(int(day), _decode(counts)) for day, counts in cursor.fetchall()]
+            before = stored.pop(0)[1] if stored and stored[0][0] < first else {}
+            counts = funnel.daily_counts(before, stored)
+            for (day, bucket), n in changes.items():
+                counts.setdefault(day, Counter())[bucket] += n
+            cursor.execute(f"DELETE FROM {table} WHERE {group} AND day >= %s", (*key, first))
+            rows += [
+                (*key, day, _encode(histogram))
+                for day, histogram in funnel.running_histograms(before, counts)
+            ]
+        self.insert(cursor, "stay_lengths", "pipeline_id, scope, stage, day, counts", rows)
 
     def _drop_moments(self, cursor: Cursor, deal_ids: list[UUID]) -> list[tuple[Any, ...]]:
         """Delete these deals' moments; what they were."""
@@ -402,9 +479,9 @@ class FunnelReadModel(SqlReadModel):
                 (str(kind), str(label)): (int(n), int(micros))
                 for kind, label, n, micros in cursor.fetchall()
             }
-            finished = {
-                label: n for (kind, label), (n, _) in totals.items() if kind == "stay" and n > 0
-            }
+            finished = sorted(
+                label for (kind, label), (n, _) in totals.items() if kind == "stay" and n > 0
+            )
             middles = self._middle_stays(cursor, pipeline_id, as_of, owner_id, finished)
 
         def count(kind: str, label: str = "") -> int:
@@ -446,24 +523,53 @@ class FunnelReadModel(SqlReadModel):
         pipeline_id: UUID,
         as_of: datetime,
         owner_id: str | None,
-        finished: dict[str, int],
+        stages: list[str],
     ) -> dict[str, list[int]]:
-        """The length of the middle finished stay of each stage (``finished``: their
-        counts), or of the two middle ones where the count is even: one statement that
-        walks each stage's stays in length order up to its middle."""
-        if not finished:
+        """The length of the middle finished stay of each of ``stages``, or of the two
+        middle ones where their count is even. Each stage's histogram as of
+        ``as_of`` (its latest one before ``as_of``'s day, plus the stays finished
+        that day up to ``as_of``) says which of its stays, in length order, are in
+        the middle; one statement walks to them."""
+        if not stages:
             return {}
+        t = self.t
+        day = day_of(as_of)
         of_owner = "" if owner_id is None else " AND owner_id = %s"
+        owner_param = [] if owner_id is None else [owner_id]
+        cursor.execute(
+            " UNION ALL ".join(
+                f"SELECT * FROM (SELECT stage, counts FROM {t['stay_lengths']}"
+                " WHERE pipeline_id = %s AND scope = %s AND stage = %s AND day < %s"
+                " ORDER BY day DESC LIMIT 1) AS latest"
+                for _ in stages
+            ),
+            [param for stage in stages for param in (pipeline_id, owner_id or "", stage, day)],
+        )
+        histograms: dict[str, Counter[int]] = {stage: Counter() for stage in stages}
+        for stage, counts in cursor.fetchall():
+            histograms[str(stage)].update(_decode(counts))
+        cursor.execute(
+            f"SELECT label, n, micros FROM {t['moments']}"
+            f" WHERE pipeline_id = %s AND at >= %s AND at <= %s AND kind = 'stay'{of_owner}",
+            [pipeline_id, EPOCH + timedelta(days=day), as_of, *owner_param],
+        )
+        for label, n, micros in cursor.fetchall():
+            if (histogram := histograms.get(str(label))) is not None:
+                histogram[length_bucket(int(micros))] += int(n)
         walks, params = [], []
-        for stage, n in sorted(finished.items()):
+        for stage in stages:
+            if (middle := funnel.middle(histograms[stage])) is None:
+                continue
             walks.append(
-                f"SELECT * FROM (SELECT label, micros FROM {self.t['moments']}"
-                f" WHERE pipeline_id = %s AND kind = 'stay' AND label = %s AND at <= %s{of_owner}"
+                f"SELECT * FROM (SELECT label, micros FROM {t['moments']}"
+                " WHERE pipeline_id = %s AND kind = 'stay' AND label = %s"
+                f" AND micros >= %s AND micros < %s AND at <= %s{of_owner}"
                 " ORDER BY micros LIMIT %s OFFSET %s) AS middle"
             )
-            params += [pipeline_id, stage, as_of]
-            params += [] if owner_id is None else [owner_id]
-            params += [2 - n % 2, (n - 1) // 2]
+            params += [pipeline_id, stage, middle.shortest, middle.beyond, as_of, *owner_param]
+            params += [middle.take, middle.offset]
+        if not walks:
+            return {}
         cursor.execute(" UNION ALL ".join(walks), params)
         middles: dict[str, list[int]] = defaultdict(list)
         for label, micros in cursor.fetchall():
@@ -604,6 +710,9 @@ class FunnelReadModel(SqlReadModel):
 _Sums = defaultdict[tuple[UUID, str, int, str, str], list[int]]
 """(pipeline, scope, day, kind, label) → [n, micros]."""
 
+_Lengths = defaultdict[tuple[UUID, str, str], Counter[tuple[int, int]]]
+"""(pipeline, scope, stage) → (day, length bucket) → stays to add."""
+
 SUMS = ("day_sums", "span_sums")
 SUM_COLUMNS = (("pipeline_id", "scope", "day", "kind", "label"), ("n", "micros"))
 
@@ -618,3 +727,23 @@ def _add(
         total = sums[(pipeline_id, scope, day, moment.kind, moment.label)]
         total[0] += sign * moment.n
         total[1] += sign * moment.micros
+
+
+def _add_length(
+    lengths: _Lengths, pipeline_id: UUID, owner_id: str | None, moment: Moment, *, sign: int = 1
+) -> None:
+    """Add a ``stay`` moment (other kinds are no stays) to its stage's lengths, in every
+    deal's scope and its owner's."""
+    if moment.kind != "stay":
+        return
+    change = (day_of(moment.at), length_bucket(moment.micros))
+    for scope in ("", owner_id) if owner_id else ("",):
+        lengths[(pipeline_id, scope, moment.label)][change] += sign * moment.n
+
+
+def _encode(histogram: Histogram) -> str:
+    return orjson.dumps(sorted(histogram.items())).decode()
+
+
+def _decode(counts: str) -> dict[int, int]:
+    return {int(bucket): int(n) for bucket, n in orjson.loads(counts)}

@@ -306,11 +306,12 @@ def test_the_arrival_order_of_different_deals_events_changes_nothing(
 def test_the_sums_give_the_funnel_counted_from_the_rows_even_after_a_reorder(
     staffed: Crm, data: st.DataObject, per_deal: list[list[Step]], order: tuple[str, ...] | None
 ) -> None:
-    """``from_sums`` (the day and span sums, the moments of T's day, the walk to the
-    middle stays) == ``from_rows`` (every deal, stay and outcome read): for every
-    deal, one owner's, at instants on and between events; also once the pipeline's
-    stages were reordered (and one perhaps added) after the deals, which makes
-    every deal's moments again — as a rebuild would make them."""
+    """``from_sums`` (the day and span sums, the moments of T's day, the stays'
+    histograms and the walk to the middle stays) == ``from_rows`` (every deal, stay
+    and outcome read): for every deal, one owner's, at instants on and between
+    events; also once the pipeline's stages were reordered (and one perhaps added)
+    after the deals, which makes every deal's moments again — as a rebuild would
+    make them."""
     crm = staffed
     steps = data.draw(interleaved(per_deal))
     model = FunnelReadModel(crm.db)
@@ -336,7 +337,7 @@ def test_the_sums_give_the_funnel_counted_from_the_rows_even_after_a_reorder(
     rebuilt.setup()
     rebuilt.catch_up()
     try:
-        for table in ("moments", "day_sums", "span_sums"):
+        for table in ("moments", "day_sums", "span_sums", "stay_lengths"):
             assert table_rows(crm, model.t[table]) == table_rows(crm, check.t[table]), table
     finally:
         drop(crm, check)
