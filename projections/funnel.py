@@ -14,7 +14,6 @@ only their own deal's rows.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -280,34 +279,42 @@ Histogram = Mapping[int, int]
 """Stays per length bucket."""
 
 
-def daily_counts(
-    before: Histogram, histograms: Sequence[tuple[int, Histogram]]
-) -> dict[int, Counter[int]]:
-    """The stays of each day from its running histogram (``histograms``: day order)
-    and the one before it (``before``: the day before the first)."""
-    counts: dict[int, Counter[int]] = {}
-    previous = before
-    for day, histogram in histograms:
-        counts[day] = Counter(histogram)
-        counts[day].subtract(previous)
-        previous = histogram
-    return counts
-
-
 def running_histograms(
-    before: Histogram, counts: Mapping[int, Mapping[int, int]]
+    before: Histogram,
+    stored: Sequence[tuple[int, Histogram]],
+    changes: Mapping[int, Mapping[int, int]],
 ) -> list[tuple[int, dict[int, int]]]:
-    """Each day's stays (``counts``: day → bucket → stays) added up in day order,
-    starting from ``before``: every day that has a stay, with the histogram of all
-    the stays up to its end (its buckets in order, none empty)."""
-    running = Counter(before)
+    """A stage's running histograms once stays are added or taken away: for every
+    period (a number: days, weeks, …) that has a stay, from the first one changed
+    on, the histogram of all the stays finished by its end (buckets in order, none
+    empty). ``stored``: the running histograms until now from the first changed
+    period on, in order; ``before``: the one before them; ``changes``: period →
+    bucket → stays to add (or, negative, to take away).
+
+    A period's histogram is its stored one (or the latest stored before it) plus
+    every change up to it; a period whose histogram is the one before it has no
+    stay, and no histogram."""
+    old = dict(stored)
+    shift: dict[int, int] = {}
+    latest: Histogram = before
+    previous: Histogram = before
     histograms = []
-    for day in sorted(counts):
-        if not any(counts[day].values()):
-            continue
-        running.update(counts[day])
-        histograms.append((day, {bucket: n for bucket, n in sorted(running.items()) if n}))
+    for period in sorted(old.keys() | changes.keys()):
+        for bucket, n in changes.get(period, {}).items():
+            shift[bucket] = shift.get(bucket, 0) + n
+        latest = old.get(period, latest)
+        histogram = _plus(latest, shift)
+        if histogram != previous:
+            histograms.append((period, histogram))
+            previous = histogram
     return histograms
+
+
+def _plus(histogram: Histogram, shift: Mapping[int, int]) -> dict[int, int]:
+    total = dict(histogram)
+    for bucket, n in shift.items():
+        total[bucket] = total.get(bucket, 0) + n
+    return {bucket: n for bucket, n in sorted(total.items()) if n}
 
 
 @dataclass(frozen=True, slots=True)

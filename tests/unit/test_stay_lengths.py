@@ -1,8 +1,9 @@
-"""The stays' length buckets, their running histograms per day, and the walk to the
+"""The stays' length buckets, their running histograms per period, and the walk to the
 middle stay a histogram gives (``projections.funnel``)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from statistics import median_high, median_low
 
 from hypothesis import given
@@ -11,7 +12,6 @@ from hypothesis import strategies as st
 from projections.funnel import (
     SHORTEST_LENGTH,
     Middle,
-    daily_counts,
     length_bucket,
     length_floor,
     middle,
@@ -58,31 +58,65 @@ def test_a_longer_length_is_never_in_a_lower_bucket(a: int, b: int) -> None:
         assert length_bucket(a) <= length_bucket(b)
 
 
-def test_the_running_histograms_add_each_days_stays_to_the_days_before() -> None:
-    # day 10: two stays in bucket 5; day 12: one in 5, one in 7; day 11: none
-    counts = {10: {5: 2}, 11: {}, 12: {5: 1, 7: 1}}
-    assert running_histograms({}, counts) == [(10, {5: 2}), (12, {5: 3, 7: 1})]
-    # starting from a histogram of earlier days, and a stay taken away on day 12
-    assert running_histograms({3: 1, 5: 1}, {12: {5: -1, 7: 1}}) == [(12, {3: 1, 7: 1})]
-    assert daily_counts({}, [(10, {5: 2}), (12, {5: 3, 7: 1})]) == {10: {5: 2}, 12: {5: 1, 7: 1}}
+def test_the_running_histograms_add_each_periods_stays_to_the_periods_before() -> None:
+    # period 10: two stays in bucket 5; 12: one in 5, one in 7; 11: none
+    changes = {10: {5: 2}, 11: {}, 12: {5: 1, 7: 1}}
+    assert running_histograms({}, [], changes) == [(10, {5: 2}), (12, {5: 3, 7: 1})]
 
 
-@given(
-    st.dictionaries(st.integers(0, 40), st.integers(0, 9)),
-    st.dictionaries(
-        st.integers(0, 30), st.dictionaries(st.integers(0, 40), st.integers(0, 3), max_size=4)
-    ),
-)
-def test_the_days_stays_come_back_from_their_running_histograms(
-    before: dict[int, int], counts: dict[int, dict[int, int]]
+def test_a_change_moves_every_later_histogram_and_a_period_left_without_stays_goes() -> None:
+    before = {3: 1}  # one stay before period 10
+    stored = [(10, {3: 1, 5: 2}), (12, {3: 1, 5: 3, 7: 1})]
+    # a stay in bucket 7 added in period 11; the one in bucket 5 of period 12 goes
+    assert running_histograms(before, stored, {11: {7: 1}, 12: {5: -1}}) == [
+        (10, {3: 1, 5: 2}),
+        (11, {3: 1, 5: 2, 7: 1}),
+        (12, {3: 1, 5: 2, 7: 2}),
+    ]
+    # period 12's only stay goes: so does its histogram
+    assert running_histograms({}, [(10, {5: 1}), (12, {5: 2})], {12: {5: -1}}) == [(10, {5: 1})]
+
+
+Stay = tuple[int, int]
+"""(period, bucket)."""
+
+
+def histograms_of(stays: list[Stay]) -> list[tuple[int, dict[int, int]]]:
+    """Each period with a stay and the histogram of the stays up to it, counted anew."""
+    return [
+        (
+            period,
+            dict(sorted(Counter(bucket for p, bucket in stays if p <= period).items())),
+        )
+        for period in sorted({p for p, _ in stays})
+    ]
+
+
+stays = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 6)), max_size=25)
+
+
+@given(stays, stays, st.data())
+def test_changed_histograms_are_those_of_the_stays_counted_anew(
+    old: list[Stay], added: list[Stay], data: st.DataObject
 ) -> None:
-    histograms = running_histograms(before, counts)
-    with_stays = {day: c for day, c in counts.items() if any(c.values())}
-    assert [day for day, _ in histograms] == sorted(with_stays)
-    back = daily_counts(before, histograms)
-    assert {day: +c for day, c in back.items()} == {
-        day: {b: n for b, n in c.items() if n} for day, c in with_stays.items()
-    }
+    removed = data.draw(st.lists(st.sampled_from(old), unique=True) if old else st.just([]))
+    remaining = list(old)
+    for stay in removed:
+        remaining.remove(stay)
+    new = remaining + added
+    changes: dict[int, dict[int, int]] = {}
+    for (period, bucket), n in [*((s, 1) for s in added), *((s, -1) for s in removed)]:
+        changes.setdefault(period, {})
+        changes[period][bucket] = changes[period].get(bucket, 0) + n
+    if not changes:
+        return
+    first = min(changes)
+    earlier = [(p, h) for p, h in histograms_of(old) if p < first]
+    before = earlier[-1][1] if earlier else {}
+    stored = [(p, h) for p, h in histograms_of(old) if p >= first]
+    assert running_histograms(before, stored, changes) == [
+        (p, h) for p, h in histograms_of(new) if p >= first
+    ]
 
 
 def test_the_middle_of_an_odd_count_is_one_stay_of_its_bucket() -> None:
