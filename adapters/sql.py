@@ -23,6 +23,7 @@ from uuid import UUID
 import anyio.to_thread
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
+from psycopg import IsolationLevel
 from psycopg.rows import tuple_row
 
 Dialect = Literal["postgresql", "sqlite"]
@@ -289,17 +290,20 @@ class PostgresDatabase:
 
     @contextmanager
     def snapshot(self) -> Iterator[Cursor]:
-        # Ended by a COMMIT, which changes nothing in a read-only transaction: psycopg
+        # The isolation and read-only mode ride on the BEGIN (a connection's settings
+        # cost no round trip; they are put back before it returns to the pool). Ended
+        # by a COMMIT, which changes nothing in a read-only transaction: psycopg
         # forgets the connection's prepared statements at every ROLLBACK (PostgreSQL
         # would drop those prepared in it), so the repeated reads of a snapshot (the
         # funnel's) would be parsed and planned anew each time.
-        with (
-            self.datastore.get_connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=tuple_row) as cursor,
-        ):
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield cursor
+        with self.datastore.get_connection() as conn:
+            isolation, read_only = conn.isolation_level, conn.read_only
+            conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
+            try:
+                with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
+                    yield cursor
+            finally:
+                conn.isolation_level, conn.read_only = isolation, read_only
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with (

@@ -5,6 +5,7 @@ take turns, so nothing commits during a read)."""
 from __future__ import annotations
 
 import pytest
+from eventsourcing.persistence import InternalError
 
 from api.bootstrap import Crm
 
@@ -45,3 +46,18 @@ def test_a_snapshot_keeps_the_statements_its_connection_prepared(crm: Crm) -> No
             snapshot.fetchall()
             runs[pid] = runs.get(pid, 0) + 1
     pytest.fail(f"no connection came back six times in 200 snapshots: {runs}")
+
+
+@pytest.mark.parametrize("store", ["postgresql"])
+def test_a_snapshot_cannot_write_and_leaves_its_connection_as_it_was(crm: Crm) -> None:
+    crm.db.execute("CREATE TABLE snapshot_probe (n INTEGER PRIMARY KEY)")
+    with pytest.raises(InternalError, match="read-only"), crm.db.snapshot() as snapshot:
+        snapshot.execute("INSERT INTO snapshot_probe (n) VALUES (1)")
+    for n in range(30):  # every connection of the pool writes again, at the default level
+        with crm.db.snapshot() as snapshot:
+            snapshot.execute("SELECT 1")
+        with crm.db.transaction() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            assert cursor.fetchone() == ("read committed",)
+            cursor.execute("INSERT INTO snapshot_probe (n) VALUES (%s)", (n,))
+    assert crm.db.query("SELECT COUNT(*) FROM snapshot_probe") == [(30,)]
