@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import singledispatch
 from statistics import fmean, median
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from uuid import UUID
 
 from domain.deal import Deal
@@ -169,6 +169,10 @@ class DealRows:
     """(position, kind, at, reason) of each outcome."""
 
 
+MomentKind = Literal["top", "in", "stay", "won", "lost"]
+MOMENT_KINDS: tuple[MomentKind, ...] = get_args(MomentKind)
+
+
 @dataclass(frozen=True, slots=True)
 class Moment:
     """A step, at ``at``, of one of a deal's figures: ``n`` more (or fewer) under
@@ -183,7 +187,7 @@ class Moment:
     """
 
     at: datetime
-    kind: Literal["top", "in", "stay", "won", "lost"]
+    kind: MomentKind
     label: str
     n: int
     micros: int = 0

@@ -102,31 +102,36 @@ class SqlReadModel(ABC):
     def upgrade_indexes(self, cursor: Cursor) -> None:
         """Make again each index whose columns changed since its table was made: it
         keeps its name (``<table>_i<n>``), which ``CREATE INDEX IF NOT EXISTS`` would
-        find and leave as it was. One catalog query for all of the model's indexes."""
+        find and leave as it was; drop those named so that the model no longer
+        declares (an earlier version had more). One catalog query for all of the
+        model's tables."""
         declared = {
             f"{self.t[table.logical]}_i{n}": (self.t[table.logical], columns)
             for table in self.tables
             for n, columns in enumerate(table.indexes)
         }
-        if not declared:
-            return
-        marks = ", ".join(["%s"] * len(declared))
+        tables = [self.t[table.logical] for table in self.tables]
+        marks = ", ".join(["%s"] * len(tables))
         if self.dialect == "postgresql":
             cursor.execute(
-                "SELECT indexname, indexdef FROM pg_indexes"
-                f" WHERE schemaname = current_schema() AND indexname IN ({marks})",
-                list(declared),
+                "SELECT tablename, indexname, indexdef FROM pg_indexes"
+                f" WHERE schemaname = current_schema() AND tablename IN ({marks})",
+                tables,
             )
         else:
             cursor.execute(
-                f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",
-                list(declared),
+                "SELECT tbl_name, name, sql FROM sqlite_master"
+                f" WHERE type = 'index' AND tbl_name IN ({marks})",
+                tables,
             )
-        for index, definition in cursor.fetchall():
-            table, columns = declared[str(index)]
-            if _columns_of(str(definition)) != _columns_of(f"({columns})"):
+        for table, index, definition in cursor.fetchall():
+            if str(index) in declared:
+                _, columns = declared[str(index)]
+                if _columns_of(str(definition)) != _columns_of(f"({columns})"):
+                    cursor.execute(f"DROP INDEX {index}")
+                    cursor.execute(f"CREATE INDEX {index} ON {table} ({columns})")
+            elif re.fullmatch(rf"{re.escape(str(table))}_i\d+", str(index)):
                 cursor.execute(f"DROP INDEX {index}")
-                cursor.execute(f"CREATE INDEX {index} ON {table} ({columns})")
 
     def finish_rebuild(self, cursor: Cursor) -> None:
         """Complete what this model leaves to the end of a rebuild, after its last

@@ -57,6 +57,7 @@ from projections import funnel
 from projections.base import Recorded
 from projections.funnel import (
     DAY_MICROS,
+    MOMENT_KINDS,
     DealRows,
     FunnelReport,
     Histogram,
@@ -151,15 +152,13 @@ class FunnelReadModel(SqlReadModel):
             "deal_id {uuid} NOT NULL, seq {int} NOT NULL, pipeline_id {uuid} NOT NULL,"
             " owner_id {text}, at {ts} NOT NULL, kind {text} NOT NULL, label {text} NOT NULL,"
             " n {int} NOT NULL, micros {int} NOT NULL, PRIMARY KEY (deal_id, seq)",
-            # the moments of T's day; the stays of T's period; a stage's finished stays
-            # in length order
+            # the moments of T's day and the stays of T's period, read from the index
+            # alone; a stage's finished stays in length order
             indexes=(
-                "pipeline_id, at",
                 "pipeline_id, kind, at, label, micros, n, owner_id",
                 "pipeline_id, kind, label, micros, at, owner_id",
             ),
             query_only=(
-                "pipeline_id, at",
                 "pipeline_id, kind, at, label, micros, n, owner_id",
                 "pipeline_id, kind, label, micros, at, owner_id",
             ),
@@ -169,6 +168,9 @@ class FunnelReadModel(SqlReadModel):
             "pipeline_id {uuid} NOT NULL, scope {text} NOT NULL, day {int} NOT NULL,"
             " kind {text} NOT NULL, label {text} NOT NULL, n {int} NOT NULL,"
             " micros {int} NOT NULL, PRIMARY KEY (pipeline_id, scope, day, kind, label)",
+            # the days of T's span read from the index alone
+            indexes=("pipeline_id, scope, day, kind, label, n, micros",),
+            query_only=("pipeline_id, scope, day, kind, label, n, micros",),
         ),
         Table(
             "span_sums",
@@ -479,7 +481,8 @@ class FunnelReadModel(SqlReadModel):
                 f" UNION ALL SELECT kind, label, n, micros FROM {t['day_sums']}"
                 "  WHERE pipeline_id = %s AND scope = %s AND day >= %s AND day < %s"
                 f" UNION ALL SELECT kind, label, n, micros FROM {t['moments']}"
-                f"  WHERE pipeline_id = %s AND at >= %s AND at <= %s{of_owner}"
+                f"  WHERE pipeline_id = %s AND kind IN ({_KINDS}) AND at >= %s AND at <= %s"
+                f"{of_owner}"
                 ") AS moments GROUP BY kind, label",
                 (
                     *(pipeline_id, scope, span),
@@ -721,6 +724,11 @@ class FunnelReadModel(SqlReadModel):
 
 _Sums = defaultdict[tuple[UUID, str, int, str, str], list[int]]
 """(pipeline, scope, day, kind, label) → [n, micros]."""
+
+_KINDS = ", ".join(f"'{kind}'" for kind in MOMENT_KINDS)
+"""Every kind of moment, as SQL: the moments of T's day are read by kind, from an
+index that holds every column read (without it, each moment found was fetched from
+the table: 0.55-0.68 ms against 0.17-0.25 ms for T's day at 1M events)."""
 
 _Lengths = defaultdict[tuple[UUID, str, str], Counter[tuple[int, int]]]
 """(pipeline, scope, stage) → (period, length bucket) → stays to add."""

@@ -393,6 +393,35 @@ def test_an_index_whose_columns_changed_is_made_again_on_setup(
         assert crm.model(LifecycleReadModel).stage_counts(datetime.now(UTC)) == counts
 
 
+@BACKENDS
+def test_an_index_the_model_no_longer_declares_is_dropped_on_setup(
+    backend: str, tmp_path: Path
+) -> None:
+    with projected_demo(backend, tmp_path, clients=10) as crm:
+        crm.db.execute("CREATE INDEX lifecycle_intervals_i7 ON lifecycle_intervals (stage)")
+        crm.db.execute("CREATE INDEX users_own_index ON lifecycle_intervals (stage)")
+        crm.projector(["lifecycle"])  # set up again
+        assert index_names(crm, "lifecycle_intervals") == {
+            "lifecycle_intervals_i0",
+            "lifecycle_intervals_i1",
+            "users_own_index",  # not one of the model's names: left alone
+        }
+
+
+def index_names(crm: Crm, table: str) -> set[str]:
+    if crm.db.dialect == "postgresql":
+        sql = (
+            "SELECT indexname FROM pg_indexes"
+            " WHERE schemaname = current_schema() AND tablename = %s"
+        )
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = %s"
+    return {str(name) for (name,) in crm.db.query(sql, (table,))} - {
+        f"{table}_pkey",
+        f"sqlite_autoindex_{table}_1",
+    }
+
+
 def index_definition(crm: Crm, name: str) -> str:
     if crm.db.dialect == "postgresql":
         sql = (
