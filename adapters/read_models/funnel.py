@@ -460,20 +460,28 @@ class FunnelReadModel(SqlReadModel):
     ) -> FunnelReport:
         """The funnel (see ``funnel``) from the day and span sums, the moments of
         ``as_of``'s day up to it, and a walk to the middle of each stage's finished
-        stays; in one snapshot of the tables."""
+        stays; in one snapshot of the tables, with three statements."""
         t = self.t
         day = day_of(as_of)
-        span = day // SPAN_DAYS
-        start = EPOCH + timedelta(days=day)
+        span, period = day // SPAN_DAYS, day // PERIOD_DAYS
         scope = owner_id or ""
         of_owner = "" if owner_id is None else " AND owner_id = %s"
         owner_param = () if owner_id is None else (owner_id,)
         with self.db.snapshot() as cursor:
+            # the stages in order, each with its latest histogram before as_of's period
             cursor.execute(
-                f"SELECT stage FROM {t['stages']} WHERE pipeline_id = %s ORDER BY idx",
-                (pipeline_id,),
+                f"SELECT s.stage, (SELECT l.counts FROM {t['stay_lengths']} l"
+                "  WHERE l.pipeline_id = s.pipeline_id AND l.scope = %s AND l.stage = s.stage"
+                "  AND l.period < %s ORDER BY l.period DESC LIMIT 1)"
+                f" FROM {t['stages']} s WHERE s.pipeline_id = %s ORDER BY s.idx",
+                (scope, period, pipeline_id),
             )
-            stages = [str(stage) for (stage,) in cursor.fetchall()]
+            histograms = {
+                str(stage): Counter(_decode(counts) if counts else {})
+                for stage, counts in cursor.fetchall()
+            }
+            stages = list(histograms)
+            # the sums up to as_of; then (kind '') the stays of as_of's period, one by one
             cursor.execute(
                 "SELECT kind, label, SUM(n), SUM(micros) FROM ("
                 f" SELECT kind, label, n, micros FROM {t['span_sums']}"
@@ -483,21 +491,24 @@ class FunnelReadModel(SqlReadModel):
                 f" UNION ALL SELECT kind, label, n, micros FROM {t['moments']}"
                 f"  WHERE pipeline_id = %s AND kind IN ({_KINDS}) AND at >= %s AND at <= %s"
                 f"{of_owner}"
-                ") AS moments GROUP BY kind, label",
+                ") AS moments GROUP BY kind, label"
+                f" UNION ALL SELECT '', label, n, micros FROM {t['moments']}"
+                f" WHERE pipeline_id = %s AND kind = 'stay' AND at >= %s AND at <= %s{of_owner}",
                 (
                     *(pipeline_id, scope, span),
                     *(pipeline_id, scope, span * SPAN_DAYS, day),
-                    *(pipeline_id, start, as_of, *owner_param),
+                    *(pipeline_id, EPOCH + timedelta(days=day), as_of, *owner_param),
+                    *(pipeline_id, EPOCH + timedelta(days=period * PERIOD_DAYS), as_of),
+                    *owner_param,
                 ),
             )
-            totals = {
-                (str(kind), str(label)): (int(n), int(micros))
-                for kind, label, n, micros in cursor.fetchall()
-            }
-            finished = sorted(
-                label for (kind, label), (n, _) in totals.items() if kind == "stay" and n > 0
-            )
-            middles = self._middle_stays(cursor, pipeline_id, as_of, owner_id, finished)
+            totals: dict[tuple[str, str], tuple[int, int]] = {}
+            for kind, label, n, micros in cursor.fetchall():
+                if kind:
+                    totals[(str(kind), str(label))] = (int(n), int(micros))
+                elif (histogram := histograms.get(str(label))) is not None:
+                    histogram[length_bucket(int(micros))] += int(n)
+            middles = self._middle_stays(cursor, pipeline_id, as_of, owner_id, histograms)
 
         def count(kind: str, label: str = "") -> int:
             return totals.get((kind, label), (0, 0))[0]
@@ -523,7 +534,7 @@ class FunnelReadModel(SqlReadModel):
                     micros / n / DAY_MICROS, fmean(middles[stage]) / DAY_MICROS
                 )
                 for (kind, stage), (n, micros) in totals.items()
-                if kind == "stay" and n > 0
+                if kind == "stay" and n > 0 and stage in middles
             },
             lost_reasons={
                 label: n for (kind, label), (n, _) in totals.items() if kind == "lost" and n > 0
@@ -538,42 +549,18 @@ class FunnelReadModel(SqlReadModel):
         pipeline_id: UUID,
         as_of: datetime,
         owner_id: str | None,
-        stages: list[str],
+        histograms: dict[str, Counter[int]],
     ) -> dict[str, list[int]]:
-        """The length of the middle finished stay of each of ``stages``, or of the two
-        middle ones where their count is even. Each stage's histogram as of
-        ``as_of`` (its latest one before ``as_of``'s period, plus the stays finished
-        that period up to ``as_of``) says which of its stays, in length order, are in
-        the middle; one statement walks to them."""
-        if not stages:
-            return {}
+        """The length of the middle finished stay of each stage, or of the two middle
+        ones where their count is even: each stage's histogram as of ``as_of`` says
+        which of its stays, in length order, are in the middle; one statement walks
+        to them."""
         t = self.t
-        period = day_of(as_of) // PERIOD_DAYS
         of_owner = "" if owner_id is None else " AND owner_id = %s"
         owner_param = [] if owner_id is None else [owner_id]
-        cursor.execute(
-            " UNION ALL ".join(
-                f"SELECT * FROM (SELECT stage, counts FROM {t['stay_lengths']}"
-                " WHERE pipeline_id = %s AND scope = %s AND stage = %s AND period < %s"
-                " ORDER BY period DESC LIMIT 1) AS latest"
-                for _ in stages
-            ),
-            [param for stage in stages for param in (pipeline_id, owner_id or "", stage, period)],
-        )
-        histograms: dict[str, Counter[int]] = {stage: Counter() for stage in stages}
-        for stage, counts in cursor.fetchall():
-            histograms[str(stage)].update(_decode(counts))
-        cursor.execute(
-            f"SELECT label, n, micros FROM {t['moments']}"
-            f" WHERE pipeline_id = %s AND kind = 'stay' AND at >= %s AND at <= %s{of_owner}",
-            [pipeline_id, EPOCH + timedelta(days=period * PERIOD_DAYS), as_of, *owner_param],
-        )
-        for label, n, micros in cursor.fetchall():
-            if (histogram := histograms.get(str(label))) is not None:
-                histogram[length_bucket(int(micros))] += int(n)
         walks, params = [], []
-        for stage in stages:
-            if (middle := funnel.middle(histograms[stage])) is None:
+        for stage, histogram in histograms.items():
+            if (middle := funnel.middle(histogram)) is None:
                 continue
             walks.append(
                 f"SELECT * FROM (SELECT label, micros FROM {t['moments']}"
