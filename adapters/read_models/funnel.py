@@ -168,9 +168,6 @@ class FunnelReadModel(SqlReadModel):
             "pipeline_id {uuid} NOT NULL, scope {text} NOT NULL, day {int} NOT NULL,"
             " kind {text} NOT NULL, label {text} NOT NULL, n {int} NOT NULL,"
             " micros {int} NOT NULL, PRIMARY KEY (pipeline_id, scope, day, kind, label)",
-            # the days of T's span read from the index alone
-            indexes=("pipeline_id, scope, day, kind, label, n, micros",),
-            query_only=("pipeline_id, scope, day, kind, label, n, micros",),
         ),
         Table(
             "span_sums",
