@@ -251,7 +251,8 @@ def moments(stages: Sequence[str], deal: DealRows) -> list[Moment]:
 _STEP_BITS = 4
 _STEPS = 1 << _STEP_BITS
 """Buckets per doubling of a length, above the first ``2 * _STEPS`` microseconds (twice
-as many halved the walks at 1M events; the histograms grow with them)."""
+as many halved the walks at 1M events; the histograms grow with them). The funnel's
+tables store the buckets: after changing it, ``crm project --rebuild funnel``."""
 SHORTEST_LENGTH = -(2**63)
 """The floor of bucket -1, which holds every negative length (never met: a stay does
 not end before it starts)."""

@@ -531,6 +531,7 @@ class FunnelReadModel(SqlReadModel):
                     micros / n / DAY_MICROS, fmean(middles[stage]) / DAY_MICROS
                 )
                 for (kind, stage), (n, micros) in totals.items()
+                # only the current stages are walked: the report shows no other
                 if kind == "stay" and n > 0 and stage in middles
             },
             lost_reasons={
