@@ -17,14 +17,14 @@ from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
 )
-from psycopg import AsyncConnection, ClientCursor, Connection
+from psycopg import AsyncConnection, ClientCursor, Connection, IsolationLevel
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from adapters import side_tables
 from adapters.group_commit import GroupCommitter, Write, positions_of
-from adapters.sql import DDL_LOCK_PREFIX, PostgresDatabase, Query, T
+from adapters.sql import DDL_LOCK_PREFIX, PostgresDatabase, Query, Rows, Steps, T, drive_async
 from application.ports import EventRecorder, IdempotencyRecord, SideEffects
 
 EVENTS_TABLE = "events"
@@ -145,6 +145,26 @@ class AsyncReads:
         async with self.pool.connection() as conn:
             cursor = await conn.execute(query.sql, query.params)
             return query.shape(await cursor.fetchall())
+
+    async def run_steps(self, steps: Steps[T]) -> T:
+        """In one REPEATABLE READ, READ ONLY transaction (on the BEGIN; ended by a
+        COMMIT, which keeps the connection's prepared statements: see
+        ``PostgresDatabase.snapshot``); the connection's settings are put back."""
+        async with self.pool.connection() as conn:
+            isolation, read_only = conn.isolation_level, conn.read_only
+            await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+            await conn.set_read_only(True)
+            try:
+                async with conn.transaction():
+
+                    async def execute(sql: str, params: Sequence[Any]) -> Rows:
+                        cursor = await conn.execute(sql, params)
+                        return await cursor.fetchall()
+
+                    return await drive_async(steps, execute)
+            finally:
+                await conn.set_isolation_level(isolation)
+                await conn.set_read_only(read_only)
 
 
 DDL_LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"

@@ -7,12 +7,13 @@ columns back the same way on both.
 
 A keyed read that the HTTP API serves often is written once as a ``Query`` (its SQL,
 parameters and how rows become the answer), so that it can run blocking
-(``Database.run``) or on an event loop (``Reads.run``) without being written twice.
+(``Database.run``) or on an event loop (``Reads.run``) without being written twice; a
+read of several statements in one snapshot likewise as ``Steps`` (``run_steps``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +61,46 @@ held to the end of the caller's transaction."""
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
+Statement = tuple[str, Sequence[Any]]
+Steps = Generator[Statement, Rows, T]
+"""A read of several statements, each made from the rows of those before: the
+generator yields a statement and its parameters, is sent its rows, and returns the
+answer. ``Database.run_steps`` and ``Reads.run_steps`` run it in one snapshot."""
+
+
+def drive(steps: Steps[T], execute: Callable[[str, Sequence[Any]], Rows]) -> T:
+    """Run ``steps``, each statement through ``execute``; their answer."""
+    try:
+        sql, params = next(steps)
+        while True:
+            sql, params = steps.send(execute(sql, params))
+    except StopIteration as done:
+        answer: T = done.value
+        return answer
+
+
+async def drive_async(
+    steps: Steps[T], execute: Callable[[str, Sequence[Any]], Awaitable[Rows]]
+) -> T:
+    """``drive`` with statements that are awaited."""
+    try:
+        sql, params = next(steps)
+        while True:
+            sql, params = steps.send(await execute(sql, params))
+    except StopIteration as done:
+        answer: T = done.value
+        return answer
+
+
+def _in_snapshot(db: Database, steps: Steps[T]) -> T:
+    with db.snapshot() as cursor:
+
+        def execute(sql: str, params: Sequence[Any]) -> Rows:
+            cursor.execute(sql, params)
+            rows: Rows = cursor.fetchall()
+            return rows
+
+        return drive(steps, execute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +142,10 @@ class Database(Protocol):
 
     def run(self, query: Query[T]) -> T:
         """``query``'s answer, read in a transaction of its own."""
+        ...
+
+    def run_steps(self, steps: Steps[T]) -> T:
+        """``steps``' answer, read in one snapshot."""
         ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
@@ -255,6 +300,9 @@ class SqliteDatabase:
     def run(self, query: Query[T]) -> T:
         return query.shape(self.query(query.sql, query.params))
 
+    def run_steps(self, steps: Steps[T]) -> T:
+        return _in_snapshot(self, steps)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         with self.transaction() as cursor:
             cursor.execute(sql, params)
@@ -316,6 +364,9 @@ class PostgresDatabase:
     def run(self, query: Query[T]) -> T:
         return query.shape(self.query(query.sql, query.params))
 
+    def run_steps(self, steps: Steps[T]) -> T:
+        return _in_snapshot(self, steps)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         with self.transaction() as cursor:
             cursor.execute(sql, params)
@@ -342,6 +393,10 @@ class Reads(Protocol):
 
     async def run(self, query: Query[T]) -> T: ...
 
+    async def run_steps(self, steps: Steps[T]) -> T:
+        """``steps``' answer, read in one snapshot."""
+        ...
+
 
 class ThreadedReads:
     """``Reads`` over a blocking ``Database``: each query runs in a worker thread (SQLite,
@@ -353,3 +408,6 @@ class ThreadedReads:
 
     async def run(self, query: Query[T]) -> T:
         return await anyio.to_thread.run_sync(self.db.run, query)
+
+    async def run_steps(self, steps: Steps[T]) -> T:
+        return await anyio.to_thread.run_sync(self.db.run_steps, steps)

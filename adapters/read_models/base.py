@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from functools import wraps
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from eventsourcing.persistence import Notification
 
-from adapters.sql import TYPES, Cursor, Database, Dialect, insert_rows
+from adapters.sql import TYPES, Cursor, Database, Dialect, Steps, insert_rows
 from projections.base import Recorded
 
 REBUILD_PREFIX = "rebuild_"
@@ -288,6 +289,20 @@ REFOLD_CHUNK = {"postgresql": 2000, "sqlite": 500}
 allows 999 parameters in a statement)."""
 
 K = TypeVar("K")
+M = TypeVar("M", bound=SqlReadModel)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def blocking(steps: Callable[Concatenate[M, P], Steps[R]]) -> Callable[Concatenate[M, P], R]:
+    """A model's read written as steps (``adapters.sql.Steps``), run in one snapshot of
+    its database: the blocking twin of what the HTTP API runs on its event loop."""
+
+    @wraps(steps)
+    def run(model: M, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return model.db.run_steps(steps(model, *args, **kwargs))
+
+    return run
 
 
 def chunks(items: list[K], size: int) -> list[list[K]]:

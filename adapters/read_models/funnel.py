@@ -49,10 +49,11 @@ from adapters.read_models.base import (
     SPAN_DAYS,
     SqlReadModel,
     Table,
+    blocking,
     chunks,
     day_of,
 )
-from adapters.sql import Cursor, as_datetime, as_optional_datetime, as_uuid
+from adapters.sql import Cursor, Steps, as_datetime, as_optional_datetime, as_uuid
 from projections import funnel
 from projections.base import Recorded
 from projections.funnel import (
@@ -425,7 +426,7 @@ class FunnelReadModel(SqlReadModel):
 
     # ------------------------------------------------------------------ queries
 
-    def funnel(
+    def funnel_steps(
         self,
         pipeline_id: UUID,
         as_of: datetime,
@@ -433,10 +434,11 @@ class FunnelReadModel(SqlReadModel):
         owner_id: str | None = None,
         opened_from: datetime | None = None,
         opened_to: datetime | None = None,
-    ) -> FunnelReport:
+    ) -> Steps[FunnelReport]:
         """The funnel of ``pipeline_id`` as of ``as_of`` (SPEC §3), over the deals of
         that pipeline opened by ``as_of`` — only ``owner_id``'s if given, and only
-        those opened in [``opened_from``, ``opened_to``) if given.
+        those opened in [``opened_from``, ``opened_to``) if given. As steps, to run
+        blocking (``funnel``) or on an event loop (the HTTP API).
 
         A stage is reached by a deal whose furthest stage entered by ``as_of`` (in
         the pipeline's current order) is this one or later — "stage skips count as
@@ -447,65 +449,63 @@ class FunnelReadModel(SqlReadModel):
         the sums do not keep apart: those are counted from the rows (``from_rows``).
         """
         if opened_from is None and opened_to is None and owner_id != "":
-            return self.from_sums(pipeline_id, as_of, owner_id=owner_id)
-        return self.from_rows(
+            return self._sums_steps(pipeline_id, as_of, owner_id=owner_id)
+        return self._rows_steps(
             pipeline_id, as_of, owner_id=owner_id, opened_from=opened_from, opened_to=opened_to
         )
 
-    def from_sums(
+    def _sums_steps(
         self, pipeline_id: UUID, as_of: datetime, *, owner_id: str | None = None
-    ) -> FunnelReport:
-        """The funnel (see ``funnel``) from the day and span sums, the moments of
+    ) -> Steps[FunnelReport]:
+        """The funnel (see ``funnel_steps``) from the day and span sums, the moments of
         ``as_of``'s day up to it, and a walk to the middle of each stage's finished
-        stays; in one snapshot of the tables, with three statements."""
+        stays; three statements."""
         t = self.t
         day = day_of(as_of)
         span, period = day // SPAN_DAYS, day // PERIOD_DAYS
         scope = owner_id or ""
         of_owner = "" if owner_id is None else " AND owner_id = %s"
         owner_param = () if owner_id is None else (owner_id,)
-        with self.db.snapshot() as cursor:
-            # the stages in order, each with its latest histogram before as_of's period
-            cursor.execute(
-                f"SELECT s.stage, (SELECT l.counts FROM {t['stay_lengths']} l"
-                "  WHERE l.pipeline_id = s.pipeline_id AND l.scope = %s AND l.stage = s.stage"
-                "  AND l.period < %s ORDER BY l.period DESC LIMIT 1)"
-                f" FROM {t['stages']} s WHERE s.pipeline_id = %s ORDER BY s.idx",
-                (scope, period, pipeline_id),
-            )
-            histograms = {
-                str(stage): Counter(_decode(counts) if counts else {})
-                for stage, counts in cursor.fetchall()
-            }
-            stages = list(histograms)
-            # the sums up to as_of; then (kind '') the stays of as_of's period, one by one
-            cursor.execute(
-                "SELECT kind, label, SUM(n), SUM(micros) FROM ("
-                f" SELECT kind, label, n, micros FROM {t['span_sums']}"
-                "  WHERE pipeline_id = %s AND scope = %s AND span < %s"
-                f" UNION ALL SELECT kind, label, n, micros FROM {t['day_sums']}"
-                "  WHERE pipeline_id = %s AND scope = %s AND day >= %s AND day < %s"
-                f" UNION ALL SELECT kind, label, n, micros FROM {t['moments']}"
-                f"  WHERE pipeline_id = %s AND kind IN ({_KINDS}) AND at >= %s AND at <= %s"
-                f"{of_owner}"
-                ") AS moments GROUP BY kind, label"
-                f" UNION ALL SELECT '', label, n, micros FROM {t['moments']}"
-                f" WHERE pipeline_id = %s AND kind = 'stay' AND at >= %s AND at <= %s{of_owner}",
-                (
-                    *(pipeline_id, scope, span),
-                    *(pipeline_id, scope, span * SPAN_DAYS, day),
-                    *(pipeline_id, EPOCH + timedelta(days=day), as_of, *owner_param),
-                    *(pipeline_id, EPOCH + timedelta(days=period * PERIOD_DAYS), as_of),
-                    *owner_param,
-                ),
-            )
-            totals: dict[tuple[str, str], tuple[int, int]] = {}
-            for kind, label, n, micros in cursor.fetchall():
-                if kind:
-                    totals[(str(kind), str(label))] = (int(n), int(micros))
-                elif (histogram := histograms.get(str(label))) is not None:
-                    histogram[length_bucket(int(micros))] += int(n)
-            middles = self._middle_stays(cursor, pipeline_id, as_of, owner_id, histograms)
+        # the stages in order, each with its latest histogram before as_of's period
+        rows = yield (
+            f"SELECT s.stage, (SELECT l.counts FROM {t['stay_lengths']} l"
+            "  WHERE l.pipeline_id = s.pipeline_id AND l.scope = %s AND l.stage = s.stage"
+            "  AND l.period < %s ORDER BY l.period DESC LIMIT 1)"
+            f" FROM {t['stages']} s WHERE s.pipeline_id = %s ORDER BY s.idx",
+            (scope, period, pipeline_id),
+        )
+        histograms = {
+            str(stage): Counter(_decode(counts) if counts else {}) for stage, counts in rows
+        }
+        stages = list(histograms)
+        # the sums up to as_of; then (kind '') the stays of as_of's period, one by one
+        rows = yield (
+            "SELECT kind, label, SUM(n), SUM(micros) FROM ("
+            f" SELECT kind, label, n, micros FROM {t['span_sums']}"
+            "  WHERE pipeline_id = %s AND scope = %s AND span < %s"
+            f" UNION ALL SELECT kind, label, n, micros FROM {t['day_sums']}"
+            "  WHERE pipeline_id = %s AND scope = %s AND day >= %s AND day < %s"
+            f" UNION ALL SELECT kind, label, n, micros FROM {t['moments']}"
+            f"  WHERE pipeline_id = %s AND kind IN ({_KINDS}) AND at >= %s AND at <= %s"
+            f"{of_owner}"
+            ") AS moments GROUP BY kind, label"
+            f" UNION ALL SELECT '', label, n, micros FROM {t['moments']}"
+            f" WHERE pipeline_id = %s AND kind = 'stay' AND at >= %s AND at <= %s{of_owner}",
+            (
+                *(pipeline_id, scope, span),
+                *(pipeline_id, scope, span * SPAN_DAYS, day),
+                *(pipeline_id, EPOCH + timedelta(days=day), as_of, *owner_param),
+                *(pipeline_id, EPOCH + timedelta(days=period * PERIOD_DAYS), as_of),
+                *owner_param,
+            ),
+        )
+        totals: dict[tuple[str, str], tuple[int, int]] = {}
+        for kind, label, n, micros in rows:
+            if kind:
+                totals[(str(kind), str(label))] = (int(n), int(micros))
+            elif (histogram := histograms.get(str(label))) is not None:
+                histogram[length_bucket(int(micros))] += int(n)
+        middles = yield from self._middle_stays(pipeline_id, as_of, owner_id, histograms)
 
         def count(kind: str, label: str = "") -> int:
             return totals.get((kind, label), (0, 0))[0]
@@ -543,12 +543,11 @@ class FunnelReadModel(SqlReadModel):
 
     def _middle_stays(
         self,
-        cursor: Cursor,
         pipeline_id: UUID,
         as_of: datetime,
         owner_id: str | None,
         histograms: dict[str, Counter[int]],
-    ) -> dict[str, list[int]]:
+    ) -> Steps[dict[str, list[int]]]:
         """The length of the middle finished stay of each stage, or of the two middle
         ones where their count is even: each stage's histogram as of ``as_of`` says
         which of its stays, in length order, are in the middle; one statement walks
@@ -570,13 +569,12 @@ class FunnelReadModel(SqlReadModel):
             params += [middle.take, middle.offset]
         if not walks:
             return {}
-        cursor.execute(" UNION ALL ".join(walks), params)
         middles: dict[str, list[int]] = defaultdict(list)
-        for label, micros in cursor.fetchall():
+        for label, micros in (yield (" UNION ALL ".join(walks), params)):
             middles[str(label)].append(int(micros))
         return middles
 
-    def from_rows(
+    def _rows_steps(
         self,
         pipeline_id: UUID,
         as_of: datetime,
@@ -584,8 +582,8 @@ class FunnelReadModel(SqlReadModel):
         owner_id: str | None = None,
         opened_from: datetime | None = None,
         opened_to: datetime | None = None,
-    ) -> FunnelReport:
-        """The funnel (see ``funnel``) counted from the deals, stays and outcomes
+    ) -> Steps[FunnelReport]:
+        """The funnel (see ``funnel_steps``) counted from the deals, stays and outcomes
         themselves: every deal of the pipeline is read, so its cost grows with them."""
         t = self.t
         conditions = ["pipeline_id = %s", "opened_at <= %s"]
@@ -609,14 +607,12 @@ class FunnelReadModel(SqlReadModel):
         days_in_stay = _DAYS_BETWEEN[self.dialect].format(start="s.entered_at", end="s.left_at")
         days_to_win = _DAYS_BETWEEN[self.dialect].format(start="l.opened_at", end="l.at")
 
-        stages = [
-            str(stage)
-            for (stage,) in self.db.query(
-                f"SELECT stage FROM {t['stages']} WHERE pipeline_id = %s ORDER BY idx",
-                (pipeline_id,),
-            )
-        ]
-        furthest = self.db.query(
+        rows = yield (
+            f"SELECT stage FROM {t['stages']} WHERE pipeline_id = %s ORDER BY idx",
+            (pipeline_id,),
+        )
+        stages = [str(stage) for (stage,) in rows]
+        furthest = yield (
             f"WITH {considered}, {stage_order},"
             # the stage index of every stay entered by as_of, and the last stage's
             # index for a deal won by as_of (even if reopened since)
@@ -635,7 +631,7 @@ class FunnelReadModel(SqlReadModel):
             " SELECT top, COUNT(*) FROM furthest GROUP BY top",
             (*considered_params, pipeline_id, as_of, as_of),
         )
-        current = self.db.query(
+        current = yield (
             f"WITH {considered}"
             " SELECT s.stage, COUNT(DISTINCT s.deal_id) FROM considered c"
             f" JOIN {t['stays']} s ON s.deal_id = c.deal_id"
@@ -647,24 +643,26 @@ class FunnelReadModel(SqlReadModel):
             f"FROM considered c JOIN {t['stays']} s ON s.deal_id = c.deal_id WHERE s.left_at <= %s"
         )
         if self.dialect == "postgresql":  # averaged in the database, not shipped row by row
+            rows = yield (
+                f"WITH {considered} SELECT s.stage, AVG({days_in_stay}),"
+                f" percentile_cont(0.5) WITHIN GROUP (ORDER BY {days_in_stay})"
+                f" {finished_stays} GROUP BY s.stage",
+                (*considered_params, as_of),
+            )
             stays = {
-                str(stage): funnel.StayFigures(float(avg), float(mid))
-                for stage, avg, mid in self.db.query(
-                    f"WITH {considered} SELECT s.stage, AVG({days_in_stay}),"
-                    f" percentile_cont(0.5) WITHIN GROUP (ORDER BY {days_in_stay})"
-                    f" {finished_stays} GROUP BY s.stage",
-                    (*considered_params, as_of),
-                )
+                str(stage): funnel.StayFigures(float(avg), float(mid)) for stage, avg, mid in rows
             }
         else:
             stay_days: dict[str, list[float]] = defaultdict(list)
-            for stage, length in self.db.query(
-                f"WITH {considered} SELECT s.stage, {days_in_stay} {finished_stays}",
-                (*considered_params, as_of),
+            for stage, length in (
+                yield (
+                    f"WITH {considered} SELECT s.stage, {days_in_stay} {finished_stays}",
+                    (*considered_params, as_of),
+                )
             ):
                 stay_days[str(stage)].append(float(length))
             stays = funnel.stay_figures(stay_days)
-        outcomes = self.db.query(
+        outcomes = yield (
             f"WITH {considered},"
             " latest AS ("
             "  SELECT w.deal_id, w.kind, w.at, w.reason, c.opened_at,"
@@ -705,6 +703,10 @@ class FunnelReadModel(SqlReadModel):
             won=won,
             avg_sales_cycle_days=avg_sales_cycle_days,
         )
+
+    funnel = blocking(funnel_steps)
+    from_sums = blocking(_sums_steps)
+    from_rows = blocking(_rows_steps)
 
 
 _Sums = defaultdict[tuple[UUID, str, int, str, str], list[int]]

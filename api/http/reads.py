@@ -61,8 +61,8 @@ class ReadRoutes(Controller):
         counts = await reads_of(request).run(LifecycleReadModel.counts_query(at))
         return schemas.LifecycleCounts(as_of=at, counts=counts)
 
-    @get("/funnel", guards=[allow(*READERS)], sync_to_thread=True)
-    def funnel(
+    @get("/funnel", guards=[allow(*READERS)])
+    async def funnel(
         self,
         request: Request[Any, Any, Any],
         pipeline: str = Parameter(
@@ -76,21 +76,20 @@ class ReadRoutes(Controller):
     ) -> dict[str, Any]:
         """The sales funnel of one pipeline at an instant: per stage reached, current,
         conversions and days in stage; won, lost, win rate, lost reasons, sales cycle."""
-        crm = crm_of(request)
-        wait_for_position(crm, min_position)
+        await reach_position(request, min_position)
         try:
             pipeline_id = UUID(pipeline)
         except ValueError:
             pipeline_id = pipeline_named(pipeline)
-        model = crm.model(FunnelReadModel)
-        report = model.funnel(
+        model = crm_of(request).model(FunnelReadModel)
+        steps = model.funnel_steps(
             pipeline_id,
             _now_or(as_of),
             owner_id=owner_id,
             opened_from=opened_from and _now_or(opened_from),
             opened_to=opened_to and _now_or(opened_to),
         )
-        return asdict(report)
+        return asdict(await reads_of(request).run_steps(steps))
 
     @get("/kpis", guards=[allow(*READERS)], sync_to_thread=True)
     def kpis(

@@ -22,7 +22,7 @@ from adapters import postgres
 from adapters.read_models.audit import AuditFilter, AuditReadModel
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
-from adapters.sql import Query, Reads
+from adapters.sql import Query, Reads, Steps
 from api.bootstrap import Crm
 from domain.envelope import Envelope
 from domain.lifecycle import Stage, StageInterval
@@ -169,3 +169,29 @@ def test_a_read_connection_the_server_ended_is_replaced_before_the_next_read(crm
 
     first, after = asyncio.run(scenario())
     assert after != first
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_steps_on_the_loop_read_one_snapshot_and_write_nothing(crm: Crm) -> None:
+    crm.db.execute("CREATE TABLE snapshot_probe (n INTEGER PRIMARY KEY)")
+    crm.db.execute("INSERT INTO snapshot_probe (n) VALUES (1)")
+
+    def counts() -> Steps[tuple[int, int]]:
+        ((before,),) = yield ("SELECT COUNT(*) FROM snapshot_probe", ())
+        crm.db.execute("INSERT INTO snapshot_probe (n) VALUES (2)")  # commits meanwhile
+        ((after,),) = yield ("SELECT COUNT(*) FROM snapshot_probe", ())
+        return int(before), int(after)
+
+    assert on_loop(crm, lambda reads: reads.run_steps(counts())) == (1, 1)
+    assert crm.db.query("SELECT COUNT(*) FROM snapshot_probe") == [(2,)]
+    if crm.db.dialect == "postgresql":
+
+        def writes() -> Steps[None]:
+            yield ("INSERT INTO snapshot_probe (n) VALUES (3) RETURNING n", ())
+
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            on_loop(crm, lambda reads: reads.run_steps(writes()))
+        assert on_loop(crm, lambda reads: reads.run(COUNT)) == 2
+
+
+COUNT = Query("SELECT COUNT(*) FROM snapshot_probe", (), lambda rows: int(rows[0][0]))
