@@ -301,7 +301,7 @@ class FunnelReadModel(SqlReadModel):
         orders: dict[UUID, list[str]] = {}
         for chunk in chunks(deal_ids, REFOLD_CHUNK[self.dialect]):
             rows: list[tuple[Any, ...]] = []
-            dropped = self._drop_moments(cursor, chunk)
+            dropped = self._drop_moments(cursor, chunk, returning=sums is not None)
             if sums is not None:
                 for pipeline_id, owner_id, at, kind, label, n, micros in dropped:
                     old = Moment(as_datetime(at), kind, str(label), int(n), int(micros))
@@ -358,11 +358,16 @@ class FunnelReadModel(SqlReadModel):
             ]
         self.insert(cursor, "stay_lengths", "pipeline_id, scope, stage, period, counts", rows)
 
-    def _drop_moments(self, cursor: Cursor, deal_ids: list[UUID]) -> list[tuple[Any, ...]]:
-        """Delete these deals' moments; what they were."""
+    def _drop_moments(
+        self, cursor: Cursor, deal_ids: list[UUID], *, returning: bool
+    ) -> list[tuple[Any, ...]]:
+        """Delete these deals' moments; what they were, if ``returning``."""
         marks = ", ".join(["%s"] * len(deal_ids))
         where = f"FROM {self.t['moments']} WHERE deal_id IN ({marks})"
         columns = "pipeline_id, owner_id, at, kind, label, n, micros"
+        if not returning:
+            cursor.execute(f"DELETE {where}", deal_ids)
+            return []
         if self.dialect == "postgresql":  # one statement finds and deletes them
             cursor.execute(f"DELETE {where} RETURNING {columns}", deal_ids)
             return cursor.fetchall()

@@ -245,13 +245,18 @@ class LifecycleReadModel(SqlReadModel):
                     for i in stage_intervals(facts, self.policy)
                 )
         self.insert(cursor, "intervals", "client_id, valid_from, valid_to, stage, reason", rows)
-        deltas.update(_deltas((start, end, stage) for _, start, end, stage, _ in rows))
-        self._add_deltas(cursor, deltas)
+        if not self.rebuilding:
+            deltas.update(_deltas((start, end, stage) for _, start, end, stage, _ in rows))
+            self._add_deltas(cursor, deltas)
 
     def _drop_intervals(self, cursor: Cursor, client_ids: list[UUID]) -> Counter[tuple[int, str]]:
-        """Delete these clients' intervals; the day deltas that undo theirs."""
+        """Delete these clients' intervals; the day deltas that undo theirs (none in
+        a rebuild, whose deltas are derived at its end)."""
         marks = ", ".join(["%s"] * len(client_ids))
         where = f"FROM {self.t['intervals']} WHERE client_id IN ({marks})"
+        if self.rebuilding:
+            cursor.execute(f"DELETE {where}", client_ids)
+            return Counter()
         if self.dialect == "postgresql":  # one statement finds and deletes them
             cursor.execute(f"DELETE {where} RETURNING valid_from, valid_to, stage", client_ids)
             rows = cursor.fetchall()
