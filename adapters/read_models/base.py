@@ -215,13 +215,13 @@ class SqlReadModel(ABC):
         else:
             marks = ", ".join(["%s"] * (len(keys) + len(values)))
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}){upsert}", changed)
-        bucket = keys.index("day") if "day" in keys else keys.index("span")
+        when = keys.index("day") if "day" in keys else keys.index("span")
         zero = " AND ".join(f"{value} = 0" for value in values)
-        buckets = sorted({row[bucket] for row in changed})
-        for part in chunks(buckets, REFOLD_CHUNK[self.dialect]):
+        touched = sorted({row[when] for row in changed})
+        for part in chunks(touched, REFOLD_CHUNK[self.dialect]):
             cursor.execute(  # back to zero leaves no row
                 f"DELETE FROM {table} WHERE {zero}"
-                f" AND {keys[bucket]} IN ({', '.join(['%s'] * len(part))})",
+                f" AND {keys[when]} IN ({', '.join(['%s'] * len(part))})",
                 part,
             )
 
