@@ -54,6 +54,10 @@ ANALYZE_AFTER = 20_000
 """Events applied before the first ``ANALYZE`` of the models' tables (PostgreSQL); the
 next ones follow each time the count doubles."""
 
+REBUILD_STATISTICS_TARGET = 10
+"""``default_statistics_target`` of the ``ANALYZE`` of a rebuild's tables while they
+grow (PostgreSQL's default is 100: 30,000 rows sampled per table, against 3,000)."""
+
 Progress = Callable[[int, int], None]
 """Called with (position reached, head) after each batch."""
 
@@ -192,9 +196,15 @@ class Projector:
         if self._applied - self._analyzed_at < max(ANALYZE_AFTER, self._analyzed_at):
             return
         self._analyzed_at = self._applied
-        for model in self.models:
-            for table in model.t.values():
-                self.db.execute(f"ANALYZE {table}")
+        with self.db.transaction() as cursor:
+            for model in self.models:
+                # A rebuild's tables get full statistics when they are swapped in
+                # (``Database.tidy``); until then a small sample tells the planner
+                # enough for the writes' key lookups, at a sixth of the cost.
+                target = REBUILD_STATISTICS_TARGET if model.rebuilding else "DEFAULT"
+                cursor.execute(f"SET LOCAL default_statistics_target = {target}")
+                for table in model.t.values():
+                    cursor.execute(f"ANALYZE {table}")
 
     def _fetch(self, after: int, stop: int) -> tuple[Batch, int]:
         """The next batch after ``after`` (only the models' topics, unless a raw model

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters import projector as projector_module
 from adapters.projector import Projector, discard_rebuild, rebuild, wait_for
 from adapters.read_models import registry
 from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel
@@ -266,6 +267,39 @@ def test_the_tables_a_rebuild_swaps_in_are_vacuumed_for_index_only_reads(crm: Cr
         (list(tables),),
     )
     assert sorted(rows) == sorted((table, True, True) for table in tables)
+
+
+def histogram_sizes(crm: Crm, tables: list[str], column: str) -> dict[str, int]:
+    """How many bounds PostgreSQL's statistics hold for ``column`` of each table (at
+    most the statistics target + 1)."""
+    rows = crm.db.query(
+        "SELECT tablename, cardinality(histogram_bounds::text::text[]) FROM pg_stats"
+        " WHERE schemaname = current_schema() AND tablename = ANY(%s) AND attname = %s",
+        (tables, column),
+    )
+    return {str(table): int(size) for table, size in rows}
+
+
+@pytest.mark.parametrize("store", ["postgresql"])
+def test_a_growing_rebuild_is_analysed_from_a_small_sample_and_fully_once_swapped_in(
+    crm: Crm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_demo(crm, clients_count=30)
+    monkeypatch.setattr(projector_module, "ANALYZE_AFTER", 40)
+    growing = [crm.read_model("chain", REBUILD_PREFIX), crm.read_model("chain", "check_")]
+    projector = Projector(crm.app, crm.db, growing, batch_size=40)
+    projector.setup()
+    projector.catch_up()
+    assert crm.db.query(f"SELECT COUNT(*) FROM {growing[0].t['links']}")[0][0] > 200
+    rebuilding, live = (model.t["links"] for model in growing)
+    # every position is distinct: the histogram has as many bounds as the target allows
+    assert histogram_sizes(crm, [rebuilding, live], "position") == {
+        rebuilding: projector_module.REBUILD_STATISTICS_TARGET + 1,
+        live: 101,  # PostgreSQL's default target, 100
+    }
+    rebuild(crm.app, crm.db, lambda prefix: crm.read_model("chain", prefix))  # resumes, swaps
+    swapped_in = crm.read_model("chain").t["links"]
+    assert histogram_sizes(crm, [swapped_in], "position") == {swapped_in: 101}
 
 
 def index_columns(crm: Crm, prefix: str) -> dict[str, str]:
