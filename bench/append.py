@@ -43,10 +43,12 @@ from bench.common import (
     client_ids,
     median,
     note,
+    per_event_micros,
     percentile,
     place,
     postgres_connection,
     ratio,
+    server_cpu_seconds,
     table,
     title,
 )
@@ -75,6 +77,13 @@ class Run:
     failed: int = 0
     retries: int = 0
     error: str = ""
+    cpu_seconds: float = 0.0
+    """CPU time of this process (every writer thread) over the timed writes."""
+    server_seconds: float | None = None
+    """CPU time of the PostgreSQL processes of this machine over the timed writes."""
+
+    def micros_per_op(self, seconds: float | None) -> float | None:
+        return per_event_micros(seconds, self.ops)
 
     @property
     def per_second(self) -> float:
@@ -132,7 +141,7 @@ def drive(
         thread.start()
     try:
         ready.wait()
-        started = time.perf_counter()
+        started, cpu, server = time.perf_counter(), time.process_time(), server_cpu_seconds()
         for thread in threads:
             thread.join()
     except threading.BrokenBarrierError:
@@ -145,13 +154,16 @@ def drive(
         for thread in threads:
             thread.join(timeout=30)
         raise
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    server_after = server_cpu_seconds()
     return Run(
         sum(map(len, latencies)),
         seconds,
         [x for xs in latencies for x in xs],
         sum(failures),
         error=errors[0] if errors else "",
+        cpu_seconds=cpu,
+        server_seconds=None if server is None or server_after is None else server_after - server,
     )
 
 
@@ -438,10 +450,10 @@ def run(options: Options) -> None:
                     if result.failed:
                         note(f"{name} x{writers}: {result.failed} failed: {result.error}")
             note(f"run {repeat + 1}/{options.runs} done")
-    report(runs)
+    report(runs, server=options.backend == "postgresql")
 
 
-def report(runs: dict[tuple[str, int], list[Run]]) -> None:
+def report(runs: dict[tuple[str, int], list[Run]], *, server: bool) -> None:
     rows: list[list[Any]] = []
     for writers in WRITERS:
         baseline = median([r.per_second for r in runs[("raw", writers)]])
@@ -459,6 +471,10 @@ def report(runs: dict[tuple[str, int], list[Run]]) -> None:
                     percentile(latencies, 99) * 1000,
                     sum(r.retries for r in results),
                     sum(r.failed for r in results),
+                    _median_micros([r.micros_per_op(r.cpu_seconds) for r in results]),
+                    _median_micros(
+                        [r.micros_per_op(r.server_seconds) for r in results] if server else []
+                    ),
                 ]
             )
     table(
@@ -471,8 +487,17 @@ def report(runs: dict[tuple[str, int], list[Run]]) -> None:
             "p99 ms",
             "retries",
             "failed",
+            "CPU µs/op",
+            "server µs/op",
         ],
         rows,
     )
     note("raw = psycopg/sqlite3 INSERT + COMMIT per event (the baseline); retries and")
     note("failures are summed over the runs; a failed command gave up after 20 attempts.")
+    note("CPU µs/op: this process's CPU time (all its threads; one interpreter lock) per")
+    note("write, median of the runs; server: every PostgreSQL process of this machine.")
+
+
+def _median_micros(values: list[float | None]) -> float | None:
+    measured = [value for value in values if value is not None]
+    return median(measured) if measured else None

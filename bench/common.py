@@ -124,6 +124,37 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank]
 
 
+def server_cpu_seconds() -> float | None:
+    """CPU time (user + system, with the reaped backends') used so far by every
+    PostgreSQL process of this machine, from ``/proc``; ``None`` where there is none
+    to see (another machine's server, no ``/proc``). Differences of two readings are
+    what the server spent between them, on the benchmark's work and anything else it
+    did meanwhile (nothing else, on an idle machine)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, seen = 0, False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        name, _, rest = stat.partition(" (")[2].rpartition(") ")
+        if name != "postgres":
+            continue
+        seen = True
+        total += sum(int(field) for field in rest.split()[11:15])  # utime stime cutime cstime
+    return total / ticks if seen else None
+
+
+def per_event_micros(seconds: float | None, events: int) -> float | None:
+    """CPU ``seconds`` per event, in microseconds (``None`` if not measured)."""
+    return None if seconds is None or not events else seconds / events * 1e6
+
+
 def note(text: str) -> None:
     print(f"   {text}", flush=True)
 
