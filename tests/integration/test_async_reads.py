@@ -20,6 +20,7 @@ import pytest
 
 from adapters import postgres
 from adapters.read_models.audit import AuditFilter, AuditReadModel
+from adapters.read_models.base import REBUILD_PREFIX
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.sql import Query, Reads, Steps
@@ -195,3 +196,15 @@ def test_steps_on_the_loop_read_one_snapshot_and_write_nothing(crm: Crm) -> None
 
 
 COUNT = Query("SELECT COUNT(*) FROM snapshot_probe", (), lambda rows: int(rows[0][0]))
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_a_read_model_is_made_once_per_process_and_a_rebuilds_apart(crm: Crm) -> None:
+    live = crm.model(DirectoryReadModel)
+    assert crm.model(DirectoryReadModel) is live
+    rebuilding = crm.model(DirectoryReadModel, REBUILD_PREFIX)
+    assert rebuilding is not live
+    assert (live.t["cards"], rebuilding.t["cards"]) == (
+        "directory_cards",
+        "rebuild_directory_cards",
+    )
