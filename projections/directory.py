@@ -84,6 +84,8 @@ class ClientCard:
 
 
 Cards = Mapping[UUID, ClientCard]
+Changes = dict[str, Any]
+"""Card fields an event sets (by name), besides its ``version``."""
 _CARD_FIELDS = tuple(f.name for f in fields(ClientCard))
 
 TOPICS = topics_of(
@@ -128,8 +130,8 @@ def apply(cards: Cards, recorded: Recorded) -> dict[UUID, ClientCard]:
     card = cards.get(event.originator_id)
     if card is None or not isinstance(event, Client.Event):
         return {}
-    changed = _apply(event, card, cards)
-    return {card.client_id: _evolve(changed, version=event.originator_version)}
+    changes = _apply(event, card, cards)
+    return {card.client_id: _evolve(card, version=event.originator_version, **changes)}
 
 
 def fold(events: Iterable[Recorded], cards: Cards | None = None) -> dict[UUID, ClientCard]:
@@ -141,7 +143,7 @@ def fold(events: Iterable[Recorded], cards: Cards | None = None) -> dict[UUID, C
 
 
 def _evolve(card: ClientCard, **changes: Any) -> ClientCard:
-    """``dataclasses.replace`` without re-running the constructor (the fold makes two
+    """``dataclasses.replace`` without re-running the constructor (the fold makes one
     of these per event, and the constructor's checks cost more than the fold): a
     copy of the frozen card with some fields changed."""
     evolved = object.__new__(ClientCard)
@@ -176,13 +178,13 @@ def _registered(event: Client.ClientRegistered) -> ClientCard:
 
 
 @singledispatch
-def _apply(event: Any, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
+def _apply(event: Any, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
     """Events that only advance the version (consents, losses)."""
-    return card
+    return {}
 
 
 @_apply.register
-def _(event: Client.ClientDetailsChanged, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
+def _(event: Client.ClientDetailsChanged, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
     values: dict[str, Any] = {}
     attributes = dict(card.attributes)
     for name in event.fields:
@@ -199,86 +201,83 @@ def _(event: Client.ClientDetailsChanged, card: ClientCard, cards: Cards) -> Cli
             values[name] = str(new or "")
         elif name in ("kind", "company", "address", "channel"):
             values[name] = new
-    return _evolve(card, attributes=attributes, **values)
+    return {"attributes": attributes, **values}
 
 
 @_apply.register
-def _(event: Client.ContactMade, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(card, last_contact_at=_latest(card.last_contact_at, event.occurred_at))
+def _(event: Client.ContactMade, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {"last_contact_at": _latest(card.last_contact_at, event.occurred_at)}
 
 
 @_apply.register
-def _(event: Client.PurchaseMade, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(
-        card,
-        last_purchase_at=_latest(card.last_purchase_at, event.occurred_at),
-        purchases_count=card.purchases_count + 1,
-        revenue=card.revenue + event.amount,
-        margin=card.margin + (event.amount - event.cost),
-    )
+def _(event: Client.PurchaseMade, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {
+        "last_purchase_at": _latest(card.last_purchase_at, event.occurred_at),
+        "purchases_count": card.purchases_count + 1,
+        "revenue": card.revenue + event.amount,
+        "margin": card.margin + (event.amount - event.cost),
+    }
 
 
 @_apply.register
-def _(event: Client.OwnerAssigned, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(card, owner_id=event.owner_id)
+def _(event: Client.OwnerAssigned, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {"owner_id": event.owner_id}
 
 
 @_apply.register
-def _(event: Client.FollowUpScheduled, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(card, open_follow_ups=card.open_follow_ups + 1)
+def _(event: Client.FollowUpScheduled, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {"open_follow_ups": card.open_follow_ups + 1}
 
 
 @_apply.register(Client.FollowUpCompleted)
 @_apply.register(Client.FollowUpCancelled)
-def _(event: Client.Event, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(card, open_follow_ups=max(0, card.open_follow_ups - 1))
+def _(event: Client.Event, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {"open_follow_ups": max(0, card.open_follow_ups - 1)}
 
 
 @_apply.register
-def _(event: Client.ProcessingRestricted, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(card, restricted=True)
+def _(event: Client.ProcessingRestricted, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {"restricted": True}
 
 
 @_apply.register
-def _(event: Client.RestrictionLifted, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(card, restricted=False)
+def _(event: Client.RestrictionLifted, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {"restricted": False}
 
 
 @_apply.register
-def _(event: Client.PersonalDataErased, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(
-        card,
-        erased=True,
-        name="",
-        company=None,
-        address=None,
-        phones=(),
-        emails=(),
-        attributes={},
-        open_follow_ups=0,  # nothing can be recorded any more: the work queue closes them
-    )
+def _(event: Client.PersonalDataErased, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {
+        "erased": True,
+        "name": "",
+        "company": None,
+        "address": None,
+        "phones": (),
+        "emails": (),
+        "attributes": {},
+        "open_follow_ups": 0,  # nothing can be recorded any more: the work queue closes them
+    }
 
 
 @_apply.register
-def _(event: Client.ClientMerged, card: ClientCard, cards: Cards) -> ClientCard:  # noqa: ARG001
-    return _evolve(card, merged_into=event.into_id)
+def _(event: Client.ClientMerged, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
+    return {"merged_into": event.into_id}
 
 
 @_apply.register
-def _(event: Client.DuplicateAbsorbed, card: ClientCard, cards: Cards) -> ClientCard:
+def _(event: Client.DuplicateAbsorbed, card: ClientCard, cards: Cards) -> Changes:
     phones = tuple(dict.fromkeys(card.phones + tuple(event.phones)))
     emails = tuple(dict.fromkeys(card.emails + tuple(event.emails)))
     duplicate = cards.get(event.absorbed_id)
     if duplicate is None:  # only its contact points are known
-        return _evolve(card, phones=phones, emails=emails)
-    return _evolve(
-        card,
-        phones=phones,
-        emails=emails,
-        registered_at=min(card.registered_at, duplicate.registered_at),
-        last_contact_at=_latest(card.last_contact_at, duplicate.last_contact_at),
-        last_purchase_at=_latest(card.last_purchase_at, duplicate.last_purchase_at),
-        purchases_count=card.purchases_count + duplicate.purchases_count,
-        revenue=card.revenue + duplicate.revenue,
-        margin=card.margin + duplicate.margin,
-    )
+        return {"phones": phones, "emails": emails}
+    return {
+        "phones": phones,
+        "emails": emails,
+        "registered_at": min(card.registered_at, duplicate.registered_at),
+        "last_contact_at": _latest(card.last_contact_at, duplicate.last_contact_at),
+        "last_purchase_at": _latest(card.last_purchase_at, duplicate.last_purchase_at),
+        "purchases_count": card.purchases_count + duplicate.purchases_count,
+        "revenue": card.revenue + duplicate.revenue,
+        "margin": card.margin + duplicate.margin,
+    }
