@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import singledispatch
+from functools import cache, singledispatch
 from typing import Any
 from uuid import UUID
 
@@ -277,12 +277,14 @@ def as_text(value: object) -> str | None:
 def payload_json(event: CrmAggregate.Event) -> str:
     """The event's payload (every field but the envelope) as JSON with sorted keys;
     decimals as strings, instants in RFC 3339."""
-    payload = {
-        f.name: getattr(event, f.name)
-        for f in dataclasses.fields(event)
-        if f.name not in ENVELOPE_FIELDS
-    }
+    payload = {name: getattr(event, name) for name in _payload_names(type(event))}
     return _dumps(payload)
+
+
+@cache
+def _payload_names(event_class: type[Any]) -> tuple[str, ...]:
+    """The payload fields of an event class: every field but the envelope."""
+    return tuple(f.name for f in dataclasses.fields(event_class) if f.name not in ENVELOPE_FIELDS)
 
 
 def _dumps(value: object) -> str:
