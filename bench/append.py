@@ -1,7 +1,7 @@
 """append: single-event commands through the application, against raw inserts.
 
-Each writer is a thread. Variants, at 1, 8 and 32 writers, each run ``--repeats``
-times (3 by default; the median is printed):
+Each writer is a thread (of one process, or of one per core). Variants, at 1, 8 and
+32 writers, each run ``--repeats`` times (3 by default; the median is printed):
 
 * ``raw``: one plain ``INSERT`` + ``COMMIT`` per event, each thread on its own
   connection, into a table shaped like the events table (uuid, bigint version, text
@@ -13,12 +13,17 @@ times (3 by default; the median is printed):
   encrypt, save), each writer on clients of its own — no conflicts;
 * ``crm shared``: the same, all writers on the same few clients, so commands meet
   concurrent writes and are re-run (retries are counted; a command that gives up
-  counts as failed).
+  counts as failed);
+* ``crm own, N processes``: ``crm own`` with the writers shared out over one process
+  per core (N), each with its own application and group commit, as the API's workers
+  run commands: the writer threads of one process share one interpreter lock.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import sqlite3
 import threading
 import time
@@ -36,6 +41,7 @@ from eventsourcing.utils import get_topic
 
 from api.bootstrap import Crm, bootstrap
 from application.clients import RecordPurchase
+from application.settings import Settings
 from bench.common import (
     POSTGRES_URL,
     Options,
@@ -90,12 +96,29 @@ class Run:
         return (self.ops - self.failed) / self.seconds if self.seconds else 0.0
 
 
+def _write(op: Op, n: int, errors: list[str]) -> bool:
+    """One write; False (and the first error kept) if it failed."""
+    try:
+        op(n)
+    except Exception as error:  # noqa: BLE001 (counted and reported, not fatal)
+        if not errors:
+            errors.append(f"{type(error).__name__}: {error}")
+        return False
+    return True
+
+
 def drive(
-    writers: int, per_writer: int, setup: Setup, *, budget: float, warm_up: int = WARM_UP
+    writers: int,
+    per_writer: int,
+    setup: Setup,
+    *,
+    budget: float,
+    warm_up: int = WARM_UP,
+    gate: Callable[[], object] | None = None,
 ) -> Run:
     """Run ``per_writer`` writes on each of ``writers`` threads, all starting together
-    (after ``warm_up`` untimed writes each), or as many as fit in ``budget`` seconds;
-    the wall time to the last write."""
+    (after ``warm_up`` untimed writes each, and after ``gate`` returns, if given), or
+    as many as fit in ``budget`` seconds; the wall time to the last write."""
     ready = threading.Barrier(writers + 1)
     latencies: list[list[float]] = [[] for _ in range(writers)]
     failures = [0] * writers
@@ -103,13 +126,7 @@ def drive(
     stopping = threading.Event()
 
     def write(op: Op, n: int) -> bool:
-        try:
-            op(n)
-        except Exception as error:  # noqa: BLE001 (counted and reported, not fatal)
-            if not errors:
-                errors.append(f"{type(error).__name__}: {error}")
-            return False
-        return True
+        return _write(op, n, errors)
 
     def writer(w: int) -> None:
         try:
@@ -140,6 +157,8 @@ def drive(
     for thread in threads:
         thread.start()
     try:
+        if gate is not None:  # the writers wait at the barrier until it opens
+            gate()
         ready.wait()
         started, cpu, server = time.perf_counter(), time.process_time(), server_cpu_seconds()
         for thread in threads:
@@ -303,6 +322,69 @@ def crm_commands(crm: Crm, clients: list[list[uuid.UUID]]) -> Setup:
     return setup
 
 
+def drive_processes(setting: Setting, writers: int, *, budget: float) -> Run:
+    """``crm own`` with the writers shared out over ``PROCESSES`` processes (fewer if
+    there are fewer writers), each with its own application, all starting together:
+    the writes per second over the longest process's time to its last write."""
+    processes = min(PROCESSES, writers)
+    clients = setting.own(writers)
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(processes + 1)
+    results = context.Queue()
+    children = [
+        context.Process(
+            target=_process_writers,
+            args=(
+                setting.where.settings(pool_size=writers + 1),
+                clients[p::processes],
+                setting.per_writer[writers],
+                budget,
+                start,
+                results,
+            ),
+            daemon=True,
+        )
+        for p in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        start.wait(timeout=120)  # every process has its writers warmed up
+        server = server_cpu_seconds()
+        runs: list[Run] = [results.get(timeout=budget + 120) for _ in children]
+        server_after = server_cpu_seconds()
+    finally:
+        for child in children:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+    return Run(
+        sum(r.ops for r in runs),
+        max(r.seconds for r in runs),
+        [x for r in runs for x in r.latencies],
+        sum(r.failed for r in runs),
+        error=next((r.error for r in runs if r.error), ""),
+        cpu_seconds=sum(r.cpu_seconds for r in runs),
+        server_seconds=None if server is None or server_after is None else server_after - server,
+    )
+
+
+def _process_writers(
+    settings: Settings,
+    clients: list[list[uuid.UUID]],
+    per_writer: int,
+    budget: float,
+    start: Any,
+    results: Any,
+) -> None:
+    """One process of ``drive_processes``: its writers, on an application of its own."""
+    with bootstrap(settings) as crm:
+        run = drive(
+            len(clients), per_writer, crm_commands(crm, clients), budget=budget, gate=start.wait
+        )
+    results.put(run)
+
+
 class RetryCounter(logging.Handler):
     """Counts the application's "running the command again" (a concurrent write)."""
 
@@ -348,7 +430,10 @@ def sample_state(crm: Crm, client: uuid.UUID) -> tuple[bytes, str]:
 # ----------------------------------------------------------------------- the run
 
 
-VARIANTS = ("raw", "eventsourcing", "crm own", "crm shared")
+PROCESSES = os.cpu_count() or 1
+"""Processes of the ``crm own, N processes`` variant: one per core, as the API's workers."""
+IN_PROCESSES = f"crm own, {PROCESSES} processes"
+VARIANTS = ("raw", "eventsourcing", "crm own", "crm shared", IN_PROCESSES)
 
 
 @dataclass
@@ -368,7 +453,7 @@ class Setting:
     def make(cls, where: Place, total: int, runs: int) -> Setting:
         per_writer = {writers: max(1, total // writers) for writers in WRITERS}
         needed = runs * sum(
-            writers * -(-(per_writer[writers] + WARM_UP) // EVENTS_PER_CLIENT)  # own
+            2 * writers * -(-(per_writer[writers] + WARM_UP) // EVENTS_PER_CLIENT)  # own x2
             + per_writer[writers]
             + WARM_UP  # shared
             for writers in WRITERS
@@ -443,9 +528,17 @@ def run(options: Options) -> None:
         for repeat in range(options.runs):
             for writers in WRITERS:
                 for name in VARIANTS:
-                    with variant(name, setting, writers) as setup, counting_retries() as retries:
-                        result = drive(writers, setting.per_writer[writers], setup, budget=budget)
-                    result.retries = retries.count
+                    if name == IN_PROCESSES:
+                        result = drive_processes(setting, writers, budget=budget)
+                    else:
+                        with (
+                            variant(name, setting, writers) as setup,
+                            counting_retries() as retries,
+                        ):
+                            result = drive(
+                                writers, setting.per_writer[writers], setup, budget=budget
+                            )
+                        result.retries = retries.count
                     runs.setdefault((name, writers), []).append(result)
                     if result.failed:
                         note(f"{name} x{writers}: {result.failed} failed: {result.error}")
