@@ -179,7 +179,8 @@ def _registered(event: Client.ClientRegistered) -> ClientCard:
 
 @singledispatch
 def _apply(event: Any, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
-    """Events that only advance the version (consents, losses)."""
+    """The card fields ``event`` sets, given its card and the others it needs; none
+    for the events that only advance the version (consents, losses)."""
     return {}
 
 
