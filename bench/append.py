@@ -377,11 +377,21 @@ def _process_writers(
     start: Any,
     results: Any,
 ) -> None:
-    """One process of ``drive_processes``: its writers, on an application of its own."""
-    with bootstrap(settings) as crm:
-        run = drive(
-            len(clients), per_writer, crm_commands(crm, clients), budget=budget, gate=start.wait
-        )
+    """One process of ``drive_processes``: its writers, on an application of its own.
+    If it cannot start them, the barrier breaks, so the others and the parent stop
+    waiting at once."""
+    try:
+        with bootstrap(settings) as crm:
+            run = drive(
+                len(clients),
+                per_writer,
+                crm_commands(crm, clients),
+                budget=budget,
+                gate=start.wait,
+            )
+    except BaseException:
+        start.abort()
+        raise
     results.put(run)
 
 
