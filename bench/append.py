@@ -84,7 +84,8 @@ class Run:
     retries: int = 0
     error: str = ""
     cpu_seconds: float = 0.0
-    """CPU time of this process (every writer thread) over the timed writes."""
+    """CPU time of the writers' process (all its threads) over the timed writes;
+    summed over the processes in ``drive_processes``."""
     server_seconds: float | None = None
     """CPU time of the PostgreSQL processes of this machine over the timed writes."""
 
@@ -597,8 +598,8 @@ def report(runs: dict[tuple[str, int], list[Run]], *, server: bool) -> None:
     )
     note("raw = psycopg/sqlite3 INSERT + COMMIT per event (the baseline); retries and")
     note("failures are summed over the runs; a failed command gave up after 20 attempts.")
-    note("CPU µs/op: this process's CPU time (all its threads; one interpreter lock) per")
-    note("write, median of the runs; server: every PostgreSQL process of this machine.")
+    note("CPU µs/op: the writers' CPU time per write (all threads of their process or")
+    note("processes), median of the runs; server: every PostgreSQL process of this machine.")
 
 
 def _median_micros(values: list[float | None]) -> float | None:
