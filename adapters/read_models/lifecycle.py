@@ -51,6 +51,11 @@ from domain.lifecycle import (
 from projections import lifecycle
 from projections.base import Recorded
 
+IntervalRow = tuple[UUID, datetime, datetime | None, str, str | None]
+INTERVAL_COLUMNS = "client_id, valid_from, valid_to, stage, reason"
+REFOLD_PAGE = 5000
+"""Clients whose intervals the end of a rebuild makes per round."""
+
 
 class LifecycleReadModel(SqlReadModel):
     name = "lifecycle"
@@ -94,10 +99,42 @@ class LifecycleReadModel(SqlReadModel):
         self.policy = policy
 
     def finish_rebuild(self, cursor: Cursor) -> None:
-        """A rebuild writes no deltas batch by batch (most of its batches would change
-        most days' rows): they are derived from the intervals here, once."""
+        """A rebuild writes no intervals and no deltas batch by batch: a client's facts
+        arrive over many batches (its intervals would be made again at each), and most
+        batches would change most days' rows. Both are made here, once."""
+        self._refold_all(cursor)
         self._derive_deltas(cursor)
         super().finish_rebuild(cursor)
+
+    def _refold_all(self, cursor: Cursor) -> None:
+        """Every client's stage intervals from all its facts, ``REFOLD_PAGE`` clients
+        (in id order) at a time, so that memory does not grow with the history."""
+        t = self.t
+        cursor.execute(f"DELETE FROM {t['intervals']}")  # an earlier version's, if resumed
+        after: UUID | None = None
+        while True:
+            cursor.execute(
+                f"SELECT client_id, registered_at FROM {t['clients']}"
+                " WHERE merged_into IS NULL"
+                + ("" if after is None else " AND client_id > %s")
+                + " ORDER BY client_id LIMIT %s",
+                ([] if after is None else [after]) + [REFOLD_PAGE],
+            )
+            page = cursor.fetchall()
+            if not page:
+                return
+            registered = {as_uuid(c): as_datetime(at) for c, at in page}
+            first, last = as_uuid(page[0][0]), as_uuid(page[-1][0])
+            cursor.execute(
+                f"SELECT client_id, kind, at, reason FROM {t['facts']}"
+                " WHERE client_id >= %s AND client_id <= %s AND kind IN ('purchase', 'loss')",
+                (first, last),
+            )
+            rows = self._intervals(registered, cursor.fetchall())
+            self.insert(cursor, "intervals", INTERVAL_COLUMNS, rows)
+            if len(page) < REFOLD_PAGE:
+                return
+            after = last
 
     def upgrade(self, cursor: Cursor) -> None:
         """Tables made before ``day_deltas`` existed: derive the deltas from the
@@ -181,7 +218,7 @@ class LifecycleReadModel(SqlReadModel):
         touched = {r.client_id for r in registered} | {f.client_id for f in facts}
         touched |= {m.into_id for m in merges}
         touched -= {m.absorbed_id for m in merges}
-        if touched:
+        if touched and not self.rebuilding:  # a rebuild folds every client at its end
             self._refold(cursor, sorted(touched))
 
     def _merge(self, cursor: Cursor, merge: lifecycle.Merged) -> None:
@@ -212,7 +249,7 @@ class LifecycleReadModel(SqlReadModel):
         and dropped a chunk of clients at a time, written back with one ``COPY`` and
         one update of the deltas for them all."""
         t = self.t
-        rows: list[tuple[UUID, datetime, datetime | None, str, str | None]] = []
+        rows: list[IntervalRow] = []
         deltas: Counter[tuple[int, str]] = Counter()
         for chunk in chunks(client_ids, REFOLD_CHUNK[self.dialect]):
             marks = ", ".join(["%s"] * len(chunk))
@@ -227,27 +264,35 @@ class LifecycleReadModel(SqlReadModel):
                 f" WHERE client_id IN ({marks}) AND kind IN ('purchase', 'loss')",
                 chunk,
             )
-            purchases: dict[UUID, list[datetime]] = defaultdict(list)
-            losses: dict[UUID, list[Loss]] = defaultdict(list)
-            for client_id, kind, at, reason in cursor.fetchall():
-                key = as_uuid(client_id)
-                if kind == "purchase":
-                    purchases[key].append(as_datetime(at))
-                else:
-                    losses[key].append(Loss(as_datetime(at), reason))
+            facts = cursor.fetchall()
             deltas.update(self._drop_intervals(cursor, chunk))
-            for client_id, registered_at in registered.items():
-                facts = ClientFacts(
-                    registered_at, tuple(purchases[client_id]), tuple(losses[client_id])
-                )
-                rows.extend(
-                    (client_id, i.valid_from, i.valid_to, i.stage.value, i.reason)
-                    for i in stage_intervals(facts, self.policy)
-                )
-        self.insert(cursor, "intervals", "client_id, valid_from, valid_to, stage, reason", rows)
-        if not self.rebuilding:
-            deltas.update(_deltas((start, end, stage) for _, start, end, stage, _ in rows))
-            self._add_deltas(cursor, deltas)
+            rows.extend(self._intervals(registered, facts))
+        self.insert(cursor, "intervals", INTERVAL_COLUMNS, rows)
+        deltas.update(_deltas((start, end, stage) for _, start, end, stage, _ in rows))
+        self._add_deltas(cursor, deltas)
+
+    def _intervals(self, registered: dict[UUID, datetime], facts: Rows) -> list[IntervalRow]:
+        """The stage intervals of the ``registered`` clients (id → registration) from
+        their purchase and loss ``facts`` (client, kind, instant, reason; others'
+        are left out), as rows of ``INTERVAL_COLUMNS``."""
+        purchases: dict[UUID, list[datetime]] = defaultdict(list)
+        losses: dict[UUID, list[Loss]] = defaultdict(list)
+        for client_id, kind, at, reason in facts:
+            key = as_uuid(client_id)
+            if kind == "purchase":
+                purchases[key].append(as_datetime(at))
+            else:
+                losses[key].append(Loss(as_datetime(at), reason))
+        rows: list[IntervalRow] = []
+        for client_id, registered_at in registered.items():
+            client = ClientFacts(
+                registered_at, tuple(purchases[client_id]), tuple(losses[client_id])
+            )
+            rows.extend(
+                (client_id, i.valid_from, i.valid_to, i.stage.value, i.reason)
+                for i in stage_intervals(client, self.policy)
+            )
+        return rows
 
     def _drop_intervals(self, cursor: Cursor, client_ids: list[UUID]) -> Counter[tuple[int, str]]:
         """Delete these clients' intervals; the day deltas that undo theirs (none in

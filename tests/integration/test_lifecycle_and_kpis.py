@@ -29,10 +29,13 @@ from uuid import UUID
 
 import pytest
 
+from adapters.projector import rebuild
+from adapters.read_models import lifecycle as lifecycle_read_model
 from adapters.read_models.kpis import KpiQueries
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.replay import replay
 from api.bootstrap import Crm
+from application import clients
 from domain.envelope import Envelope
 from domain.lifecycle import Stage, StageInterval
 from projections import kpis
@@ -270,3 +273,26 @@ def test_replay_up_to_a_position_ignores_later_events(crm: Crm, people: dict[str
             crm.app, Purchases(), position=everything.position - 1, page_size=page_size
         )
         assert before_late.value == everything.value - 1
+
+
+def test_a_rebuild_makes_the_intervals_at_its_end_as_the_projector_made_them(
+    crm: Crm, people: dict[str, UUID], envelope: Envelope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild writes the facts batch by batch and every client's intervals once at
+    its end, two clients per round here: the tables it swaps in are those the projector
+    kept batch by batch, with a merge (Ann absorbs a duplicate registered 2024-01-05)
+    and an erasure (Bob's)."""
+    story = Story(crm, envelope)
+    duplicate = story.register("A. Ann", "2024-01-05")
+    story.buy(duplicate, "2024-05-20", "10", "4")
+    story.run(clients.MergeClients(survivor_id=people["ann"], duplicate_id=duplicate), "2025-06-01")
+    crm.projector(["lifecycle"]).catch_up()
+    tables = [LifecycleReadModel.physical(table.logical) for table in LifecycleReadModel.tables]
+    projected = {table: table_rows(crm, table) for table in tables}
+
+    monkeypatch.setattr(lifecycle_read_model, "REFOLD_PAGE", 2)
+    rebuild(crm.app, crm.db, lambda prefix: crm.read_model("lifecycle", prefix), batch_size=3)
+
+    assert {table: table_rows(crm, table) for table in tables} == projected
+    ann = crm.model(LifecycleReadModel).intervals(people["ann"])
+    assert ann[0] == StageInterval(Stage.POTENTIAL, day("2024-01-05"), day("2024-02-01"))
