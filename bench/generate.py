@@ -2,10 +2,17 @@
 
 The events are made by the real aggregates (so every rule holds and every
 personal field is encrypted with its client's key), then written to the store in
-bulk — COPY on PostgreSQL, one multi-row transaction per chunk on SQLite — instead
+bulk — COPY on PostgreSQL, one multi-row insert per chunk on SQLite — instead
 of one command at a time. Contact claims and data keys are written in bulk too, so
 the store is exactly what the commands would have left (but the read models,
 which the benchmarks build).
+
+The events are stored in the order they occurred, clients interleaved, as in a CRM
+that has been recording for three years (a client's ten events lie far apart in the
+store, so a rebuild meets each client in many batches). They are staged chunk by
+chunk in a table of their own and moved into the events table, in order, at the end.
+Every story moves forward in time, so an aggregate's events stay in version order
+(ties are broken by aggregate and version).
 
 The mix per client (about 10 events): registration and round-robin assignment,
 contacts, purchases (more for some clients), a details change for some, a loss for
@@ -27,7 +34,6 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 
 from adapters.side_tables import write
-from adapters.sql import Cursor
 from api.bootstrap import Crm
 from application.ports import Claim, SideEffects
 from domain.client import Client
@@ -65,6 +71,7 @@ def generate(
     now = datetime.now(UTC)
     start = now - timedelta(days=3 * 365)
     written = clients = 0
+    staging = _Staging(crm)
     while written < events:
         chunk: list[Any] = []
         claims: list[Claim] = []
@@ -79,45 +86,106 @@ def generate(
             clients += 1
         crm.keys.create_many([a.id for a in chunk if isinstance(a, Client)])
         stored = [
-            crm.app.mapper.to_stored_event(event)
+            (event.occurred_at, crm.app.mapper.to_stored_event(event))
             for aggregate in chunk
             for event in aggregate.collect_events()
         ]
-        _bulk_insert(crm, stored, claims)
+        staging.add(stored, claims)
         written += len(stored)
         if progress:
             progress(written, events)
+    staging.finish()
     return Generated(written, clients, time.perf_counter() - started)
 
 
-def _bulk_insert(crm: Crm, stored: list[StoredEvent], claims: list[Claim]) -> None:
-    if crm.settings.backend == "postgresql":
-        datastore = crm.app.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            cursor.execute("LOCK TABLE events IN EXCLUSIVE MODE")
-            with cursor.copy(
-                "COPY events (originator_id, originator_version, topic, state) FROM STDIN"
-            ) as copy:
-                for s in stored:
-                    copy.write_row((s.originator_id, s.originator_version, s.topic, s.state))
-            write(cursor, SideEffects(claims=claims))
-    elif crm.settings.backend == "sqlite":
-        with crm.db.transaction() as cursor:
-            _sqlite_rows(cursor, stored)
-            write(cursor, SideEffects(claims=claims))
-    else:  # memory: through the recorder, in one insert
-        crm.app.recorder.insert_events(stored, side_effects=SideEffects(claims=claims))
+STAGING_TABLE = "bench_generated"
+"""Where the generated events wait, in any order, before they are stored in time order."""
 
 
-def _sqlite_rows(cursor: Cursor, stored: list[StoredEvent]) -> None:
-    cursor.executemany(
-        "INSERT INTO events (originator_id, originator_version, topic, state)"
-        " VALUES (%s, %s, %s, %s)",
-        [
-            (uuid.UUID(str(s.originator_id)).hex, s.originator_version, s.topic, s.state)
-            for s in stored
-        ],
-    )
+class _Staging:
+    """Generated events, staged chunk by chunk (with their contact claims, written at
+    once), then moved into the events table in the order they occurred."""
+
+    def __init__(self, crm: Crm) -> None:
+        self.crm = crm
+        self.kept: list[tuple[datetime, StoredEvent]] = []  # the in-memory store's
+        self.claims: list[Claim] = []
+        if crm.settings.backend == "postgresql":
+            with self._connection() as conn:
+                conn.execute(
+                    f"CREATE UNLOGGED TABLE {STAGING_TABLE} (at timestamptz NOT NULL,"
+                    " originator_id uuid NOT NULL, originator_version bigint NOT NULL,"
+                    " topic text NOT NULL, state bytea NOT NULL)"
+                )
+        elif crm.settings.backend == "sqlite":
+            with crm.db.transaction() as cursor:
+                cursor.execute(
+                    f"CREATE TABLE {STAGING_TABLE} (at TEXT NOT NULL, originator_id TEXT"
+                    " NOT NULL, originator_version INTEGER NOT NULL, topic TEXT NOT NULL,"
+                    " state BLOB NOT NULL)"
+                )
+
+    def _connection(self) -> Any:
+        datastore = self.crm.app.recorder.datastore  # type: ignore[attr-defined]
+        return datastore.get_connection()
+
+    def add(self, stored: list[tuple[datetime, StoredEvent]], claims: list[Claim]) -> None:
+        side_effects = SideEffects(claims=claims)
+        if self.crm.settings.backend == "postgresql":
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                columns = "at, originator_id, originator_version, topic, state"
+                with cursor.copy(f"COPY {STAGING_TABLE} ({columns}) FROM STDIN") as copy:
+                    for at, s in stored:
+                        copy.write_row(
+                            (at, s.originator_id, s.originator_version, s.topic, s.state)
+                        )
+                write(cursor, side_effects)
+        elif self.crm.settings.backend == "sqlite":
+            with self.crm.db.transaction() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO {STAGING_TABLE}"
+                    " (at, originator_id, originator_version, topic, state)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    [
+                        (
+                            at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"),  # sorts
+                            uuid.UUID(str(s.originator_id)).hex,
+                            s.originator_version,
+                            s.topic,
+                            s.state,
+                        )
+                        for at, s in stored
+                    ],
+                )
+                write(cursor, side_effects)
+        else:  # memory: everything at the end
+            self.kept += stored
+            self.claims += claims
+
+    def finish(self) -> None:
+        """Store the staged events in the order they occurred (ties: by aggregate and
+        version), then drop the staging table."""
+        order = "ORDER BY at, originator_id, originator_version"
+        move = (
+            "INSERT INTO events (originator_id, originator_version, topic, state)"
+            f" SELECT originator_id, originator_version, topic, state FROM {STAGING_TABLE}"
+            f" {order}"
+        )
+        if self.crm.settings.backend == "postgresql":
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                cursor.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+                cursor.execute(move)
+                cursor.execute(f"DROP TABLE {STAGING_TABLE}")
+        elif self.crm.settings.backend == "sqlite":
+            with self.crm.db.transaction() as cursor:
+                cursor.execute(move)
+                cursor.execute(f"DROP TABLE {STAGING_TABLE}")
+        else:
+            self.kept.sort(key=lambda placed: (placed[0], str(placed[1].originator_id)))
+            self.crm.app.recorder.insert_events(
+                [s for _, s in self.kept], side_effects=SideEffects(claims=self.claims)
+            )
+            self.kept, self.claims = [], []
 
 
 def _envelope(actor: str, at: datetime) -> Envelope:
