@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from adapters.read_models.base import SqlReadModel, Table, chunks
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.sql import (
@@ -312,9 +314,9 @@ def _row(card: ClientCard) -> tuple[Any, ...]:
         card.company,
         card.address,
         card.channel,
-        json.dumps(list(card.phones), ensure_ascii=False),
-        json.dumps(list(card.emails), ensure_ascii=False),
-        json.dumps(dict(card.attributes), ensure_ascii=False, sort_keys=True),
+        orjson.dumps(card.phones).decode(),
+        orjson.dumps(card.emails).decode(),
+        orjson.dumps(dict(card.attributes), option=orjson.OPT_SORT_KEYS).decode(),
         card.owner_id,
         card.registered_at,
         card.last_contact_at,
@@ -376,9 +378,9 @@ def _card(row: tuple[Any, ...]) -> ClientCard:
         company=company,
         address=address,
         channel=channel,
-        phones=tuple(json.loads(phones)),
-        emails=tuple(json.loads(emails)),
-        attributes=json.loads(attributes),
+        phones=tuple(orjson.loads(phones)),
+        emails=tuple(orjson.loads(emails)),
+        attributes=orjson.loads(attributes),
         owner_id=owner_id,
         registered_at=as_datetime(registered_at),
         version=int(version),
