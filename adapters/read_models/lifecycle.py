@@ -242,7 +242,8 @@ class LifecycleReadModel(SqlReadModel):
             f"UPDATE {t['clients']} SET merged_into = %s WHERE client_id = %s",
             (merge.into_id, merge.absorbed_id),
         )
-        self._add_deltas(cursor, self._drop_intervals(cursor, [merge.absorbed_id]))
+        if not self.rebuilding:  # a rebuild makes no intervals before its end
+            self._add_deltas(cursor, self._drop_intervals(cursor, [merge.absorbed_id]))
 
     def _refold(self, cursor: Cursor, client_ids: list[UUID]) -> None:
         """Recompute the stage intervals of these clients from all their facts: read
@@ -295,13 +296,9 @@ class LifecycleReadModel(SqlReadModel):
         return rows
 
     def _drop_intervals(self, cursor: Cursor, client_ids: list[UUID]) -> Counter[tuple[int, str]]:
-        """Delete these clients' intervals; the day deltas that undo theirs (none in
-        a rebuild, whose deltas are derived at its end)."""
+        """Delete these clients' intervals; the day deltas that undo theirs."""
         marks = ", ".join(["%s"] * len(client_ids))
         where = f"FROM {self.t['intervals']} WHERE client_id IN ({marks})"
-        if self.rebuilding:
-            cursor.execute(f"DELETE {where}", client_ids)
-            return Counter()
         if self.dialect == "postgresql":  # one statement finds and deletes them
             cursor.execute(f"DELETE {where} RETURNING valid_from, valid_to, stage", client_ids)
             rows = cursor.fetchall()
@@ -316,11 +313,9 @@ class LifecycleReadModel(SqlReadModel):
         return _deltas(old, sign=-1)
 
     def _add_deltas(self, cursor: Cursor, deltas: Counter[tuple[int, str]]) -> None:
-        """Add per-(day, stage) deltas to the day and span tables (at the end of a
-        rebuild instead: see ``finish_rebuild``)."""
-        if not self.rebuilding:
-            totals = {key: (delta,) for key, delta in deltas.items()}
-            self.add_day_totals(cursor, DELTAS, DELTA_COLUMNS, totals)
+        """Add per-(day, stage) deltas to the day and span tables."""
+        totals = {key: (delta,) for key, delta in deltas.items()}
+        self.add_day_totals(cursor, DELTAS, DELTA_COLUMNS, totals)
 
     # ------------------------------------------------------------------ queries
 
