@@ -55,6 +55,7 @@ from bench.common import (
     postgres_connection,
     ratio,
     server_cpu_seconds,
+    server_cpu_since,
     table,
     title,
 )
@@ -126,9 +127,6 @@ def drive(
     errors: list[str] = []
     stopping = threading.Event()
 
-    def write(op: Op, n: int) -> bool:
-        return _write(op, n, errors)
-
     def writer(w: int) -> None:
         try:
             op, cleanup = setup(w)
@@ -138,7 +136,7 @@ def drive(
             return
         try:
             for n in range(warm_up):
-                write(op, n)
+                _write(op, n, errors)
             ready.wait()
             deadline = time.perf_counter() + budget
             mine = latencies[w]
@@ -146,7 +144,7 @@ def drive(
                 started = time.perf_counter()
                 if stopping.is_set() or started > deadline:
                     return
-                if not write(op, n):
+                if not _write(op, n, errors):
                     failures[w] += 1
                 mine.append(time.perf_counter() - started)
         except threading.BrokenBarrierError:
@@ -175,7 +173,6 @@ def drive(
             thread.join(timeout=30)
         raise
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    server_after = server_cpu_seconds()
     return Run(
         sum(map(len, latencies)),
         seconds,
@@ -183,7 +180,7 @@ def drive(
         sum(failures),
         error=errors[0] if errors else "",
         cpu_seconds=cpu,
-        server_seconds=None if server is None or server_after is None else server_after - server,
+        server_seconds=server_cpu_since(server),
     )
 
 
@@ -353,7 +350,7 @@ def drive_processes(setting: Setting, writers: int, *, budget: float) -> Run:
         start.wait(timeout=120)  # every process has its writers warmed up
         server = server_cpu_seconds()
         runs: list[Run] = [results.get(timeout=budget + 120) for _ in children]
-        server_after = server_cpu_seconds()
+        server_seconds = server_cpu_since(server)
     finally:
         for child in children:
             child.join(timeout=30)
@@ -366,7 +363,7 @@ def drive_processes(setting: Setting, writers: int, *, budget: float) -> Run:
         sum(r.failed for r in runs),
         error=next((r.error for r in runs if r.error), ""),
         cpu_seconds=sum(r.cpu_seconds for r in runs),
-        server_seconds=None if server is None or server_after is None else server_after - server,
+        server_seconds=server_seconds,
     )
 
 

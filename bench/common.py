@@ -150,6 +150,13 @@ def server_cpu_seconds() -> float | None:
     return total / ticks if seen else None
 
 
+def server_cpu_since(before: float | None) -> float | None:
+    """What the PostgreSQL processes spent since the reading ``before`` (``None`` if
+    either reading is missing)."""
+    after = server_cpu_seconds()
+    return None if before is None or after is None else after - before
+
+
 def per_event_micros(seconds: float | None, events: int) -> float | None:
     """CPU ``seconds`` per event, in microseconds (``None`` if not measured)."""
     return None if seconds is None or not events else seconds / events * 1e6

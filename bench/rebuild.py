@@ -45,6 +45,7 @@ from bench.common import (
     postgres_connection,
     ratio,
     server_cpu_seconds,
+    server_cpu_since,
     stop,
     table,
     title,
@@ -124,18 +125,13 @@ def project(history: History, *, jobs: int = 1, profile: Path | None = None) -> 
     if process.returncode != 0:
         raise RuntimeError(f"the rebuild subprocess exited with {process.returncode}")
     done = json.loads(output.decode().strip().splitlines()[-1])
-    server_after = server_cpu_seconds()
     return Rebuilt(
         done["events"],
         done["seconds"],
         done["position"],
         usage.ru_maxrss / 1024,
         client_cpu=usage.ru_utime + usage.ru_stime,
-        server_cpu=(
-            server_after - server_before
-            if server_before is not None and server_after is not None
-            else None
-        ),
+        server_cpu=server_cpu_since(server_before),
     )
 
 
