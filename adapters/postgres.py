@@ -12,15 +12,15 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.persistence import IntegrityError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
 )
 from psycopg import AsyncConnection, ClientCursor, Connection, IsolationLevel
-from psycopg.rows import tuple_row
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from adapters import side_tables
 from adapters.group_commit import GroupCommitter, Write, positions_of
@@ -33,6 +33,18 @@ EVENTS_TABLE = "events"
 IDLE_PING_SECONDS = 30.0
 """A pooled connection idle longer than this is pinged before it is handed out."""
 
+POOL_MIN_SIZE = 1
+"""Connections a pool keeps open however idle it is; it grows to ``CRM_POOL_SIZE``
+under load and shrinks back after ``POOL_MAX_IDLE_SECONDS`` of quiet."""
+POOL_MAX_IDLE_SECONDS = 60.0
+CONNECT_SECONDS = 10.0
+"""How long one attempt to open a connection may take."""
+RECONNECT_SECONDS = 3.0
+"""How long a pool goes on retrying (1 s, then 2 s apart) to open a connection it
+lost before it gives up on it; the next request that needs one tries again at once.
+psycopg_pool's default, five minutes of doubling pauses, left a pool waiting up to a
+minute to see a database that was back after a minute's outage."""
+
 
 class ConnectionCheck:
     """Whether a pooled connection still works, without a round trip in the common case.
@@ -41,8 +53,7 @@ class ConnectionCheck:
     every short query. Instead, the connection is pinged only when the server has said
     something since it was last used — when a server restarts or ends a session it
     sends an error or closes the socket, which makes it readable — or when it has been
-    idle longer than ``idle_seconds`` (a silent network failure). A connection whose
-    ping fails is replaced by the pool.
+    idle longer than ``idle_seconds`` (a silent network failure).
     """
 
     def __init__(self, idle_seconds: float = IDLE_PING_SECONDS) -> None:
@@ -51,14 +62,24 @@ class ConnectionCheck:
             Connection[Any] | AsyncConnection[Any], float
         ] = weakref.WeakKeyDictionary()
 
-    def __call__(self, conn: Connection[Any]) -> None:
-        if self._due(conn):
+    def usable(self, conn: Connection[Any]) -> bool:
+        if not self._due(conn):
+            return True
+        try:
             ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            return False
+        return True
 
-    async def check_async(self, conn: AsyncConnection[Any]) -> None:
+    async def usable_async(self, conn: AsyncConnection[Any]) -> bool:
         """The same check for a connection of an asynchronous pool."""
-        if self._due(conn):
+        if not self._due(conn):
+            return True
+        try:
             await AsyncConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            return False
+        return True
 
     def _due(self, conn: Connection[Any] | AsyncConnection[Any]) -> bool:
         now = time.monotonic()
@@ -80,15 +101,90 @@ def _readable(conn: Connection[Any] | AsyncConnection[Any]) -> bool:
     return bool(ready)
 
 
+def _tries(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> range:
+    """Checkouts before a pool gives up finding a working connection: every pooled
+    one found broken, then a new one."""
+    return range(pool.max_size + 1)
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise PoolTimeout("no working connection to the database in time")
+    return left
+
+
+class HealingPool(ConnectionPool[Connection[DictRow]]):
+    """A pool that checks each connection it hands out (``ConnectionCheck``) and, when
+    the server has ended it, discards it and hands out the next at once — a new one
+    when none is left. psycopg_pool's own check waits a back-off after each failed
+    check (1 s, 2 s, 4 s …), so after a database restart, a failover or an
+    administrator ending the sessions, a request met one dead connection after
+    another and waited 10 s for an error. Only ``timeout`` (``CRM_POOL_TIMEOUT``)
+    bounds the wait for a connection when the database cannot be reached."""
+
+    def __init__(self, *args: Any, usable: ConnectionCheck, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._usable = usable
+
+    def getconn(self, timeout: float | None = None) -> Connection[DictRow]:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        for _ in _tries(self):
+            conn = super().getconn(_remaining(deadline))
+            if self._usable.usable(conn):
+                return conn
+            conn.close()  # the pool opens another in its place
+            self.putconn(conn)
+        raise PoolTimeout("every connection of the pool was broken")
+
+
+class HealingAsyncPool(AsyncConnectionPool[AsyncConnection[Any]]):
+    """``HealingPool`` for asynchronous connections."""
+
+    def __init__(self, *args: Any, usable: ConnectionCheck, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._usable = usable
+
+    async def getconn(self, timeout: float | None = None) -> AsyncConnection[Any]:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        for _ in _tries(self):
+            conn = await super().getconn(_remaining(deadline))
+            if await self._usable.usable_async(conn):
+                return conn
+            await conn.close()
+            await self.putconn(conn)
+        raise PoolTimeout("every connection of the pool was broken")
+
+
+def _kwargs(pool: ConnectionPool[Any]) -> dict[str, Any]:
+    made = pool.kwargs
+    assert isinstance(made, dict), "eventsourcing gives its pool the connection's kwargs"
+    return made
+
+
 class SchemaDatastore(PostgresDatastore):
     """eventsourcing's pooled datastore, with every connection's ``search_path`` set to
-    the product's schema so the side tables and read models need no qualification, and
-    connections checked on checkout by ``ConnectionCheck``."""
+    the product's schema so the side tables and read models need no qualification,
+    and a ``HealingPool``: small when idle, checked on checkout, waiting at most
+    ``pool_timeout`` seconds for a connection."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pool_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, pre_ping=False, **kwargs)
-        # eventsourcing passes the pool either a ping on every checkout or no check.
-        self.pool._check = ConnectionCheck()
+        made = self.pool
+        self.pool = HealingPool(  # type: ignore[assignment]
+            connection_class=made.connection_class,
+            kwargs={**_kwargs(made), "connect_timeout": round(CONNECT_SECONDS)},
+            min_size=min(POOL_MIN_SIZE, made.max_size),
+            max_size=made.max_size,
+            open=False,
+            configure=self.after_connect_func(),
+            timeout=pool_timeout,
+            max_idle=POOL_MAX_IDLE_SECONDS,
+            max_lifetime=made.max_lifetime,
+            reconnect_timeout=RECONNECT_SECONDS,
+            name="crm",
+            usable=ConnectionCheck(),
+        )
 
     def after_connect_func(self) -> Callable[[Connection[Any]], None]:
         configure = super().after_connect_func()
@@ -112,29 +208,30 @@ class AsyncReads:
     Open it on the loop that will use it."""
 
     def __init__(self, datastore: SchemaDatastore, *, size: int) -> None:
-        made = datastore.pool.kwargs
-        assert isinstance(made, dict), "eventsourcing gives its pool the connection's kwargs"
-        settings = {k: v for k, v in made.items() if k != "row_factory"}  # rows as tuples
+        # The same server and credentials; rows as tuples.
+        settings = {k: v for k, v in _kwargs(datastore.pool).items() if k != "row_factory"}
         set_path = SQL("SET search_path TO {}").format(Identifier(datastore.schema))
 
         async def configure(conn: AsyncConnection[Any]) -> None:
             await conn.set_autocommit(True)
             await conn.execute(set_path)
 
-        self.pool = AsyncConnectionPool(
+        self.pool = HealingAsyncPool(
             kwargs=settings,
-            min_size=min(2, size),
+            min_size=min(POOL_MIN_SIZE, size),
             max_size=size,
             open=False,
             configure=configure,
-            check=ConnectionCheck().check_async,
             timeout=datastore.pool.timeout,
+            max_idle=POOL_MAX_IDLE_SECONDS,
+            reconnect_timeout=RECONNECT_SECONDS,
             name="crm-reads",
+            usable=ConnectionCheck(),
         )
 
     async def open(self) -> None:
         try:
-            await self.pool.open(wait=True, timeout=self.pool.timeout)
+            await self.pool.open(wait=True, timeout=CONNECT_SECONDS)
         except psycopg.Error as error:
             raise OperationalError(str(error)) from error
 
@@ -189,8 +286,9 @@ def ddl_lock(url: str, schema: str) -> Iterator[None]:
         yield
 
 
-def connect(url: str, *, schema: str, pool_size: int) -> SchemaDatastore:
-    """A datastore for ``postgresql://user:password@host:port/dbname``; the schema is
+def connect(url: str, *, schema: str, pool_size: int, pool_timeout: float = 1.5) -> SchemaDatastore:
+    """A datastore for ``postgresql://user:password@host:port/dbname``, its pool open
+    (an unreachable server fails here, after ``CONNECT_SECONDS``); the schema is
     created if it does not exist."""
     parts = urlsplit(url)
     datastore = SchemaDatastore(
@@ -202,10 +300,16 @@ def connect(url: str, *, schema: str, pool_size: int) -> SchemaDatastore:
         schema=schema,
         pool_size=pool_size,
         max_overflow=0,
-        connect_timeout=10,
+        connect_timeout=CONNECT_SECONDS,
+        pool_timeout=pool_timeout,
         lock_timeout=10,
         idle_in_transaction_session_timeout=30,
     )
+    try:
+        datastore.pool.open(wait=True, timeout=CONNECT_SECONDS)
+    except psycopg.Error as error:
+        datastore.close()
+        raise OperationalError(str(error)) from error
     with datastore.get_connection() as conn:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
     return datastore
@@ -269,6 +373,31 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
     ) -> Sequence[int] | None:
         return self._committer.submit(stored_events, kwargs.get("side_effects"))
 
+    # eventsourcing retries these reads ten times on a connection error, 0.2 s apart,
+    # each waiting for a connection: with the database down, a request hung 17 s
+    # before its error. The pool now replaces broken connections itself, so a retry
+    # belongs to the caller, who knows whether to (the projector backs off and tries
+    # again; a request answers 503 with Retry-After).
+
+    def max_notification_id(self) -> int | None:
+        result: int | None = _unretried(PostgresApplicationRecorder.max_notification_id)(self)
+        return result
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        select = _unretried(PostgresApplicationRecorder.select_notifications)
+        result: Sequence[Notification] = select(
+            self, start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+        return result
+
     def select_events(
         self,
         originator_id: UUID | str,
@@ -284,8 +413,8 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
         per client and ten seconds, cost a second one), and rows come as tuples in
         binary, without composing the statement again."""
         if gt is not None or lte is not None or desc or limit is not None:
-            some: Sequence[StoredEvent] = super().select_events(
-                originator_id, gt=gt, lte=lte, desc=desc, limit=limit
+            some: Sequence[StoredEvent] = _unretried(PostgresApplicationRecorder.select_events)(
+                self, originator_id, gt=gt, lte=lte, desc=desc, limit=limit
             )
             return some
         aggregate_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
@@ -420,6 +549,12 @@ _STALENESS_SQL = (
     "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c"
     " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = %s::regclass"
 )
+
+
+def _unretried(method: Callable[..., Any]) -> Callable[..., Any]:
+    """eventsourcing's method without its ``@retry`` wrapper."""
+    inner: Callable[..., Any] = getattr(method, "__wrapped__", method)
+    return inner
 
 
 def _render(statement: Composed | SQL) -> bytes:

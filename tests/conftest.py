@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -63,7 +64,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and "postgresql" in callspec.id.split("-")
-        if on_postgres or "postgres_schema" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if on_postgres or {"postgres_schema", "own_database"} & set(fixtures):
             item.add_marker(pytest.mark.postgres)
 
 
@@ -92,6 +94,54 @@ def postgres_schema() -> Iterator[str]:
     yield schema
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@dataclass
+class OwnDatabase:
+    """A database of one test's own on the test server: ending its sessions or
+    refusing connections to it (as a restart, a failover or an outage would) touches
+    nothing else running there."""
+
+    name: str
+    url: str
+
+    def _admin(self, sql: str) -> list[tuple[object, ...]]:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            cursor = conn.execute(sql)
+            return cursor.fetchall() if cursor.description else []
+
+    def end_sessions(self) -> int:
+        """``pg_terminate_backend`` every session of this database; how many."""
+        rows = self._admin(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            f" WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
+        )
+        return int(str(rows[0][0]))
+
+    def sessions(self) -> int:
+        rows = self._admin(f"SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '{self.name}'")
+        return int(str(rows[0][0]))
+
+    def refuse_connections(self, refuse: bool = True) -> None:
+        """New connections are refused (``ALLOW_CONNECTIONS false``) until told
+        otherwise; ending the sessions too makes the database unreachable."""
+        self._admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS {str(not refuse).lower()}')
+
+
+@pytest.fixture
+def own_database() -> Iterator[OwnDatabase]:
+    """A new database for one test (see ``OwnDatabase``), dropped afterwards."""
+    require_postgres()
+    name = f"crm_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = OwnDatabase(name, urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}")))
+    try:
+        yield database
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_settings(backend: str, tmp_path: Path, **overrides: object) -> Settings:

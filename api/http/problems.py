@@ -16,6 +16,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from adapters.telemetry import DATABASE_ERRORS, TRANSIENT_ERRORS
 from api.http.middleware import SAFE_ID
 from application.errors import (
     ApplicationError,
@@ -137,12 +138,45 @@ def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Respo
     )
 
 
+RETRY_AFTER_SECONDS = 1
+
+
+def database_unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """The database could not be reached, or the connection broke mid-request (a
+    restart, a failover, a session ended by an administrator): 503 with
+    ``Retry-After``. A write cut off in flight may or may not have been recorded,
+    so a retry must carry the same ``Idempotency-Key``: it then answers as the first
+    attempt would have, and records nothing twice."""
+    log.warning(
+        "database unavailable on %s %s [correlation_id=%s]: %s",
+        request.method,
+        request.url.path,
+        correlation_id(request),
+        str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+    )
+    DATABASE_ERRORS.labels(process="api", kind=type(error).__name__).inc()
+    detail = "the database cannot be reached just now; try again shortly"
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        detail += (
+            "; the write may or may not have been recorded: retry it with the same "
+            "Idempotency-Key, which records it at most once"
+        )
+    return problem(
+        request,
+        503,
+        detail,
+        code="database_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def out_of_range(request: Request[Any, Any, Any], error: OverflowError) -> Response[Any]:
     """A date or number so far out that arithmetic on it overflows (year 1, 10**30)."""
     return problem(request, 422, f"a date or number is out of range: {error}", code="out_of_range")
 
 
 HANDLERS: dict[type[Exception], Any] = {
+    **dict.fromkeys(TRANSIENT_ERRORS, database_unavailable),
     OverflowError: out_of_range,
     DomainError: domain_error,
     ApplicationError: application_error,

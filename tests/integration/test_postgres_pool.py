@@ -9,18 +9,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError
 from psycopg_pool import ConnectionPool
 
 from adapters import postgres
 from adapters.postgres import ConnectionCheck, SchemaDatastore
 from adapters.sql import PostgresDatabase
 from api.bootstrap import Crm, bootstrap
-from tests.conftest import POSTGRES_URL, make_settings
+from tests.conftest import POSTGRES_URL, OwnDatabase, make_settings
 
 
 @pytest.fixture
@@ -57,8 +59,7 @@ def test_a_connection_in_steady_use_is_pinged_only_when_idle_too_long(
     monkeypatch.setattr(
         ConnectionPool, "check_connection", lambda conn: (pings.append(conn), real_ping(conn))
     )
-    check = ConnectionCheck(idle_seconds=0.3)
-    datastore.pool._check = check
+    datastore.pool._usable = ConnectionCheck(idle_seconds=0.3)
     db = PostgresDatabase(datastore)
 
     db.query("SELECT 1")  # first sight of this connection: pinged
@@ -188,3 +189,94 @@ def test_writes_go_on_working_after_failed_ones_on_the_same_connection(
             with pytest.raises(IntegrityError):
                 recorder.insert_events([StoredEvent(taken, 1, "tests:Nothing", b"{}")])
         assert recorder.insert_events([StoredEvent(uuid.uuid4(), 1, "tests:Nothing", b"{}")])
+
+
+def _datastore_on(database: OwnDatabase, *, pool_size: int, pool_timeout: float = 1.5) -> Any:
+    return postgres.connect(
+        database.url, schema="crm", pool_size=pool_size, pool_timeout=pool_timeout
+    )
+
+
+def _hold_connections(store: SchemaDatastore, count: int) -> None:
+    """Make the pool open ``count`` connections (held together, then given back)."""
+    with ExitStack() as held:
+        for _ in range(count):
+            held.enter_context(store.get_connection())
+
+
+def test_a_pool_whose_every_connection_the_server_ended_serves_the_next_query(
+    own_database: OwnDatabase,
+) -> None:
+    """As after a restart or a failover. psycopg_pool's own check waited 1 s, 2 s,
+    4 s … between the dead connections it found, so the fourth one was never
+    reached before the pool gave up."""
+    store = _datastore_on(own_database, pool_size=4)
+    try:
+        _hold_connections(store, 4)
+        assert own_database.end_sessions() >= 4
+        time.sleep(0.2)  # the server's goodbyes reach the idle sockets
+
+        assert PostgresDatabase(store).query("SELECT 1") == [(1,)]
+    finally:
+        store.close()
+
+
+def test_a_read_of_an_unreachable_database_fails_after_one_wait_for_a_connection(
+    own_database: OwnDatabase,
+) -> None:
+    """eventsourcing retried the store's reads ten times: a request hung 17 s."""
+    store = _datastore_on(own_database, pool_size=2, pool_timeout=0.3)
+    recorder = postgres.PostgresEventRecorder(store)
+    recorder.create_table()
+    try:
+        own_database.refuse_connections()
+        own_database.end_sessions()
+        time.sleep(0.2)
+        before = store.pool.get_stats()["requests_num"]
+        for read in (
+            recorder.max_notification_id,
+            lambda: recorder.select_notifications(start=0, limit=10),
+            lambda: recorder.select_events(uuid.uuid4(), desc=True, limit=1),
+        ):
+            with pytest.raises(OperationalError):
+                read()
+        # One checkout each, and one for the dead connection the first found (ten
+        # each with eventsourcing's retries).
+        assert store.pool.get_stats()["requests_num"] - before == 3 + 1
+    finally:
+        own_database.refuse_connections(False)
+        store.close()
+
+
+def test_a_pool_sees_a_database_that_is_back_at_the_next_checkout(
+    own_database: OwnDatabase,
+) -> None:
+    """psycopg_pool's default retries a lost connection with doubling pauses for five
+    minutes: after a few seconds' outage the pool went on failing for seconds more
+    with the database back."""
+    store = _datastore_on(own_database, pool_size=2, pool_timeout=0.5)
+    db = PostgresDatabase(store)
+    try:
+        own_database.refuse_connections()
+        own_database.end_sessions()
+        deadline = time.monotonic() + postgres.RECONNECT_SECONDS + 3
+        while time.monotonic() < deadline:  # the outage: every query fails
+            with pytest.raises(OperationalError):
+                db.query("SELECT 1")
+        own_database.refuse_connections(False)
+
+        assert db.query("SELECT 1") == [(1,)]
+    finally:
+        own_database.refuse_connections(False)
+        store.close()
+
+
+def test_an_idle_pool_shrinks_to_one_connection(own_database: OwnDatabase) -> None:
+    store = _datastore_on(own_database, pool_size=6)
+    try:
+        assert store.pool.min_size == 1
+        assert store.pool.max_size == 6
+        _hold_connections(store, 6)  # a burst opens up to the maximum
+        assert store.pool.get_stats()["pool_size"] == 6
+    finally:
+        store.close()
