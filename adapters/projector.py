@@ -17,6 +17,7 @@ only the records a decoded model still needs are decoded.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,12 @@ from eventsourcing.utils import get_topic
 from adapters.gc_pause import gc_paused
 from adapters.read_models.base import REBUILD_PREFIX, SqlReadModel, swap_statements
 from adapters.sql import DDL_XACT_LOCK_SQL, Cursor, Database
+from adapters.telemetry import (
+    DATABASE_ERRORS,
+    PROJECTOR_RESTARTS,
+    PROJECTOR_RETRIES,
+    TRANSIENT_ERRORS,
+)
 from application.app import CrmApplication
 from domain.client import Client
 from projections.base import Recorded
@@ -152,25 +159,40 @@ class Projector:
         positions = {str(name): int(position) for name, position in rows}
         return {name: positions.get(name, 0) for name in names}
 
+    def position(self) -> int:
+        """The position every model of this projector has applied (read now)."""
+        return min(self._read_positions().values(), default=0)
+
     # ---------------------------------------------------------------- catch up
 
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0
 
-    def catch_up(self, *, until: int | None = None, progress: Progress | None = None) -> int:
-        """Apply every event up to ``until`` (default: the head when called); returns
-        how many events were read."""
+    def catch_up(
+        self,
+        *,
+        until: int | None = None,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Apply every event up to ``until`` (default: the head when called), or until
+        ``stop`` is set (after the batch in hand); returns how many events were read."""
         if not self._positions:
             self._positions = self._read_positions()
-        stop = self.head() if until is None else until
-        if stop - min(self._positions.values()) >= LONG_CATCH_UP and not self._statistics_checked:
+        stop_at = self.head() if until is None else until
+        if (
+            stop_at - min(self._positions.values()) >= LONG_CATCH_UP
+            and not self._statistics_checked
+        ):
             self.app.recorder.refresh_statistics()
             self._statistics_checked = True
         read = 0
-        while min(self._positions.values()) < stop:
+        while min(self._positions.values()) < stop_at:
+            if stop is not None and stop.is_set():
+                break
             try:
                 with gc_paused():
-                    batch, reached = self._fetch(min(self._positions.values()), stop)
+                    batch, reached = self._fetch(min(self._positions.values()), stop_at)
                     with self.db.transaction() as cursor:
                         self._apply(cursor, batch, reached)
             except _PositionsMoved:
@@ -181,7 +203,7 @@ class Projector:
             if any(notification.topic == ERASURE_TOPIC for notification, _ in batch):
                 self.db.scrub()  # the purged values must not linger in a log file
             if progress:
-                progress(min(self._positions.values()), stop)
+                progress(min(self._positions.values()), stop_at)
         return read
 
     def _analyze_if_grown(self, applied: int) -> None:
@@ -270,14 +292,26 @@ class Projector:
     # ------------------------------------------------------------------ follow
 
     def follow(
-        self, stop: threading.Event, *, idle_wait: float = 1.0, on_batch: Progress | None = None
+        self,
+        stop: threading.Event,
+        *,
+        idle_wait: float = 1.0,
+        on_batch: Progress | None = None,
+        on_running: Callable[[], None] | None = None,
     ) -> None:
         """Catch up, then keep applying new events as they are recorded, until
-        ``stop`` is set. PostgreSQL wakes the projector with LISTEN/NOTIFY (and it
-        still looks every ``idle_wait`` seconds); SQLite is polled."""
+        ``stop`` is set (the batch in hand is finished first). PostgreSQL wakes the
+        projector with LISTEN/NOTIFY (and it still looks every ``idle_wait`` seconds);
+        SQLite is polled. It listens before its first look at the store, so that no
+        event recorded in between goes unnoticed; ``on_running`` is called once that
+        first catch-up is done."""
         with self._waiting(stop, idle_wait) as wait:
             while not stop.is_set():
-                if self.catch_up(progress=on_batch) == 0:
+                read = self.catch_up(progress=on_batch, stop=stop)
+                if on_running is not None:
+                    on_running()
+                    on_running = None
+                if read == 0:
                     wait()
 
     @contextmanager
@@ -312,6 +346,84 @@ class Projector:
                 ModelStatus(model.name, position, head, max(0, head - position), seconds)
             )
         return statuses
+
+
+class Backoff:
+    """Pauses between retries: doubling from ``first`` up to ``cap`` seconds, each
+    drawn at random between half and all of that ("equal jitter"), so processes that
+    failed together do not all retry together."""
+
+    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+        self.first = first
+        self.cap = cap
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self.first
+
+    def pause(self) -> float:
+        ceiling = self._next
+        self._next = min(self.cap, self._next * 2)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not secrecy
+
+
+def follow_until_stopped(
+    make: Callable[[], Projector],
+    stop: threading.Event,
+    *,
+    idle_wait: float = 1.0,
+    on_batch: Progress | None = None,
+    process: str = "projector",
+    backoff: Backoff | None = None,
+) -> None:
+    """Keep the read models up to date until ``stop`` is set, through the database's
+    failures. A connection lost, a session ended, a restart, a failover, a
+    serialization failure or a lock timeout (``TRANSIENT_ERRORS``) is logged once per
+    episode; the projector is made again after a capped, jittered pause and resumes
+    from the tracked positions (nothing is applied twice: they move in the batches'
+    own transactions), and listens again before it looks, so no notification is
+    missed. Any other error (a wrong master key, a schema this version does not know)
+    is raised: retrying cannot fix it."""
+    backoff = backoff or Backoff()
+    failing_since: float | None = None
+    retries = 0
+
+    def running() -> None:
+        nonlocal failing_since
+        if failing_since is not None:
+            log.warning(
+                "%s: running again after %.1f s and %d retries",
+                process,
+                time.monotonic() - failing_since,
+                retries,
+            )
+            PROJECTOR_RESTARTS.inc()
+            failing_since = None
+        backoff.reset()
+
+    while not stop.is_set():
+        try:
+            make().follow(stop, idle_wait=idle_wait, on_batch=on_batch, on_running=running)
+        except TRANSIENT_ERRORS as error:
+            DATABASE_ERRORS.labels(process=process, kind=type(error).__name__).inc()
+            if failing_since is None:
+                failing_since, retries = time.monotonic(), 0
+                log.warning(
+                    "%s: the database failed (%s: %s); retrying until it answers",
+                    process,
+                    type(error).__name__,
+                    _first_line(error),
+                )
+            else:
+                log.debug("%s: still failing: %s", process, _first_line(error))
+            retries += 1
+            PROJECTOR_RETRIES.inc()
+            stop.wait(backoff.pause())
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def rebuild(

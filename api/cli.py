@@ -22,6 +22,7 @@ from uuid import UUID
 import orjson
 import typer
 from eventsourcing.persistence import PersistenceError
+from prometheus_client import REGISTRY, start_http_server
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,6 +36,7 @@ from rich.table import Table
 
 from adapters.keys import MasterKeyError, generate_master_key
 from adapters.read_models import registry
+from adapters.telemetry import PoolCollector
 from adapters.users import ROLES, UserError
 from api.bootstrap import Crm, bootstrap
 from api.cli_import import register as register_import
@@ -214,6 +216,7 @@ def _progress() -> Progress:
 
 @app.command()
 def project(
+    *,
     once: Annotated[
         bool, typer.Option("--once", help="Catch up with the store, then exit.")
     ] = False,
@@ -241,80 +244,143 @@ def project(
         str | None,
         typer.Option("--discard", metavar="NAMES", help="Drop an interrupted rebuild."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT",
+            help="Serve Prometheus metrics (retries, database errors) on this port of CRM_HOST.",
+        ),
+    ] = None,
 ) -> None:
     """Run the projection workers: keep every read model up to date with the store.
 
     Without options it catches up, then follows new events until interrupted
-    (Ctrl-C). Run it beside `crm serve`; several may run at once safely.
+    (Ctrl-C, or SIGTERM: the batch in hand is finished first). It rides out the
+    database's failures (a lost connection, a restart, a failover): it logs them,
+    retries with a growing pause and carries on from where it stopped. It exits
+    non-zero only on an error that retrying cannot fix. Run it beside `crm serve`;
+    several may run at once safely.
     """
-    from adapters import projector as projection
-    from api.rebuild import RebuildFailed, rebuild_groups
-
     with _product() as crm:
         if discard_names is not None:
-            for name in _model_names(discard_names):
-                projection.discard_rebuild(crm.db, partial(crm.read_model, name))
-                out.print(f"discarded the rebuild of {name}")
-            return
-        if rebuild_names is not None:
-            groups = registry.groups(_model_names(rebuild_names), jobs)
-            started = time.perf_counter()
-            with _progress() as progress:
-                tasks = [
-                    progress.add_task(f"rebuilding {', '.join(names)}", total=None, rate="-")
-                    for names in groups
-                ]
+            _discard(crm, _model_names(discard_names))
+        elif rebuild_names is not None:
+            _rebuild(crm, _model_names(rebuild_names), jobs)
+        elif show_status:
+            _show_status(crm)
+        else:
+            _follow(crm, once=once, metrics_port=metrics_port)
 
-                def advance(group: int, position: int, head: int) -> None:
-                    elapsed = time.perf_counter() - started
-                    rate = f"{position / elapsed:,.0f}" if elapsed else "-"
-                    progress.update(tasks[group], completed=position, total=head, rate=rate)
 
-                signal.signal(signal.SIGTERM, _interrupt)  # stop the processes too
-                try:
-                    results = rebuild_groups(crm, groups, progress=advance)
-                except RebuildFailed as error:
-                    raise _fail(f"rebuild failed: {error}") from None
-            for result in results:
-                rate = result.position / result.seconds if result.seconds else 0
-                out.print(
-                    f"{', '.join(result.names)} rebuilt up to position {result.position} in "
-                    f"{result.seconds:.1f} s ({rate:,.0f} events/s) and swapped in"
-                )
-            if len(results) > 1:
-                out.print(f"all done in {time.perf_counter() - started:.1f} s")
-            return
-        projector = crm.projector()
-        if show_status:
-            table = Table()
-            for column in ("read model", "position", "head", "behind (events)", "behind (s)"):
-                table.add_column(column, justify="right" if column != "read model" else "left")
-            for s in projector.status():
-                table.add_row(
-                    s.name, str(s.position), str(s.head), str(s.lag_events), f"{s.lag_seconds:.1f}"
-                )
-            out.print(table)
-            return
-        with _progress() as progress:
-            task = progress.add_task("catching up", total=projector.head(), rate="-")
-            started = time.perf_counter()
+def _rate(done: int, started: float) -> str:
+    """Events per second since ``started`` (a ``time.perf_counter()``), for a progress bar."""
+    elapsed = time.perf_counter() - started
+    return f"{done / elapsed:,.0f}" if elapsed else "-"
 
-            def report(position: int, head: int) -> None:
-                elapsed = time.perf_counter() - started
-                rate = f"{position / elapsed:,.0f}" if elapsed else "-"
-                progress.update(task, completed=position, total=head, rate=rate)
 
-            projector.catch_up(progress=report)
-        if once:
-            out.print(f"read models at position {projector.head()}")
-            return
-        err.print("following new events (Ctrl-C to stop)")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+def _discard(crm: Crm, names: list[str]) -> None:
+    from adapters import projector as projection
+
+    for name in names:
+        projection.discard_rebuild(crm.db, partial(crm.read_model, name))
+        out.print(f"discarded the rebuild of {name}")
+
+
+def _rebuild(crm: Crm, names: list[str], jobs: int) -> None:
+    from api.rebuild import RebuildFailed, rebuild_groups
+
+    groups = registry.groups(names, jobs)
+    started = time.perf_counter()
+    with _progress() as progress:
+        tasks = [
+            progress.add_task(f"rebuilding {', '.join(group)}", total=None, rate="-")
+            for group in groups
+        ]
+
+        def advance(group: int, position: int, head: int) -> None:
+            progress.update(
+                tasks[group], completed=position, total=head, rate=_rate(position, started)
+            )
+
+        signal.signal(signal.SIGTERM, _interrupt)  # stop the processes too
         try:
-            projector.follow(stop)
+            results = rebuild_groups(crm, groups, progress=advance)
+        except RebuildFailed as error:
+            raise _fail(f"rebuild failed: {error}") from None
+    for result in results:
+        rate = result.position / result.seconds if result.seconds else 0
+        out.print(
+            f"{', '.join(result.names)} rebuilt up to position {result.position} in "
+            f"{result.seconds:.1f} s ({rate:,.0f} events/s) and swapped in"
+        )
+    if len(results) > 1:
+        out.print(f"all done in {time.perf_counter() - started:.1f} s")
+
+
+def _show_status(crm: Crm) -> None:
+    table = Table()
+    for column in ("read model", "position", "head", "behind (events)", "behind (s)"):
+        table.add_column(column, justify="right" if column != "read model" else "left")
+    for s in crm.projector().status():
+        table.add_row(
+            s.name, str(s.position), str(s.head), str(s.lag_events), f"{s.lag_seconds:.1f}"
+        )
+    out.print(table)
+
+
+def _follow(crm: Crm, *, once: bool, metrics_port: int | None) -> None:
+    """Catch up (``once``), or catch up and follow until stopped, healing after the
+    database's failures."""
+    from adapters import projector as projection
+
+    projector = crm.projector()
+    if metrics_port is not None:
+        REGISTRY.register(PoolCollector(crm.pools))
+        start_http_server(metrics_port, addr=crm.settings.host)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after the batch in hand
+    if not once:
+        err.print("following new events (Ctrl-C or SIGTERM to stop)")
+    with _progress() as progress:
+        task = progress.add_task("catching up", total=projector.head(), rate="-")
+        started = time.perf_counter()
+
+        def report(position: int, head: int) -> None:
+            progress.update(task, completed=position, total=head, rate=_rate(position, started))
+
+        try:
+            if once:
+                projector.catch_up(progress=report, stop=stop)
+            else:
+                projection.follow_until_stopped(crm.projector, stop, on_batch=report)
         except KeyboardInterrupt:
             stop.set()
+        except Exception as error:  # noqa: BLE001 - retrying cannot fix it: say which
+            raise _fail(f"the projector stopped: {type(error).__name__}: {error}") from None
+    if once:
+        out.print(f"read models at position {projector.head()}")
+
+
+@app.command()
+def health(
+    ready: Annotated[
+        bool,
+        typer.Option(
+            "--ready", help="Also require the read models within CRM_READY_MAX_LAG events."
+        ),
+    ] = False,
+) -> None:
+    """Exit 0 if the store answers (and, with --ready, the read models are current
+    enough), 1 if not, saying why: a container's healthcheck."""
+    with _product() as crm:
+        readiness = crm.readiness()
+    healthy = readiness.ready if ready else readiness.reachable
+    if not healthy:
+        err.print(f"not {'ready' if ready else 'healthy'}: {readiness.problem}")
+        raise typer.Exit(code=1)
+    out.print(
+        f"ok: head {readiness.head_position}, read models at {readiness.read_models_position}"
+    )
 
 
 @app.command()
@@ -349,9 +415,7 @@ def replay(
             started = time.perf_counter()
 
             def advance(done: int, total: int) -> None:
-                elapsed = time.perf_counter() - started
-                rate = f"{done / elapsed:,.0f}" if elapsed else "-"
-                progress.update(task, completed=done, total=total, rate=rate)
+                progress.update(task, completed=done, total=total, rate=_rate(done, started))
 
             report = run_replay(crm.app, subject, until=as_of, position=position, progress=advance)
         current: Any = None

@@ -18,15 +18,17 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
+from adapters.projector import follow_until_stopped
 from adapters.sql import ThreadedReads
 from api.bootstrap import Crm, bootstrap
 from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
 from api.http.deals import DealRoutes, PipelineRoutes
+from api.http.health import health, live, ready
 from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
-from api.http.reads import ReadRoutes, health
+from api.http.reads import ReadRoutes
 from api.http.support import ExportLimiter, OrjsonResponse
 
 log = logging.getLogger("api")
@@ -59,14 +61,16 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
 
 
 def _follow_store(crm: Crm, stop: threading.Event) -> None:
-    """Keep the read models up to date until ``stop``; a failure is logged and the
-    projector starts again a moment later."""
+    """Keep the read models up to date until ``stop``, healing after the database's
+    failures (``follow_until_stopped``). An error that retrying cannot fix stops the
+    projector, not the API: it is logged, and tried again after a minute (the reads
+    go on answering, with ``/health/ready`` reporting the lag)."""
     while not stop.is_set():
         try:
-            crm.projector().follow(stop, idle_wait=0.5)
+            follow_until_stopped(crm.projector, stop, idle_wait=0.5, process="api")
         except Exception:
-            log.exception("the embedded projector failed; restarting it in 2 s")
-            stop.wait(2)
+            log.exception("the embedded projector stopped; trying again in 60 s")
+            stop.wait(60)
 
 
 def create_app(crm: Crm | None = None) -> Litestar:
@@ -102,7 +106,16 @@ def create_app(crm: Crm | None = None) -> Litestar:
                 product.close()
 
     return Litestar(
-        route_handlers=[ClientRoutes, DealRoutes, PipelineRoutes, ReadRoutes, health, metrics],
+        route_handlers=[
+            ClientRoutes,
+            DealRoutes,
+            PipelineRoutes,
+            ReadRoutes,
+            health,
+            live,
+            ready,
+            metrics,
+        ],
         state=State(
             {
                 "crm": product,

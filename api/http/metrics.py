@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from adapters.telemetry import PoolCollector
 from api.bootstrap import Crm
 from api.http.auth import allow
 
@@ -50,6 +51,7 @@ class ProjectionCollector(Collector):
 def projection_registry(crm: Crm) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProjectionCollector(crm))
+    registry.register(PoolCollector(crm.pools))
     return registry
 
 
@@ -61,7 +63,9 @@ def projection_registry(crm: Crm) -> CollectorRegistry:
     media_type="text/plain; version=0.0.4; charset=utf-8",
 )
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Prometheus text format: HTTP requests per route, and per read model its
-    position and lag (events and seconds) behind the store."""
+    """Prometheus text format: HTTP requests per route; per read model its position
+    and lag (events and seconds) behind the store; database errors worth a retry,
+    the embedded projector's retries and recoveries; each connection pool's size,
+    idle connections and waiting requests."""
     body = generate_latest(REGISTRY) + generate_latest(request.app.state["metrics"])
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
