@@ -27,6 +27,7 @@ from adapters.projector import Projector
 from adapters.read_models import registry
 from adapters.read_models.base import SqlReadModel
 from adapters.sql import Database, PostgresDatabase, Reads, SqliteDatabase, ThreadedReads
+from adapters.telemetry import TRANSIENT_ERRORS
 from adapters.transcoder import OrjsonTranscoder
 from adapters.users import SqlUserDirectory
 from application.aggregate_cache import AggregateCache
@@ -38,6 +39,22 @@ from domain.envelope import Envelope
 from domain.pipeline import DEFAULT_PIPELINE, DEFAULT_STAGES, pipeline_id
 
 M = TypeVar("M", bound=SqlReadModel)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether a process can serve (``Crm.readiness``)."""
+
+    reachable: bool
+    """The store answered."""
+    problem: str | None
+    """Why the process is not ready; ``None`` when it is."""
+    head_position: int = 0
+    read_models_position: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
 
 
 @dataclass
@@ -53,6 +70,8 @@ class Crm:
     keys: KeyStore
     datastore: Any = None
     read_datastore: Any = None
+    pools: dict[str, Any] = field(default_factory=dict)
+    """The process's PostgreSQL connection pools by purpose (for the metrics)."""
     _models: dict[tuple[type[SqlReadModel], str], SqlReadModel] = field(
         default_factory=dict, repr=False
     )
@@ -96,10 +115,28 @@ class Crm:
             return
         reads = postgres.AsyncReads(self.datastore, size=self.settings.pool_size)
         await reads.open()
+        self.pools["reads"] = reads.pool
         try:
             yield reads
         finally:
+            del self.pools["reads"]
             await reads.close()
+
+    def readiness(self) -> Readiness:
+        """Whether this process can serve: the store answers, and every read model is
+        within ``ready_max_lag`` events of its head (a lost database is reported, not
+        raised)."""
+        try:
+            head = self.app.recorder.max_notification_id() or 0
+            position = self.projector(setup=False).position()
+        except TRANSIENT_ERRORS as error:
+            unreachable = f"the database cannot be reached ({type(error).__name__})"
+            return Readiness(reachable=False, problem=unreachable)
+        lag, most = max(0, head - position), self.settings.ready_max_lag
+        problem: str | None = None
+        if lag > most:
+            problem = f"the read models are {lag} events behind (CRM_READY_MAX_LAG is {most})"
+        return Readiness(True, problem, head, position)
 
     def close(self) -> None:
         self.app.close()
@@ -168,7 +205,10 @@ def _build(settings: Settings) -> Crm:
         else:
             master_key = load_master_key(settings.master_key, Path(settings.key_file), create=False)
             datastore = postgres.connect(
-                settings.database_url, schema=settings.database_schema, pool_size=settings.pool_size
+                settings.database_url,
+                schema=settings.database_schema,
+                pool_size=settings.pool_size,
+                pool_timeout=settings.pool_timeout,
             )
             recorder = postgres.PostgresEventRecorder(datastore)
             db = PostgresDatabase(datastore)
@@ -202,4 +242,5 @@ def _build(settings: Settings) -> Crm:
         keys=keys,
         datastore=datastore,
         read_datastore=read_datastore,
+        pools={"commands": datastore.pool} if settings.backend == "postgresql" else {},
     )

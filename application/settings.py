@@ -32,7 +32,12 @@ class Settings(BaseModel):
     database_schema: str = Field(default="crm", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     """PostgreSQL schema that holds every table of the product."""
     pool_size: int = Field(default=10, ge=1, le=200)
-    """PostgreSQL connections per process."""
+    """The most PostgreSQL connections a process's pool opens (an API process has two
+    pools: one for commands and the projector, one for reads on the event loop). Idle
+    pools shrink to one connection each."""
+    pool_timeout: float = Field(default=1.5, gt=0, le=60)
+    """Seconds a request waits for a database connection before it is answered 503
+    with ``Retry-After`` (the database unreachable, or every connection busy)."""
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     """The one currency the business books amounts in (ISO 4217)."""
     loyal_purchases: int = Field(default=3, ge=1)
@@ -46,6 +51,9 @@ class Settings(BaseModel):
     embedded_projector: bool = True
     """``crm serve`` also keeps the read models up to date (turn off when a separate
     ``crm project`` runs, as in docker-compose)."""
+    ready_max_lag: int = Field(default=10_000, ge=0)
+    """``/health/ready`` and ``crm health --ready`` fail while the read models are
+    more than this many events behind the store."""
     export_rate_per_hour: int = Field(default=30, ge=1, le=10_000)
     """Bulk exports (audit trail, client list) a user may make in any hour."""
     master_key: str | None = None

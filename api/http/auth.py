@@ -13,7 +13,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from api.http.support import reads_of
 from application.access import Principal
 
-PUBLIC_PATHS = ["^/health$", "^/schema"]
+PUBLIC_PATHS = ["^/health(/live|/ready)?$", "^/schema"]
 
 
 class BearerTokenAuthentication(AbstractAuthenticationMiddleware):

@@ -28,7 +28,6 @@ from api.http.support import (
     envelope,
     principal,
     reach_position,
-    read_models_position,
     reads_of,
     wait_for_position,
 )
@@ -226,16 +225,3 @@ def _audit_export(
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="audit.{format}"'},
     )
-
-
-@get("/health", tags=["operations"], sync_to_thread=True)
-def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """Liveness: the store answers; the head position and how far the read models got."""
-    crm = crm_of(request)
-    head = crm.app.recorder.max_notification_id() or 0
-    return {
-        "status": "ok",
-        "store": crm.settings.backend,
-        "head_position": head,
-        "read_models_position": read_models_position(crm),
-    }
