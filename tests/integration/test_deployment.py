@@ -1,9 +1,12 @@
-"""What can be checked of the deployment without a Docker engine: the deployment files,
-and the first admin that ``crm serve`` creates (``CRM_BOOTSTRAP_ADMIN``)."""
+"""What can be checked of the deployment without a Docker engine: the compose file, the
+Dockerfile and requirements.lock as files, and the first admin that ``crm serve``
+creates (``CRM_BOOTSTRAP_ADMIN``)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,8 @@ import httpx
 import pytest
 import typer
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from api.bootstrap import Crm
 from api.cli import app
@@ -24,6 +29,42 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli_commands() -> dict[str, Any]:
     group: Any = typer.main.get_command(app)  # a click-style group of commands
     return dict(group.commands)
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions, in order: (INSTRUCTION, arguments), continuation
+    lines joined and comments dropped."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    instructions = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, arguments = line.strip().partition(" ")
+            instructions.append((name.upper(), " ".join(arguments.split())))
+    return instructions
+
+
+def arguments_of(instruction: str) -> list[str]:
+    return [arguments for name, arguments in dockerfile() if name == instruction]
+
+
+def locked() -> dict[str, str]:
+    """requirements.lock as canonical name → version (every line must be name==version)."""
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line.strip())
+        assert match, f"requirements.lock: {line!r} is not pinned as name==version"
+        pins[canonicalize_name(match[1])] = match[2]
+    return pins
+
+
+def runtime_requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(text) for text in project["dependencies"]]
+
+
+# docker-compose.yml
 
 
 def test_docker_compose_runs_postgres_the_api_and_the_projector_from_crm_database_url() -> None:
@@ -52,16 +93,85 @@ def test_every_command_docker_compose_runs_exists_in_the_cli() -> None:
         assert {o for o in options if o.startswith("--")} <= known
 
 
-def test_the_dockerfile_copies_every_package_of_the_project() -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("domain", "application", "projections", "adapters", "api"):
-        assert f"COPY {package} {package}" in dockerfile
-    assert 'ENTRYPOINT ["crm"]' in dockerfile
-
-
 def test_the_cli_offers_the_commands_of_the_contract() -> None:
     # SPEC §7 names these; the CLI may have more.
     assert {"serve", "project", "replay", "import", "users", "audit", "demo"} <= set(cli_commands())
+
+
+# Dockerfile and requirements.lock
+
+
+def test_the_dockerfile_copies_every_package_of_the_project() -> None:
+    """Every package pyproject.toml ships, examples/ included (``crm replay
+    examples.kpis:…`` in the container)."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = [pattern.removesuffix("*") for pattern in include["packages"]["find"]["include"]]
+    assert "examples" in packages
+    copies = arguments_of("COPY")
+    for package in packages:
+        assert f"{package} {package}" in copies, f"the Dockerfile does not copy {package}/"
+    assert arguments_of("ENTRYPOINT") == ['["crm"]']
+    assert arguments_of("CMD") == ['["serve"]']
+
+
+def test_the_image_serves_on_every_interface_of_an_exposed_port() -> None:
+    assert arguments_of("EXPOSE") == ["8000"]
+    assert "CRM_HOST=0.0.0.0" in " ".join(arguments_of("ENV")).split()
+
+
+def test_the_image_runs_as_a_non_root_user_who_owns_its_data_directory() -> None:
+    (user,) = arguments_of("USER")
+    assert user not in ("root", "0", "nobody"), user
+    *_, workdir = arguments_of("WORKDIR")
+    assert arguments_of("VOLUME") == [workdir]
+    creates_it = [run for run in arguments_of("RUN") if f"chown {user}:{user} {workdir}" in run]
+    assert creates_it, f"no RUN gives {workdir} to {user}"
+    assert f"--uid 10001 --gid {user}" in creates_it[0]
+    instructions = [name for name, _ in dockerfile()]
+    last_run = max(i for i, name in enumerate(instructions) if name == "RUN")
+    assert instructions.index("USER") > last_run, "the installs would run as the user"
+
+
+def test_the_image_installs_its_dependencies_from_the_lock_file_only() -> None:
+    installs = [
+        command.strip()
+        for run in arguments_of("RUN")
+        for command in run.split("&&")
+        if command.strip().startswith("pip install")
+    ]
+    assert installs == [
+        "pip install --no-cache-dir -r requirements.lock",
+        "pip install --no-cache-dir --no-deps .",
+    ]
+    assert "requirements.lock ./" in arguments_of("COPY")
+
+
+def test_the_lock_file_was_made_with_the_python_of_the_image() -> None:
+    (base,) = arguments_of("FROM")
+    version = re.fullmatch(r"python:(\d+\.\d+)-slim", base)
+    assert version, base
+    assert f"Made with Python {version[1]} " in (ROOT / "requirements.lock").read_text()
+
+
+def test_the_lock_file_pins_every_runtime_dependency_to_a_version_pyproject_allows() -> None:
+    pins = locked()
+    assert "crm-core" not in pins
+    for requirement in runtime_requirements():
+        if requirement.marker and not requirement.marker.evaluate({"sys_platform": "linux"}):
+            continue
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"requirements.lock lacks {requirement.name}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"requirements.lock pins {name}=={pins[name]}, outside {requirement.specifier}"
+        )
+        # and what the extras asked for bring (psycopg[binary,pool]: psycopg-binary, …)
+        for extra in requirement.extras:
+            for text in importlib.metadata.requires(requirement.name) or []:
+                brought = Requirement(text)
+                if brought.marker and brought.marker.evaluate({"extra": extra}):
+                    assert canonicalize_name(brought.name) in pins, (
+                        f"requirements.lock lacks {brought.name} ({requirement.name}[{extra}])"
+                    )
 
 
 # The first admin (CRM_BOOTSTRAP_ADMIN)
