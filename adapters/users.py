@@ -92,6 +92,21 @@ class SqlUserDirectory:
             )
         return token
 
+    def add_if_missing(self, user_id: str, role: str) -> str | None:
+        """Create the user and return its token, or return ``None`` if a user of that
+        name already exists (active or revoked: it is left as it is). Processes starting
+        at once may all ask: the table's primary key lets exactly one of them create it."""
+        check_new_user(user_id, role)
+        token = new_token()
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO users (user_id, role, token_hash, active, created_at)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING"
+                " RETURNING user_id",
+                (user_id, role, hash_token(token), True, datetime.now(UTC)),
+            )
+            return token if cursor.fetchone() else None
+
     def issue_token(self, user_id: str) -> str | None:
         """A new token for an active user (the old one stops working); ``None`` if there
         is no such active user."""

@@ -501,6 +501,24 @@ def kpis(
         out.print(table)
 
 
+def _add_bootstrap_admin(crm: Crm) -> None:
+    """``CRM_BOOTSTRAP_ADMIN``: a fresh deployment's first admin, its token printed once."""
+    name = crm.settings.bootstrap_admin
+    if name is None:
+        return
+    try:
+        token = crm.users.add_if_missing(name, "admin")
+    except UserError as error:
+        raise _fail(f"CRM_BOOTSTRAP_ADMIN: {error}") from None
+    if token is not None:
+        err.print(
+            f"created admin {name!r}; its token (shown once): {token}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default CRM_HOST).")] = None,
@@ -521,8 +539,8 @@ def serve(
     from api.serving import serve as run_api
 
     settings = _settings()
-    with _product():  # create the tables and check the store and key once, up front
-        pass
+    with _product() as crm:  # create the tables and check the store and key once, up front
+        _add_bootstrap_admin(crm)
     os.environ["CRM_EMBEDDED_PROJECTOR"] = "true" if projector else "false"
     bind_host = host or settings.host
     bind_port = port or settings.port

@@ -65,6 +65,11 @@ class Settings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    bootstrap_admin: str | None = None
+    """A user name: when ``crm serve`` starts and no user of that name exists, it creates
+    one with the admin role and prints its token once, so that a fresh deployment has
+    someone who can call the API (every route needs a token). An existing user of that
+    name, active or revoked, is left as it is. Empty or unset: nothing is created."""
 
     @field_validator("database_url")
     @classmethod
@@ -72,6 +77,12 @@ class Settings(BaseModel):
         if not url.startswith(("sqlite:", "postgresql://", "postgres://", "memory:")):
             raise ValueError("must start with sqlite:, postgresql:// or memory:")
         return url
+
+    @field_validator("bootstrap_admin")
+    @classmethod
+    def _empty_is_none(cls, name: str | None) -> str | None:
+        # ``CRM_BOOTSTRAP_ADMIN=`` (as docker compose's .env may say) means no one
+        return name or None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
