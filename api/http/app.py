@@ -23,6 +23,7 @@ from api.bootstrap import Crm, bootstrap
 from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
 from api.http.deals import DealRoutes, PipelineRoutes
+from api.http.hygiene import MAX_JSON_DEPTH, too_deep
 from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
@@ -37,8 +38,9 @@ MAX_BODY_BYTES = 1024 * 1024
 
 async def require_json(request: Request[Any, Any, Any]) -> None:
     """A write with a body must send well-formed JSON: 415 for another content type,
-    400 for a body that is not UTF-8 JSON (including one nested absurdly deep), so
-    nothing malformed reaches the framework's own decoding."""
+    400 for a body that is not UTF-8 JSON or nests deeper than ``MAX_JSON_DEPTH``
+    (found before anything decodes it), so nothing malformed reaches the framework's
+    own decoding."""
     if request.method not in ("POST", "PATCH", "PUT"):
         return
     length = request.headers.get("content-length", "")
@@ -51,11 +53,16 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
             status_code=415, detail="send the body as JSON (Content-Type: application/json)"
         )
     body = await request.body()
-    if body:
-        try:
-            orjson.loads(body)  # rejects invalid UTF-8 and nesting deeper than 1024
-        except orjson.JSONDecodeError as error:
-            raise ClientException(f"the body is not valid JSON: {error}") from None
+    if not body:
+        return
+    if too_deep(body):
+        raise ClientException(
+            f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+        )
+    try:
+        orjson.loads(body)  # rejects invalid UTF-8 and lone surrogates
+    except orjson.JSONDecodeError as error:
+        raise ClientException(f"the body is not valid JSON: {error}") from None
 
 
 def _follow_store(crm: Crm, stop: threading.Event) -> None:

@@ -39,6 +39,16 @@ class Bad:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def nested(depth: int) -> bytes:
+    """A client's registration nested ``depth`` levels deep: the object is the first
+    level, ``attributes`` holds arrays in arrays for the rest, with strings on the way
+    whose brackets, escaped quotes and escaped backslashes must not count."""
+    value = b'"]\\"{"'
+    for _ in range(depth - 1):
+        value = b'["[\\\\", ' + value + b"]"
+    return b'{"name": "x [{", "attributes": ' + value + b"}"
+
+
 CONTACT = {"channel": "call", "direction": "inbound"}
 # A query parameter out of its bounds is a validation problem; the spec does not say
 # whether 400 or 422, only that the problem names the field.
@@ -52,6 +62,11 @@ CASES = [
     Bad("malformed JSON", "POST", "/clients", 400, content=b'{"name": ', headers=JSON),
     Bad("JSON nested too deep", "POST", "/clients", 400,
         content=b"[" * 100_000 + b"]" * 100_000, headers=JSON),
+    Bad("JSON nested 1000 deep (orjson accepts it)", "POST", "/clients", 400,
+        content=nested(1000), headers=JSON),
+    Bad("JSON nested 33 deep", "POST", "/clients", 400, content=nested(33), headers=JSON),
+    Bad("JSON nested 32 deep: refused for its shape, not its depth", "POST", "/clients", 422,
+        {"attributes"}, content=nested(32), headers=JSON),
     Bad("text/plain body", "POST", "/clients", 415, content=b'{"name": "x"}',
         headers={"Content-Type": "text/plain"}),
     Bad("form body", "POST", "/clients", 415, content=b"name=x",
