@@ -6,6 +6,7 @@ COPY application application
 COPY projections projections
 COPY adapters adapters
 COPY api api
+COPY examples examples
 RUN pip install --no-cache-dir .
 USER nobody
 ENTRYPOINT ["crm"]

@@ -2,12 +2,13 @@
 ``users add``. Any other, run where there is no store (the wrong directory, a mistyped
 schema), refuses with exit code 2 and leaves nothing behind, instead of reporting
 on an empty store it has just made. And ``crm replay`` finds KPI modules in the
-working directory."""
+working directory, and the shipped ``examples`` from anywhere."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -110,6 +111,31 @@ def test_demo_creates_a_store_and_a_kpi_module_in_the_working_directory_replays_
     report = orjson.loads(replayed.stdout)
     assert report["key"] == "registrations"
     assert report["value"] >= 3  # the demo's clients (and any it merges away)
+
+
+def test_the_shipped_examples_replay_from_a_directory_without_them(tmp_path: Path) -> None:
+    """Run as a program, so that only the installed distribution can provide
+    ``examples`` (pytest's own ``sys.path`` holds the checkout)."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'crm.db'}", key_file=str(tmp_path / "crm.key")
+    )
+    with bootstrap(settings):
+        pass
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CRM_")}
+    env.pop("PYTHONPATH", None)
+    command = [sys.executable, "-c", "from api.cli import main; main()"]
+    done = subprocess.run(
+        [*command, "replay", "examples.kpis:RepeatPurchaseRate", "--format", "json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["key"] == "repeat_purchase_rate"
 
 
 def test_bootstrap_without_create_refuses_a_missing_sqlite_file_before_making_the_key(

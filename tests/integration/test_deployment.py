@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,12 @@ def test_every_command_docker_compose_runs_exists_in_the_cli() -> None:
 
 def test_the_dockerfile_copies_every_package_of_the_project() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("domain", "application", "projections", "adapters", "api"):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [
+        name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
+    assert "examples" in packages, "crm replay examples.kpis:… must work where crm is installed"
+    for package in packages:
         assert f"COPY {package} {package}" in dockerfile
     assert 'ENTRYPOINT ["crm"]' in dockerfile
 
