@@ -286,6 +286,21 @@ def ddl_lock(url: str, schema: str) -> Iterator[None]:
         yield
 
 
+def has_store(url: str, schema: str) -> bool:
+    """Whether ``schema`` holds a store (its events table), read from the catalogue
+    without creating anything, not even the schema."""
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as error:
+        raise OperationalError(str(error)) from error
+    with conn:
+        row = conn.execute(
+            "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+            (schema, EVENTS_TABLE),
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def connect(url: str, *, schema: str, pool_size: int, pool_timeout: float = 1.5) -> SchemaDatastore:
     """A datastore for ``postgresql://user:password@host:port/dbname``, its pool open
     (an unreachable server fails here, after ``CONNECT_SECONDS``); the schema is

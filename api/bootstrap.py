@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from eventsourcing.sqlite import SQLiteDatastore
 
@@ -165,20 +166,64 @@ def system_envelope(actor_id: str = "system") -> Envelope:
     )
 
 
-def bootstrap(settings: Settings | None = None) -> Crm:
+class StoreMissing(Exception):
+    """There is no store where the settings point, and this process may not create one.
+
+    Only the commands that make a store (``crm demo``, ``serve``, ``import``, ``users
+    add``) create it; any other would otherwise report on an empty store it had just
+    made, and leave a new database and key file behind, when it was merely run from
+    the wrong directory."""
+
+
+def bootstrap(settings: Settings | None = None, *, create: bool = True) -> Crm:
     """Build the application on the configured store: ``memory:``, SQLite (the
     embedded default) or PostgreSQL. Tables are created on first start; a master key
     that does not open the store's keys stops the start with ``MasterKeyError``.
+    Without ``create``, a store that does not exist yet (no SQLite file; no events
+    table in the PostgreSQL schema) stops the start with ``StoreMissing`` before
+    anything is made, the key file included.
     On PostgreSQL, processes starting at once take turns (``postgres.ddl_lock``), so
     that the tables, the data keys and the default pipeline are made once."""
     settings = settings or Settings.from_env()
     if settings.backend != "postgresql":
-        return _build(settings)
+        return _build(settings, create=create)
     with postgres.ddl_lock(settings.database_url, settings.database_schema):
-        return _build(settings)
+        return _build(settings, create=create)
 
 
-def _build(settings: Settings) -> Crm:
+def describe_store(settings: Settings) -> str:
+    """The store's URL with any password hidden."""
+    if settings.backend != "postgresql":
+        return settings.database_url
+    parts = urlsplit(settings.database_url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    return f"{urlunsplit(parts)} (schema {settings.database_schema})"
+
+
+def _check_store_exists(settings: Settings) -> None:
+    """Raise ``StoreMissing`` unless the configured store exists (memory always does)."""
+    if settings.backend == "sqlite":
+        path = settings.sqlite_path
+        if not path.exists():
+            shown = str(path) if path.is_absolute() or path.parts[:1] == ("..",) else f"./{path}"
+            raise StoreMissing(
+                f"no store at {shown} — set CRM_DATABASE_URL or run from the directory "
+                "that holds it"
+            )
+    elif settings.backend == "postgresql" and not postgres.has_store(
+        settings.database_url, settings.database_schema
+    ):
+        raise StoreMissing(
+            f"no store at {describe_store(settings)} — set CRM_DATABASE_URL and "
+            "CRM_DATABASE_SCHEMA to where it is"
+        )
+
+
+def _build(settings: Settings, *, create: bool) -> Crm:
+    if not create:
+        _check_store_exists(settings)
     recorder: EventRecorder
     key_table: KeyTable
     datastore: Any = None
@@ -198,7 +243,9 @@ def _build(settings: Settings) -> Crm:
         )
     else:
         if settings.backend == "sqlite":
-            master_key = load_master_key(settings.master_key, Path(settings.key_file), create=True)
+            master_key = load_master_key(
+                settings.master_key, Path(settings.key_file), create=create
+            )
             datastore = sqlite.connect(settings.sqlite_path)
             recorder = sqlite.SqliteEventRecorder(datastore)
             db = SqliteDatabase(datastore)

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import orjson
@@ -38,7 +37,7 @@ from adapters.keys import MasterKeyError, generate_master_key
 from adapters.read_models import registry
 from adapters.telemetry import PoolCollector
 from adapters.users import ROLES, UserError
-from api.bootstrap import Crm, bootstrap
+from api.bootstrap import Crm, StoreMissing, bootstrap, describe_store
 from api.cli_import import register as register_import
 from application.settings import Settings, SettingsError
 from domain.envelope import Envelope
@@ -86,27 +85,19 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def _product() -> Iterator[Crm]:
+def _product(*, create: bool = False) -> Iterator[Crm]:
     """The product on the configured store, with configuration problems reported
-    as one clear line instead of a traceback."""
+    as one clear line instead of a traceback. Only the commands that make a store
+    pass ``create``; for any other, a store that does not exist is such a problem."""
     settings = _settings()
     try:
-        crm = bootstrap(settings)
+        crm = bootstrap(settings, create=create)
+    except StoreMissing as error:
+        raise _fail(str(error)) from None
     except (MasterKeyError, PersistenceError, OSError) as error:
         raise _fail(f"cannot open {describe_store(settings)}: {error}") from None
     with crm:
         yield crm
-
-
-def describe_store(settings: Settings) -> str:
-    """The store's URL with any password hidden."""
-    if settings.backend != "postgresql":
-        return settings.database_url
-    parts = urlsplit(settings.database_url)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=netloc)
-    return f"{urlunsplit(parts)} (schema {settings.database_schema})"
 
 
 @app.command()
@@ -117,7 +108,7 @@ def demo(
     """Record a realistic two-year demo history on the configured store."""
     from api.demo import load_demo
 
-    with _product() as crm:
+    with _product(create=True) as crm:
         before = crm.app.recorder.max_notification_id() or 0
         with Progress(
             "[progress.description]{task.description}",
@@ -539,7 +530,7 @@ def serve(
     from api.serving import serve as run_api
 
     settings = _settings()
-    with _product() as crm:  # create the tables and check the store and key once, up front
+    with _product(create=True) as crm:  # create the tables and check the store and key once
         _add_bootstrap_admin(crm)
     os.environ["CRM_EMBEDDED_PROJECTOR"] = "true" if projector else "false"
     bind_host = host or settings.host
@@ -795,7 +786,7 @@ def users_add(
     role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")],
 ) -> None:
     """Create a user and print their API token (shown once, stored only as a hash)."""
-    with _product() as crm:
+    with _product(create=True) as crm:
         try:
             token = crm.users.add(name, role)
         except UserError as error:

@@ -77,7 +77,7 @@ def import_csv(
         data = file.read_bytes()
     except OSError as error:
         raise _fail(f"cannot read {file}: {error.strerror or error}") from None
-    with _product() as crm, _progress_bar(err) as progress:
+    with _product(create=True) as crm, _progress_bar(err) as progress:
         try:
             report = import_file(
                 crm.app,

@@ -11,7 +11,7 @@ from typing import Any, cast
 import orjson
 from litestar import Litestar, Request
 from litestar.datastructures import State
-from litestar.exceptions import ClientException, HTTPException
+from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -25,6 +25,12 @@ from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
 from api.http.deals import DealRoutes, PipelineRoutes
 from api.http.health import health, live, ready
+from api.http.hygiene import (
+    MAX_JSON_DEPTH,
+    too_deep,
+    unstorable_fields,
+    unstorable_parameters,
+)
 from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
@@ -37,10 +43,34 @@ MAX_BODY_BYTES = 1024 * 1024
 """Request bodies over 1 MiB are refused (413): no command needs more."""
 
 
+def _unstorable(names: list[str], source: str) -> ValidationException:
+    """A 422 naming each parameter or body field that holds text the store cannot keep."""
+    return ValidationException(
+        extra=[
+            {
+                "key": name,
+                "message": "holds a character the store cannot keep (NUL or a lone surrogate)",
+                "source": source,
+            }
+            for name in names
+        ]
+    )
+
+
+async def check_input(request: Request[Any, Any, Any]) -> None:
+    """Before any route: query parameters with text the store cannot hold (NUL) are
+    refused (422 naming them), then the body is checked (``require_json``)."""
+    bad = unstorable_parameters(request.query_params.multi_items())
+    if bad:
+        raise _unstorable(bad, "query")
+    await require_json(request)
+
+
 async def require_json(request: Request[Any, Any, Any]) -> None:
     """A write with a body must send well-formed JSON: 415 for another content type,
-    400 for a body that is not UTF-8 JSON (including one nested absurdly deep), so
-    nothing malformed reaches the framework's own decoding."""
+    400 for a body that is not UTF-8 JSON or nests deeper than ``MAX_JSON_DEPTH``
+    (found before anything decodes it), 422 naming each field whose text the store
+    cannot hold; so nothing malformed reaches the framework's own decoding."""
     if request.method not in ("POST", "PATCH", "PUT"):
         return
     length = request.headers.get("content-length", "")
@@ -53,11 +83,20 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
             status_code=415, detail="send the body as JSON (Content-Type: application/json)"
         )
     body = await request.body()
-    if body:
-        try:
-            orjson.loads(body)  # rejects invalid UTF-8 and nesting deeper than 1024
-        except orjson.JSONDecodeError as error:
-            raise ClientException(f"the body is not valid JSON: {error}") from None
+    if not body:
+        return
+    if too_deep(body):
+        raise ClientException(
+            f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+        )
+    try:
+        value = orjson.loads(body)  # rejects invalid UTF-8 and lone surrogates
+    except orjson.JSONDecodeError as error:
+        raise ClientException(f"the body is not valid JSON: {error}") from None
+    if b"\\u0000" in body:  # the only way to write NUL in valid JSON
+        bad = unstorable_fields(value)
+        if bad:
+            raise _unstorable(bad, "body")
 
 
 def _follow_store(crm: Crm, stop: threading.Event) -> None:
@@ -131,7 +170,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
             REQUESTS.middleware,
         ],
         exception_handlers=cast("ExceptionHandlersMap", HANDLERS),
-        before_request=require_json,
+        before_request=check_input,
         request_max_body_size=MAX_BODY_BYTES,
         response_class=OrjsonResponse,
         lifespan=[lifespan],

@@ -5,8 +5,10 @@ every operation of the app's own OpenAPI schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,8 @@ from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 
 from api.http import support
-from tests.e2e.conftest import PROBLEM, Api, assert_problem
+from tests.conftest import fresh_product
+from tests.e2e.conftest import PROBLEM, Api, assert_problem, open_api
 
 JSON = {"Content-Type": "application/json"}
 FUTURE = (datetime.now(UTC) + timedelta(days=3650)).isoformat()
@@ -39,6 +42,16 @@ class Bad:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def nested(depth: int) -> bytes:
+    """A client's registration nested ``depth`` levels deep: the object is the first
+    level, ``attributes`` holds arrays in arrays for the rest, with strings on the way
+    whose brackets, escaped quotes and escaped backslashes must not count."""
+    value = b'"]\\"{"'
+    for _ in range(depth - 1):
+        value = b'["[\\\\", ' + value + b"]"
+    return b'{"name": "x [{", "attributes": ' + value + b"}"
+
+
 CONTACT = {"channel": "call", "direction": "inbound"}
 # A query parameter out of its bounds is a validation problem; the spec does not say
 # whether 400 or 422, only that the problem names the field.
@@ -52,6 +65,11 @@ CASES = [
     Bad("malformed JSON", "POST", "/clients", 400, content=b'{"name": ', headers=JSON),
     Bad("JSON nested too deep", "POST", "/clients", 400,
         content=b"[" * 100_000 + b"]" * 100_000, headers=JSON),
+    Bad("JSON nested 1000 deep (orjson accepts it)", "POST", "/clients", 400,
+        content=nested(1000), headers=JSON),
+    Bad("JSON nested 33 deep", "POST", "/clients", 400, content=nested(33), headers=JSON),
+    Bad("JSON nested 32 deep: refused for its shape, not its depth", "POST", "/clients", 422,
+        {"attributes"}, content=nested(32), headers=JSON),
     Bad("text/plain body", "POST", "/clients", 415, content=b'{"name": "x"}',
         headers={"Content-Type": "text/plain"}),
     Bad("form body", "POST", "/clients", 415, content=b"name=x",
@@ -220,6 +238,60 @@ def test_bad_input_is_a_problem_that_records_nothing(
 
 def test_an_unknown_page_under_the_schema_is_a_problem_too(api: Api) -> None:
     assert_problem(api.http.get("/schema/no-such-page"), 404)
+
+
+# ------------------------------------------------- text PostgreSQL cannot store
+
+TEXT_PARAMETERS = [
+    ("/clients", "q"),
+    ("/clients", "owner_id"),
+    ("/audit", "field"),
+    ("/audit", "actor_id"),
+    ("/activity", "actor_id"),
+    ("/work-queue", "assignee_id"),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
+    """The app in-process over SQLite and over PostgreSQL, whose text cannot hold NUL
+    (there a NUL that got through was a 500)."""
+    with (
+        fresh_product(request.param, tmp_path, embedded_projector=False) as crm,
+        open_api(crm) as api,
+    ):
+        yield api
+
+
+@pytest.mark.parametrize(("path", "name"), TEXT_PARAMETERS)
+def test_a_nul_in_a_text_query_parameter_is_refused_naming_it(
+    either_api: Api, path: str, name: str
+) -> None:
+    response = either_api.http.get(
+        path, params={name: "ma\x00ria"}, headers=either_api.auth("admin")
+    )
+    body = assert_problem(response, 422)
+    assert [error["field"] for error in body["errors"]] == [name], body
+
+
+NUL_FIELDS = [
+    ("/clients", {"name": "Ann\x00"}, "name"),
+    ("/clients", {"name": "Ann", "phones": ["+442079460001", "+44207946\x000002"]}, "phones[1]"),
+    ("/clients", {"name": "Ann", "attributes": {"city": "Ky\x00iv"}}, "attributes.city"),
+    ("/clients", {"name": "Ann", "owner_id": "mia\x00"}, "owner_id"),
+    ("/pipelines", {"name": "windows", "stages": ["lead", "measure\x00ment"]}, "stages[1]"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "name"), NUL_FIELDS, ids=[f[2] for f in NUL_FIELDS])
+def test_a_nul_in_a_body_field_is_refused_naming_the_field_and_records_nothing(
+    either_api: Api, path: str, body: dict[str, Any], name: str
+) -> None:
+    before = either_api.head()
+    response = either_api.http.post(path, json=body, headers=either_api.auth("admin"))
+    problem = assert_problem(response, 422)
+    assert [error["field"] for error in problem["errors"]] == [name], problem
+    assert either_api.head() == before, "a refused request recorded events"
 
 
 INJECTIONS = [
