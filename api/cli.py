@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import logging
 import signal
 import sys
 import threading
@@ -39,6 +38,7 @@ from adapters.telemetry import PoolCollector
 from adapters.users import ROLES, UserError
 from api.bootstrap import Crm, StoreMissing, bootstrap, describe_store
 from api.cli_import import register as register_import
+from api.logs import configure_logging
 from application.settings import Settings, SettingsError
 from domain.envelope import Envelope
 from projections.kpis import KEYS
@@ -78,9 +78,7 @@ def _settings() -> Settings:
         settings = Settings.from_env()
     except SettingsError as error:
         raise _fail(str(error)) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     return settings
 
 
@@ -235,6 +233,14 @@ def project(
         str | None,
         typer.Option("--discard", metavar="NAMES", help="Drop an interrupted rebuild."),
     ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --rebuild: events per transaction (default 5,000; fewer: shorter "
+            "transactions).",
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -256,7 +262,7 @@ def project(
         if discard_names is not None:
             _discard(crm, _model_names(discard_names))
         elif rebuild_names is not None:
-            _rebuild(crm, _model_names(rebuild_names), jobs)
+            _rebuild(crm, _model_names(rebuild_names), jobs, batch_size)
         elif show_status:
             _show_status(crm)
         else:
@@ -277,8 +283,8 @@ def _discard(crm: Crm, names: list[str]) -> None:
         out.print(f"discarded the rebuild of {name}")
 
 
-def _rebuild(crm: Crm, names: list[str], jobs: int) -> None:
-    from api.rebuild import RebuildFailed, rebuild_groups
+def _rebuild(crm: Crm, names: list[str], jobs: int, batch_size: int | None) -> None:
+    from api.rebuild import BATCH_SIZE, RebuildFailed, rebuild_groups
 
     groups = registry.groups(names, jobs)
     started = time.perf_counter()
@@ -295,7 +301,9 @@ def _rebuild(crm: Crm, names: list[str], jobs: int) -> None:
 
         signal.signal(signal.SIGTERM, _interrupt)  # stop the processes too
         try:
-            results = rebuild_groups(crm, groups, progress=advance)
+            results = rebuild_groups(
+                crm, groups, progress=advance, batch_size=batch_size or BATCH_SIZE
+            )
         except RebuildFailed as error:
             raise _fail(f"rebuild failed: {error}") from None
     for result in results:

@@ -45,7 +45,8 @@ def serve(app: str, *, host: str, port: int, workers: int, log_level: str) -> No
             port=port,
             workers=workers,
             log_level=log_level,
-            access_log=False,
+            log_config=None,  # uvicorn's loggers go to the root's handler (api.logs)
+            access_log=False,  # the app's own access log has the route and correlation id
         )
         return
     # Bound, never listening: it takes no connections, but the port is ours (a port in
@@ -116,7 +117,13 @@ def _worker(app: str, host: str, port: int, log_level: str, parent: int) -> None
     os.setpgrp()
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     config = uvicorn.Config(
-        app, factory=True, host=host, port=port, log_level=log_level, access_log=False
+        app,
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        access_log=False,
     )
     uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
 

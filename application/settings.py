@@ -65,6 +65,11 @@ class Settings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line (time, level, logger, message, and on the
+    access log correlation id, method, route, status, duration)."""
+    access_log: bool = True
+    """``crm serve`` logs one line per request (logger ``crm.access``, level info)."""
     bootstrap_admin: str | None = None
     """A user name: when ``crm serve`` starts and no user of that name exists, it creates
     one with the admin role and prints its token once, so that a fresh deployment has

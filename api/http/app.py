@@ -36,6 +36,8 @@ from api.http.middleware import correlation, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
 from api.http.reads import ReadRoutes
 from api.http.support import ExportLimiter, OrjsonResponse
+from api.logs import configure_logging
+from application.settings import Settings
 
 log = logging.getLogger("api")
 
@@ -165,7 +167,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
         ),
         middleware=[
             schema_pages_not_found_as_problems,
-            correlation,
+            correlation(access_log=product.settings.access_log),
             DefineMiddleware(BearerTokenAuthentication, exclude=PUBLIC_PATHS),
             REQUESTS.middleware,
         ],
@@ -173,6 +175,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
         before_request=check_input,
         request_max_body_size=MAX_BODY_BYTES,
         response_class=OrjsonResponse,
+        logging_config=None,  # the process's own (api.logs), set up by its entry point
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="crm-core",
@@ -199,5 +202,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
 
 
 def app_from_environment() -> Litestar:
-    """For ASGI servers: ``uvicorn --factory api.http.app:app_from_environment``."""
+    """For ASGI servers: ``uvicorn --factory api.http.app:app_from_environment``; the
+    process logs as the settings say (``api.logs``)."""
+    configure_logging(Settings.from_env())
     return create_app()

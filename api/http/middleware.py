@@ -1,9 +1,12 @@
-"""ASGI middleware: correlation ids."""
+"""ASGI middleware: correlation ids and the access log; problems for the schema pages."""
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
+from collections.abc import Callable
 
 import orjson
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,29 +14,67 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 SAFE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 
 
-def correlation(app: ASGIApp) -> ASGIApp:
+def correlation(*, access_log: bool) -> Callable[[ASGIApp], ASGIApp]:
     """Take ``X-Correlation-ID`` from the request (or make one), keep it in the
-    request state for the envelope and the logs, and echo it on the response."""
+    request state for the envelope and the logs, and echo it on the response; with
+    ``access_log``, log one line per request (logger ``crm.access``, level info) with
+    the correlation id, method, route, path, status and duration."""
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # type: ignore[comparison-overlap]
-            await app(scope, receive, send)
-            return
-        given = _header(scope, b"x-correlation-id")
-        value = given if given and SAFE_ID.fullmatch(given) else str(uuid.uuid4())
-        scope.setdefault("state", {})["correlation_id"] = value
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":  # type: ignore[comparison-overlap]
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            given = _header(scope, b"x-correlation-id")
+            value = given if given and SAFE_ID.fullmatch(given) else str(uuid.uuid4())
+            scope.setdefault("state", {})["correlation_id"] = value
+            status = 0
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if not any(key.lower() == b"x-correlation-id" for key, _ in headers):
-                    headers.append((b"x-correlation-id", value.encode()))
-                message["headers"] = headers
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = list(message.get("headers", []))
+                    if not any(key.lower() == b"x-correlation-id" for key, _ in headers):
+                        headers.append((b"x-correlation-id", value.encode()))
+                    message["headers"] = headers
+                await send(message)
 
-        await app(scope, receive, send_with_id)
+            try:
+                await app(scope, receive, send_with_id)
+            finally:
+                if access_log and ACCESS.isEnabledFor(logging.INFO):
+                    _log_access(scope, value, status, time.perf_counter() - started)
 
-    return middleware
+        return middleware
+
+    return wrap
+
+
+ACCESS = logging.getLogger("crm.access")
+
+
+def _log_access(scope: Scope, correlation_id: str, status: int, seconds: float) -> None:
+    method, path = scope.get("method", ""), scope.get("path", "")
+    route = scope.get("path_template", path)
+    milliseconds = round(seconds * 1000, 2)
+    ACCESS.info(
+        "%s %s %s %.1f ms [correlation_id=%s]",
+        method,
+        path,
+        status or "-",
+        milliseconds,
+        correlation_id,
+        extra={
+            "correlation_id": correlation_id,
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status or None,
+            "duration_ms": milliseconds,
+        },
+    )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -129,6 +129,7 @@ def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Respo
         request.url.path,
         correlation_id(request),
         exc_info=error,
+        extra={"correlation_id": correlation_id(request)},
     )
     return problem(
         request,
@@ -153,6 +154,7 @@ def database_unavailable(request: Request[Any, Any, Any], error: Exception) -> R
         request.url.path,
         correlation_id(request),
         str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+        extra={"correlation_id": correlation_id(request)},
     )
     DATABASE_ERRORS.labels(process="api", kind=type(error).__name__).inc()
     detail = "the database cannot be reached just now; try again shortly"

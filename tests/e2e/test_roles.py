@@ -30,7 +30,7 @@ ROLES: tuple[str | None, ...] = ("admin", "manager", "auditor", "service", None)
 # the admin's; the audit trail, activity and every export need the export permission
 # (admin, auditor); the event feed is for admin, auditor and service; the work queue
 # for admin and manager; metrics for admin, auditor and service; without a token
-# everything but /health and the schema pages is 401.
+# everything but the /health pages and the schema pages is 401.
 # fmt: off
 MATRIX: list[tuple[str, str, int, int, int, int, int]] = [
     # method  route                                                admin mgr aud  svc  none
@@ -72,6 +72,8 @@ MATRIX: list[tuple[str, str, int, int, int, int, int]] = [
     ("GET",   "/work-queue",                                        200, 200, 403, 403, 401),
     ("GET",   "/activity",                                          200, 403, 200, 403, 401),
     ("GET",   "/health",                                            200, 200, 200, 200, 200),
+    ("GET",   "/health/live",                                       200, 200, 200, 200, 200),
+    ("GET",   "/health/ready",                                      200, 200, 200, 200, 200),
     ("GET",   "/metrics",                                           200, 403, 200, 200, 401),
     ("GET",   "/schema",                                            200, 200, 200, 200, 200),
     ("GET",   "/schema/openapi.json",                               200, 200, 200, 200, 200),
