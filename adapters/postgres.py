@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import time
 import weakref
@@ -173,7 +174,11 @@ class SchemaDatastore(PostgresDatastore):
         made = self.pool
         self.pool = HealingPool(  # type: ignore[assignment]
             connection_class=made.connection_class,
-            kwargs={**_kwargs(made), "connect_timeout": round(CONNECT_SECONDS)},
+            kwargs={
+                **_kwargs(made),
+                "connect_timeout": round(CONNECT_SECONDS),
+                "application_name": f"crm[{os.getpid()}]",  # who is who in pg_stat_activity
+            },
             min_size=min(POOL_MIN_SIZE, made.max_size),
             max_size=made.max_size,
             open=False,

@@ -65,6 +65,14 @@ REBUILD_STATISTICS_TARGET = 10
 """``default_statistics_target`` of the ``ANALYZE`` of a rebuild's tables while they
 grow (PostgreSQL's default is 100: 30,000 rows sampled per table, against 3,000)."""
 
+ACTIVE_LOCK_PREFIX = "crm-projector:"
+ACTIVE_LOCK_SQL = (
+    "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || %s, 0)) AS active"
+)
+STANDBY_POLL_SECONDS = 0.5
+"""How often a standby projector tries to become the active one: it takes over within
+about this long of the active one's death (its session ends with the process)."""
+
 Progress = Callable[[int, int], None]
 """Called with (position reached, head) after each batch."""
 
@@ -306,7 +314,7 @@ class Projector:
         event recorded in between goes unnoticed; ``on_running`` is called once that
         first catch-up is done."""
         with self._waiting(stop, idle_wait) as wait:
-            while not stop.is_set():
+            while wait is not None and not stop.is_set():
                 read = self.catch_up(progress=on_batch, stop=stop)
                 if on_running is not None:
                     on_running()
@@ -315,7 +323,13 @@ class Projector:
                     wait()
 
     @contextmanager
-    def _waiting(self, stop: threading.Event, idle_wait: float) -> Iterator[Callable[[], Any]]:
+    def _waiting(
+        self, stop: threading.Event, idle_wait: float
+    ) -> Iterator[Callable[[], Any] | None]:
+        """How to wait for new events — ``None`` if ``stop`` was set first. On
+        PostgreSQL the session that listens also holds the advisory lock that makes
+        this projector the active one for its models: a process whose session ends
+        (killed, cut off) loses both at once, and a standby takes over."""
         datastore: Any = getattr(self.app.recorder, "datastore", None)
         channel = getattr(self.app.recorder, "channel_name", None)
         if self.db.dialect != "postgresql" or datastore is None or channel is None:
@@ -323,9 +337,39 @@ class Projector:
             yield lambda: stop.wait(poll)
             return
         with datastore.get_connection() as conn:
-            conn.execute(f'LISTEN "{channel}"')
-            yield lambda: list(conn.notifies(timeout=idle_wait, stop_after=1))
-            conn.execute(f'UNLISTEN "{channel}"')
+            try:
+                if not self._become_active(conn, stop):
+                    yield None
+                    return
+                conn.execute(f'LISTEN "{channel}"')
+                yield lambda: list(conn.notifies(timeout=idle_wait, stop_after=1))
+            finally:
+                try:  # the pool must not hand out a session that listens or holds the lock
+                    conn.execute(f'UNLISTEN "{channel}"')
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+                except Exception:  # noqa: BLE001 - a broken session: closed, never reused
+                    conn.close()
+
+    def _become_active(self, conn: Any, stop: threading.Event) -> bool:
+        """Take the lock that lets one projector at a time apply these models (on
+        this schema), standing by until it is free; False if ``stop`` came first.
+
+        Several projectors (replicas of ``crm project``, the API workers' embedded
+        ones) stay correct without it — each batch locks the tracked positions — but
+        would read and decode every batch only for all but one to find it applied."""
+        key = ACTIVE_LOCK_PREFIX + ",".join(sorted(self.tracking_name(m) for m in self.models))
+        standing_by = False
+        while True:
+            row = conn.execute(ACTIVE_LOCK_SQL, (key,)).fetchone()
+            if row["active"]:
+                if standing_by:
+                    log.warning("projector: another projector is gone; this one is active now")
+                return True
+            if not standing_by:
+                log.info("projector: standing by (another projector applies these models)")
+                standing_by = True
+            if stop.wait(STANDBY_POLL_SECONDS):
+                return False
 
     # --------------------------------------------------------------- status
 

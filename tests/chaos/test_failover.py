@@ -1,0 +1,96 @@
+"""Active and standby projectors: of several ``crm project`` processes, one applies the
+read models (it holds an advisory lock on its listening session) and another takes
+over soon after it dies; the read models then equal a clean rebuild."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from adapters.projector import ACTIVE_LOCK_PREFIX, STANDBY_POLL_SECONDS
+from adapters.read_models import registry
+from application import clients
+from domain.envelope import Envelope
+from tests.chaos.conftest import Process
+from tests.chaos.test_chaos import head, product, tracked, wait_until_projected
+from tests.conftest import OwnDatabase
+from tests.integration.test_projector import assert_same_as_a_clean_rebuild
+
+TAKEOVER_SECONDS = 5.0
+"""The issue's bound: a standby applies the models within this long of the active
+one's death."""
+
+
+def active_projector(database: OwnDatabase) -> int | None:
+    """The process id of the projector holding the lock of all the read models."""
+    key = ACTIVE_LOCK_PREFIX + ",".join(sorted(registry.NAMES))
+    with psycopg.connect(database.url) as conn:
+        row = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND ((l.classid::bigint << 32) | l.objid::bigint)"
+            "   = (hashtextextended('crm' || %s, 0) & x'ffffffffffffffff'::bigint)",
+            (key,),
+        ).fetchone()
+    if row is None:
+        return None
+    return int(str(row[0]).removeprefix("crm[").removesuffix("]"))
+
+
+def test_a_standby_projector_takes_over_within_seconds_of_the_active_ones_death(
+    own_database: OwnDatabase,
+    environment: dict[str, str],
+    admin_token: str,
+    tmp_path: Path,
+    processes: list[Process],
+    envelope: Envelope,
+) -> None:
+    logging_info = {**environment, "CRM_LOG_LEVEL": "info"}
+    first, second = (Process(logging_info, tmp_path, "project") for _ in range(2))
+    processes.extend([first, second])
+    with product(own_database, tmp_path) as crm:
+        crm.projector()
+        first.start()
+        second.start()
+        pids = {p.process.pid: p for p in (first, second) if p.process is not None}
+        deadline = time.monotonic() + 30
+        while (active := active_projector(own_database)) not in pids:
+            assert time.monotonic() < deadline, first.output() + second.output()
+            time.sleep(0.05)
+        standby = next(p for pid, p in pids.items() if pid != active)
+
+        writing = threading.Event()
+        writing.set()
+
+        def write() -> None:
+            n = 0
+            while writing.is_set() and n < 2000:
+                crm.app.execute(clients.RegisterClient(name=f"failover {n}"), envelope)
+                n += 1
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            time.sleep(1.0)  # under load
+            assert standby.alive()
+            assert "standing by" in standby.output()
+            pids[active].kill()
+            killed_at, reached = time.monotonic(), head(own_database)
+            while not (
+                active_projector(own_database) == standby.process.pid  # type: ignore[union-attr]
+                and min(tracked(own_database).values()) > reached
+            ):
+                assert time.monotonic() - killed_at < TAKEOVER_SECONDS + 30, standby.output()
+                time.sleep(0.02)
+            takeover = time.monotonic() - killed_at
+        finally:
+            writing.clear()
+            writer.join(timeout=60)
+        print(f"takeover in {takeover:.2f} s (standby polls every {STANDBY_POLL_SECONDS} s)")
+        assert takeover < TAKEOVER_SECONDS
+        wait_until_projected(own_database)
+        assert standby.alive()
+        assert_same_as_a_clean_rebuild(crm)
