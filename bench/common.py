@@ -124,30 +124,38 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank]
 
 
-def server_cpu_seconds() -> float | None:
+def server_cpu_seconds(proc: Path = Path("/proc")) -> float | None:
     """CPU time (user + system, with the reaped backends') used so far by every
     PostgreSQL process of this machine, from ``/proc``; ``None`` where there is none
     to see (another machine's server, no ``/proc``). Differences of two readings are
     what the server spent between them, on the benchmark's work and anything else it
     did meanwhile (nothing else, on an idle machine)."""
-    proc = Path("/proc")
     if not proc.is_dir():
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    total, seen = 0, False
+    total, seen = 0.0, False
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # ended meanwhile, or not ours to read
-            continue
-        name, _, rest = stat.partition(" (")[2].rpartition(") ")
-        if name != "postgres":
+        reading = process_cpu(entry)
+        if reading is None or reading[0] != "postgres":
             continue
         seen = True
-        total += sum(int(field) for field in rest.split()[11:15])  # utime stime cutime cstime
-    return total / ticks if seen else None
+        total += reading[1] + reading[2]
+    return total if seen else None
+
+
+def process_cpu(entry: Path) -> tuple[str, float, float] | None:
+    """A process's name, the CPU seconds it used (user + system), and those of its
+    children it has reaped, from ``/proc/PID/stat``; ``None`` if it is gone or not ours
+    to read."""
+    try:
+        stat = (entry / "stat").read_text()
+    except OSError:
+        return None
+    name, _, rest = stat.partition(" (")[2].rpartition(") ")
+    fields = [int(field) for field in rest.split()[11:15]]  # utime stime cutime cstime
+    ticks = os.sysconf("SC_CLK_TCK")
+    return name, (fields[0] + fields[1]) / ticks, (fields[2] + fields[3]) / ticks
 
 
 def server_cpu_since(before: float | None) -> float | None:
