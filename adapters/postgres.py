@@ -234,9 +234,11 @@ class AsyncReads:
             usable=ConnectionCheck(),
         )
 
-    async def open(self) -> None:
+    async def open(self, *, wait: bool = True) -> None:
+        """Open the pool; with ``wait``, fail unless it connects within
+        ``CONNECT_SECONDS``."""
         try:
-            await self.pool.open(wait=True, timeout=CONNECT_SECONDS)
+            await self.pool.open(wait=wait, timeout=CONNECT_SECONDS)
         except psycopg.Error as error:
             raise OperationalError(str(error)) from error
 
@@ -306,10 +308,13 @@ def has_store(url: str, schema: str) -> bool:
     return bool(row and row[0])
 
 
-def connect(url: str, *, schema: str, pool_size: int, pool_timeout: float = 1.5) -> SchemaDatastore:
+def connect(
+    url: str, *, schema: str, pool_size: int, pool_timeout: float = 1.5, replica: bool = False
+) -> SchemaDatastore:
     """A datastore for ``postgresql://user:password@host:port/dbname``, its pool open
     (an unreachable server fails here, after ``CONNECT_SECONDS``); the schema is
-    created if it does not exist."""
+    created if it does not exist. A ``replica``'s pool opens in the background (one
+    that is down is skipped until it answers) and nothing is created on it."""
     parts = urlsplit(url)
     datastore = SchemaDatastore(
         dbname=unquote(parts.path.lstrip("/")) or "postgres",
@@ -325,6 +330,9 @@ def connect(url: str, *, schema: str, pool_size: int, pool_timeout: float = 1.5)
         lock_timeout=10,
         idle_in_transaction_session_timeout=30,
     )
+    if replica:
+        datastore.pool.open(wait=False)
+        return datastore
     try:
         datastore.pool.open(wait=True, timeout=CONNECT_SECONDS)
     except psycopg.Error as error:

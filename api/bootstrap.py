@@ -27,6 +27,7 @@ from adapters.mapper import CryptoMapper
 from adapters.projector import Projector
 from adapters.read_models import registry
 from adapters.read_models.base import SqlReadModel
+from adapters.replicas import ReplicaRouter, RoutedDatabase, RoutedReads, Target
 from adapters.sql import Database, PostgresDatabase, Reads, SqliteDatabase, ThreadedReads
 from adapters.telemetry import TRANSIENT_ERRORS
 from adapters.transcoder import OrjsonTranscoder
@@ -73,23 +74,35 @@ class Crm:
     read_datastore: Any = None
     pools: dict[str, Any] = field(default_factory=dict)
     """The process's PostgreSQL connection pools by purpose (for the metrics)."""
+    router: ReplicaRouter | None = None
+    """Where reads go when replicas are configured (``CRM_READ_DATABASE_URL``)."""
+    read_db: Database = field(init=False)
+    """The read models' database for reads only: a replica's when there is a usable
+    one, else ``db``."""
     _models: dict[tuple[type[SqlReadModel], str], SqlReadModel] = field(
         default_factory=dict, repr=False
     )
 
-    def read_model(self, name: str, prefix: str = "") -> SqlReadModel:
+    def __post_init__(self) -> None:
+        self.read_db = self.db if self.router is None else RoutedDatabase(self.router)
+
+    def read_model(
+        self, name: str, prefix: str = "", *, db: Database | None = None
+    ) -> SqlReadModel:
         """The read model called ``name`` (its live tables; a rebuild's with
-        ``prefix="rebuild_"``)."""
-        context = registry.Context(self.db, self.settings, self.app.blind_index)
+        ``prefix="rebuild_"``), over ``db`` (the store's own by default)."""
+        context = registry.Context(db or self.db, self.settings, self.app.blind_index)
         return registry.build(name, context, prefix)
 
     def model(self, kind: type[M], prefix: str = "") -> M:
         """The read model of class ``kind``, typed (``read_model`` by its name); made
         once per process (a model holds no state but its table names, and the API
-        asks for one per request: 15 to 45 µs each to make)."""
+        asks for one per request: 15 to 45 µs each to make). Its reads go to
+        ``read_db``: a replica when there is one."""
         built = self._models.get((kind, prefix))
         if built is None:
-            built = self._models[(kind, prefix)] = self.read_model(kind.name, prefix)
+            built = self.read_model(kind.name, prefix, db=self.read_db)
+            self._models[(kind, prefix)] = built
         if not isinstance(built, kind):
             raise TypeError(f"read model {kind.name!r} is a {type(built).__name__}")
         return built
@@ -117,11 +130,27 @@ class Crm:
         reads = postgres.AsyncReads(self.datastore, size=self.settings.pool_size)
         await reads.open()
         self.pools["reads"] = reads.pool
+        opened = [reads]
         try:
-            yield reads
+            if self.router is None:
+                yield reads
+                return
+            self.router.primary.reads = reads
+            for replica in self.router.replicas:
+                datastore = replica.db.datastore
+                assert isinstance(datastore, postgres.SchemaDatastore)
+                replica_reads = postgres.AsyncReads(datastore, size=self.settings.pool_size)
+                await replica_reads.open(wait=False)  # one that is down is skipped
+                opened.append(replica_reads)
+                replica.reads = replica_reads
+                self.pools[f"reads {replica.name}"] = replica_reads.pool
+            yield RoutedReads(self.router)
         finally:
+            for target in [*(self.router.replicas if self.router else [])]:
+                self.pools.pop(f"reads {target.name}", None)
             del self.pools["reads"]
-            await reads.close()
+            for opened_reads in opened:
+                await opened_reads.close()
 
     def readiness(self) -> Readiness:
         """Whether this process can serve: the store answers, and every read model is
@@ -140,6 +169,10 @@ class Crm:
         return Readiness(True, problem, head, position)
 
     def close(self) -> None:
+        if self.router is not None:
+            self.router.stop()
+            for replica in self.router.replicas:
+                replica.db.datastore.close()
         self.app.close()
         for store in (self.read_datastore, self.datastore):
             if store is not None:
@@ -164,6 +197,29 @@ def system_envelope(actor_id: str = "system") -> Envelope:
         source="system",
         correlation_id=str(uuid.uuid4()),
     )
+
+
+def _replicas(settings: Settings, primary: Database) -> ReplicaRouter:
+    """The replicas of ``CRM_READ_DATABASE_URL``, watched from now on."""
+    assert isinstance(primary, PostgresDatabase)
+    replicas = [
+        Target(
+            describe_url(url),
+            PostgresDatabase(
+                postgres.connect(
+                    url,
+                    schema=settings.database_schema,
+                    pool_size=settings.pool_size,
+                    pool_timeout=settings.pool_timeout,
+                    replica=True,
+                )
+            ),
+        )
+        for url in settings.read_database_urls
+    ]
+    router = ReplicaRouter(Target("primary", primary), replicas, settings.replica_max_lag)
+    router.start()
+    return router
 
 
 class StoreMissing(Exception):
@@ -195,11 +251,16 @@ def describe_store(settings: Settings) -> str:
     """The store's URL with any password hidden."""
     if settings.backend != "postgresql":
         return settings.database_url
-    parts = urlsplit(settings.database_url)
+    return f"{describe_url(settings.database_url)} (schema {settings.database_schema})"
+
+
+def describe_url(url: str) -> str:
+    """A PostgreSQL URL with any password hidden."""
+    parts = urlsplit(url)
     if parts.password:
         netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         parts = parts._replace(netloc=netloc)
-    return f"{urlunsplit(parts)} (schema {settings.database_schema})"
+    return urlunsplit(parts)
 
 
 def _check_store_exists(settings: Settings) -> None:
@@ -282,6 +343,7 @@ def _build(settings: Settings, *, create: bool) -> Crm:
     if pipeline_id(DEFAULT_PIPELINE) not in app.repository:
         app.execute(DefinePipeline(name=DEFAULT_PIPELINE, stages=DEFAULT_STAGES), system_envelope())
     return Crm(
+        router=_replicas(settings, db) if settings.read_database_url else None,
         settings=settings,
         app=app,
         users=users,

@@ -29,6 +29,12 @@ class Settings(BaseModel):
 
     database_url: str = DEFAULT_DATABASE_URL
     """``sqlite:///path.db`` (default ``sqlite:///crm.db``), ``postgresql://…`` or ``memory:``."""
+    read_database_url: str | None = None
+    """PostgreSQL streaming replicas to read from, comma-separated ``postgresql://…``
+    URLs: the read models and the routes that only read use the first that answers
+    and is within ``replica_max_lag``, else the primary (``database_url``)."""
+    replica_max_lag: float = Field(default=5.0, ge=0)
+    """Seconds of the primary's log a replica may be behind and still be read from."""
     database_schema: str = Field(default="crm", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     """PostgreSQL schema that holds every table of the product."""
     pool_size: int = Field(default=10, ge=1, le=200)
@@ -108,6 +114,19 @@ class Settings(BaseModel):
                 f"CRM_{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors()
             )
             raise SettingsError(problems) from None
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _postgres_replicas(cls, urls: str | None) -> str | None:
+        if urls is not None and not all(
+            url.strip().startswith(("postgresql://", "postgres://")) for url in urls.split(",")
+        ):
+            raise ValueError("must be postgresql:// URLs, separated by commas")
+        return urls
+
+    @property
+    def read_database_urls(self) -> list[str]:
+        return [url.strip() for url in (self.read_database_url or "").split(",") if url.strip()]
 
     @property
     def backend(self) -> Literal["sqlite", "postgresql", "memory"]:

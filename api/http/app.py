@@ -32,7 +32,7 @@ from api.http.hygiene import (
     unstorable_parameters,
 )
 from api.http.metrics import REQUESTS, metrics, projection_registry
-from api.http.middleware import correlation, schema_pages_not_found_as_problems
+from api.http.middleware import correlation, pinned_reads, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
 from api.http.reads import ReadRoutes
 from api.http.support import ExportLimiter, OrjsonResponse
@@ -166,6 +166,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
             }
         ),
         middleware=[
+            *([pinned_reads(product.router)] if product.router else []),
             schema_pages_not_found_as_problems,
             correlation(access_log=product.settings.access_log),
             DefineMiddleware(BearerTokenAuthentication, exclude=PUBLIC_PATHS),

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import orjson
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.replicas import ReplicaRouter
+
 SAFE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 
 
@@ -129,3 +131,17 @@ def schema_pages_not_found_as_problems(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send_problem)
 
     return middleware
+
+
+def pinned_reads(router: ReplicaRouter) -> Callable[[ASGIApp], ASGIApp]:
+    """Every read of a request, its token check and ``min_position`` wait included,
+    from one place: a replica, or the primary (``ReplicaRouter.pinned``)."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            with router.pinned():
+                await app(scope, receive, send)
+
+        return middleware
+
+    return wrap

@@ -167,7 +167,7 @@ def _position_query() -> Query[int]:
 
 def read_models_position(crm: Crm) -> int:
     """The position every read model has reached."""
-    return crm.db.run(_position_query())
+    return crm.read_db.run(_position_query())
 
 
 def _pauses() -> Iterator[float | None]:
