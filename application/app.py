@@ -23,7 +23,7 @@ from application.aggregate_cache import AggregateCache
 from application.errors import ApplicationError, ConcurrencyConflict, IdempotencyKeyReused
 from application.ports import BlindIndex, EventRecorder, IdempotencyRecord, SideEffects, Staff
 from application.settings import Settings
-from application.unit_of_work import Outcome, UnitOfWork
+from application.unit_of_work import Outcome, Ports, UnitOfWork
 from domain.client import Client
 from domain.envelope import Envelope, recording
 from domain.errors import DomainError
@@ -144,6 +144,15 @@ class CrmApplication(Application[UUID]):
         """Aggregates as last committed here, for the next command on them."""
         super().__init__(env={})
         self.recorder: EventRecorder = recorder
+        self.ports = Ports(
+            recorder=recorder,
+            repository=self.repository,
+            staff=staff,
+            blind_index=blind_index,
+            settings=settings,
+            cache=self.aggregate_cache,
+        )
+        """What a unit of work needs (``application.unit_of_work.Ports``)."""
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         # Unused but required by the base class: the recorder and mapper are injected.
@@ -209,7 +218,7 @@ class CrmApplication(Application[UUID]):
                 time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.002 * 2**conflicts)))  # noqa: S311
             # Only the first attempt may take aggregates from the cache: whatever made
             # it fail, the next one decides on the store's state.
-            uow = UnitOfWork(self, cached=cached)
+            uow = UnitOfWork(self.ports, cached=cached)
             cached = False
             outcomes = []
             try:
