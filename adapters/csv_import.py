@@ -42,6 +42,7 @@ from application.errors import (
     NotFound,
     UnknownUser,
 )
+from application.phones import parse_phone
 from domain.client import ATTRIBUTE_PREFIX, CLIENT_KINDS, Client
 from domain.envelope import Envelope, recording, utc_now
 from domain.errors import DomainError, InvalidValue
@@ -52,7 +53,6 @@ from domain.values import (
     check_slug,
     normalise_email,
     normalise_name,
-    normalise_phone,
     normalise_text,
 )
 
@@ -271,6 +271,10 @@ def parse_instant(text: str, *, field: str) -> datetime:
     if parsed > utc_now():
         raise InvalidValue(f"{text} is in the future", field=field)
     return parsed
+
+
+def normalise_phone(raw: str, *, field: str) -> str:
+    return parse_phone(raw, country=None, field=field)
 
 
 def parse_decimal(text: str, *, field: str) -> Decimal:

@@ -12,6 +12,7 @@ from eventsourcing.application import AggregateNotFoundError
 from application.access import Principal
 from application.aggregate_cache import AggregateCache
 from application.errors import DuplicateContact, NotFound, UnknownUser, VersionMismatch
+from application.phones import parse_phones
 from application.ports import BlindIndex, Claim, EventRecorder, Staff
 from application.settings import Settings
 from domain.base import CrmAggregate
@@ -143,6 +144,11 @@ class UnitOfWork:
     @property
     def books_currency(self) -> str:
         return self._ports.settings.currency
+
+    def phones(self, raws: Iterable[str], *, field: str = "phones") -> tuple[str, ...]:
+        """Phones as a person wrote them, in E.164, national numbers read in the
+        default country (``application.phones``)."""
+        return parse_phones(list(raws), country=self._ports.settings.default_country, field=field)
 
     def next_manager(self) -> str | None:
         """The next active manager in round-robin order, for a lead with no owner."""

@@ -19,10 +19,10 @@ from domain.values import (
     PersonalTexts,
     check_amount,
     check_currency,
+    check_phones,
     check_slug,
     normalise_emails,
     normalise_name,
-    normalise_phones,
     normalise_text,
 )
 
@@ -255,7 +255,8 @@ class Client(CrmAggregate):
     ) -> Self:
         """A person or company showed interest.
 
-        Rules: the name is non-empty after trimming; phones are E.164; emails are
+        Rules: the name is non-empty after trimming; phones are in E.164 (read from
+        what a person wrote by ``application.phones``); emails are
         lower-cased and valid.
         """
         _check_choice(kind, CLIENT_KINDS, field="kind")
@@ -265,7 +266,7 @@ class Client(CrmAggregate):
             name=normalise_name(name),
             kind=kind,
             company=_optional_line(company, field="company"),
-            phones=normalise_phones(phones),
+            phones=check_phones(phones),
             emails=normalise_emails(emails),
             address=_optional_line(address, field="address"),
             channel=_optional_line(channel, field="channel"),
@@ -552,7 +553,7 @@ class Client(CrmAggregate):
                 raise InvalidValue(f"{name} must be a list", field=name)
             if not all(isinstance(item, str) for item in raw):
                 raise InvalidValue(f"{name} must be a list of text", field=name)
-            return normalise_phones(raw) if name == "phones" else normalise_emails(raw)
+            return check_phones(raw) if name == "phones" else normalise_emails(raw)
         if raw is not None and not isinstance(raw, str):
             raise InvalidValue(f"{name} must be text", field=name)
         if name == "name":
