@@ -18,6 +18,7 @@ from domain.values import (
     PersonalText,
     PersonalTexts,
     check_amount,
+    check_attribute_key,
     check_currency,
     check_phones,
     check_slug,
@@ -540,7 +541,7 @@ class Client(CrmAggregate):
 
     def _normalise_field(self, name: str, raw: Any) -> FieldValue:
         if name.startswith(ATTRIBUTE_PREFIX):
-            key = check_slug(name.removeprefix(ATTRIBUTE_PREFIX), field=name)
+            key = check_attribute_key(name.removeprefix(ATTRIBUTE_PREFIX), field=name)
             if raw is None:
                 return None
             if not isinstance(raw, str):
@@ -609,8 +610,8 @@ def _check_attributes(attributes: Mapping[str, str]) -> dict[str, str]:
     if len(attributes) > MAX_ATTRIBUTES:
         raise InvalidValue(f"a client has at most {MAX_ATTRIBUTES} attributes", field="attributes")
     checked: dict[str, str] = {}
-    for key, value in attributes.items():
-        check_slug(key, field=f"{ATTRIBUTE_PREFIX}{key}")
+    for raw_key, value in attributes.items():
+        key = check_attribute_key(raw_key, field=f"{ATTRIBUTE_PREFIX}{raw_key}")
         if not isinstance(value, str):
             raise InvalidValue(f"attribute {key!r} must be text", field=f"{ATTRIBUTE_PREFIX}{key}")
         checked[key] = normalise_text(value, field=f"{ATTRIBUTE_PREFIX}{key}", limit=1000)

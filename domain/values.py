@@ -165,3 +165,26 @@ def check_slug(value: str, *, field: str) -> str:
             field=field,
         )
     return value
+
+
+MAX_ATTRIBUTE_KEY = 40
+
+
+def check_attribute_key(value: str, *, field: str) -> str:
+    """A custom attribute's key, chosen by people in their own language (``city``,
+    ``місто``, ``город``): 1-40 letters of any script, digits or '_', starting with a
+    letter, none upper-case (so ``Місто`` and ``місто`` cannot be two keys). Keys are
+    compared in Unicode's composed form (NFC)."""
+    key = unicodedata.normalize("NFC", value)
+    if (
+        not 0 < len(key) <= MAX_ATTRIBUTE_KEY
+        or not key[0].isalpha()
+        or not all((ch.isalnum() and ch.isascii()) or ch.isalpha() or ch == "_" for ch in key)
+        or any(ch.isupper() for ch in key)
+    ):
+        raise InvalidValue(
+            f"{field} {value!r} must be 1-{MAX_ATTRIBUTE_KEY} lower-case letters (of any "
+            "alphabet), digits or '_', starting with a letter",
+            field=field,
+        )
+    return key

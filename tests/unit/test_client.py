@@ -1180,3 +1180,9 @@ def test_a_follow_up_is_due_within_fifty_years(attributed: Envelope) -> None:
         client.schedule_follow_up(
             due_at=datetime.now(UTC) + timedelta(days=51 * 365), assignee_id="bob"
         )
+
+
+def test_an_attribute_key_may_be_a_word_of_the_firms_own_language() -> None:
+    client = register(attributes={"місто": "Київ"})
+    client.change_details({"attributes.город": "Киев"})
+    assert client.attributes == {"місто": "Київ", "город": "Киев"}

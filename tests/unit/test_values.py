@@ -9,6 +9,7 @@ import pytest
 from domain.errors import InvalidValue
 from domain.values import (
     check_amount,
+    check_attribute_key,
     check_currency,
     check_phone,
     check_phones,
@@ -244,3 +245,25 @@ def test_a_slug_that_does_not_start_with_a_letter_or_has_other_characters_is_ref
     with pytest.raises(InvalidValue, match="lower-case") as caught:
         check_slug(value, field="stage")
     assert caught.value.field == "stage"
+
+
+# ------------------------------------------------------------ attribute keys
+
+
+@pytest.mark.parametrize("key", ["city", "shoe_size2", "місто", "город", "städte", "ім_я"])
+def test_an_attribute_key_may_be_lower_case_letters_of_any_alphabet(key: str) -> None:
+    assert check_attribute_key(key, field="attributes") == key
+
+
+@pytest.mark.parametrize(
+    "key", ["", "Місто", "City", "2nd", "_x", "shoe size", "bad-key", "x" * 41, "ряд\u0663"]
+)
+def test_an_attribute_key_with_upper_case_spaces_or_signs_is_refused(key: str) -> None:
+    with pytest.raises(InvalidValue, match="lower-case letters") as caught:
+        check_attribute_key(key, field=f"attributes.{key}")
+    assert caught.value.field == f"attributes.{key}"
+
+
+def test_an_attribute_key_is_kept_in_composed_form() -> None:
+    decomposed = "ии\u0306"  # "ий" typed as и + combining breve
+    assert check_attribute_key(decomposed, field="attributes") == "ий"
