@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 from uuid import UUID
 
@@ -280,6 +280,32 @@ class CrmApplication(Application[UUID]):
             return self._positioned(results, positions)
         raise ConcurrencyConflict(
             f"gave up after {MAX_ATTEMPTS} concurrent writes to the same records; retry later"
+        )
+
+    def record(self, uow: UnitOfWork, *, idempotency: IdempotencyRecord | None = None) -> list[int]:
+        """Save everything ``uow`` changed, with its contact claims and, if given,
+        an idempotency record (its version and last event filled in), in one
+        transaction; the positions of its events. For a use case that ran the
+        handlers itself (an import); ``execute`` is the way for single commands.
+
+        Raises ``DuplicateContact`` for a claim already taken, and
+        ``eventsourcing.persistence.IntegrityError`` if the store refused the write
+        (a version or claim taken meanwhile); nothing is recorded then.
+        """
+        claims, releases = uow.contact_claims()
+        events: list[CanMutateAggregate[UUID]] = [
+            event for aggregate in uow.touched() for event in aggregate.collect_events()
+        ]
+        if idempotency is not None and events:
+            last = events[-1]
+            idempotency = replace(
+                idempotency,
+                aggregate_id=last.originator_id,
+                version=last.originator_version,
+                last_event=(last.originator_id, last.originator_version),
+            )
+        return self._record_events(
+            events, SideEffects(claims=claims, releases=releases, idempotency=idempotency)
         )
 
     def _record_events(

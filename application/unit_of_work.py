@@ -192,11 +192,30 @@ class UnitOfWork:
         Raises ``DuplicateContact`` if a gained point belongs to another live client
         that this command is not releasing it from.
         """
+        claims, releases, conflicts = self._contact_claims(self._aggregates.values())
+        if conflicts:
+            raise conflicts[0]
+        return claims, releases
+
+    def contact_conflicts(self, aggregates: Iterable[CrmAggregate]) -> list[DuplicateContact]:
+        """The ``DuplicateContact`` errors that saving these aggregates' contact points
+        would meet, all of them (an import reports every one)."""
+        return self._contact_claims(aggregates)[2]
+
+    def discard(self, aggregate_id: UUID) -> None:
+        """Forget a new aggregate this unit of work was given (an import's row that
+        turned out to be refused): none of its events will be saved."""
+        self._aggregates.pop(aggregate_id, None)
+        self._points_at_load.pop(aggregate_id, None)
+
+    def _contact_claims(
+        self, aggregates: Iterable[CrmAggregate]
+    ) -> tuple[list[Claim], list[Claim], list[DuplicateContact]]:
         digest = self._ports.blind_index.digest
         claims: list[Claim] = []
         releases: list[Claim] = []
         values: dict[tuple[str, str], str] = {}
-        for aggregate in self._aggregates.values():
+        for aggregate in aggregates:
             if not isinstance(aggregate, Client):
                 continue
             before = self._points_at_load.get(aggregate.id, frozenset())
@@ -210,10 +229,12 @@ class UnitOfWork:
             )
         released = {(r.kind, r.digest): r.client_id for r in releases}
         claimed: dict[tuple[str, str], UUID] = {}
+        conflicts: list[DuplicateContact] = []
         for claim in claims:  # two new cards in one command (an import) with one phone
             other = claimed.setdefault((claim.kind, claim.digest), claim.client_id)
             if other != claim.client_id:
-                raise DuplicateContact(claim.kind, values[(claim.kind, claim.digest)], other)
+                value = values[(claim.kind, claim.digest)]
+                conflicts.append(DuplicateContact(claim.kind, value, other))
         for claim in claims:
             owner = self._ports.recorder.claim_owner(claim.kind, claim.digest)
             if (
@@ -221,5 +242,6 @@ class UnitOfWork:
                 and owner != claim.client_id
                 and released.get((claim.kind, claim.digest)) != owner
             ):
-                raise DuplicateContact(claim.kind, values[(claim.kind, claim.digest)], owner)
-        return claims, releases
+                value = values[(claim.kind, claim.digest)]
+                conflicts.append(DuplicateContact(claim.kind, value, owner))
+        return claims, releases, conflicts
