@@ -53,6 +53,8 @@ ATTRIBUTE_COLUMN = "attr."
 """A column ``attr.<key>`` (or mapped to it) holds the custom attribute ``<key>``."""
 SKIP = "-"
 """``--column "HEADER=-"``: leave the column out."""
+REJECTS_COLUMN = "problem"
+"""The column ``--rejects`` adds; left out when the fixed file is imported again."""
 _PLACEHOLDER = UUID(int=0)
 """A purchase's client before ``application.imports`` finds it."""
 
@@ -232,6 +234,8 @@ def layout(sheet: Sheet, options: Options) -> Layout:  # noqa: PLR0912, PLR0915 
             continue
         key = header_key(header)
         target = options.columns.get(key) or _BY_ALIAS.get(key)
+        if target is None and key == REJECTS_COLUMN:
+            continue  # a rejects file imported again, its rows fixed
         if target is None and key.startswith(ATTRIBUTE_COLUMN):
             target = header.strip()
         if target == SKIP:
@@ -555,7 +559,7 @@ class _Mapper:
             sheet=sheet.name,
             line=row.line,
             kind=self.layout.kind or "clients",
-            command=None if problems else command,
+            command=command,
             envelope=replace(self.base, occurred_at=occurred_at),
             problems=tuple(problems),
             client=reference,
@@ -750,7 +754,7 @@ class ImportReport:
             )
             with target.open("w", encoding="utf-8-sig", newline="") as file:
                 writer = csv.writer(file, delimiter=delimiter)
-                writer.writerow([*sheet.header, "problem"])
+                writer.writerow([*sheet.header, REJECTS_COLUMN])
                 width = len(sheet.header)
                 for row in rows:
                     cells = [text(cell) for cell in row.cells][:width]

@@ -211,6 +211,8 @@ class _Importer:
             problems += self._shared_problems(row, command)
         if command is not None and not problems:
             problems += self._run(row, command)
+        elif isinstance(command, RegisterClient):
+            problems += self._run(row, command, keep=False)  # the handler's problems too
         if problems:
             self.problems.extend(problems)
             self.rejected.append(row.at)
@@ -218,7 +220,11 @@ class _Importer:
                 for point in self._points(command):
                     self.rejected_clients.setdefault(point, row.at)
 
-    def _run(self, row: ImportRow, command: RegisterClient | RecordPurchase) -> list[Problem]:
+    def _run(
+        self, row: ImportRow, command: RegisterClient | RecordPurchase, *, keep: bool = True
+    ) -> list[Problem]:
+        """Run the row's handler; its refusal as problems. ``keep=False``: a row
+        already refused, run only for what else the handler finds wrong."""
         if isinstance(command, RecordPurchase):
             client_id, problem = self._client_of(row)
             if client_id is None:
@@ -238,7 +244,7 @@ class _Importer:
         if isinstance(command, RegisterClient):
             assert isinstance(client, Client)
             conflicts = self.uow.contact_conflicts([client])
-            if conflicts:
+            if conflicts or not keep:
                 self.uow.discard(client.id)
                 return [row.problem(f"{c.kind}s", c.message) for c in conflicts]
             for point in client.contact_points:

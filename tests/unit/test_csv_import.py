@@ -293,6 +293,7 @@ def test_every_problem_of_every_row_is_reported_with_its_line_column_and_value(
     assert [(p.line, p.field, p.value) for p in report.problems] == [
         (3, "name", ""),
         (3, "registered_at", "31.02.2021"),
+        (3, "owner", "nobody"),  # the handler's, found though the row was refused already
     ]
     report = check(product, text.replace("  ,robot", "Bob,robot").replace("31.02", "28.02"))
     assert [(p.line, p.field, p.value) for p in report.problems] == [(3, "owner", "nobody")]
