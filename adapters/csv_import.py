@@ -1,76 +1,95 @@
-"""CSV import: a file of clients or of purchases, recorded all together or not at all.
+"""Import from spreadsheets: which column is which, and what a cell says.
 
-Three steps, so the command line can show a report and a progress bar, and tests can
-look at each one:
+Reading the file is ``adapters.spreadsheets``; checking and recording the rows is
+``application.imports``, which runs each row through the command handlers. What is
+left here is the mapping a firm's export needs:
 
-* ``read_table(data)`` decodes UTF-8 (a byte-order mark is allowed) and splits the CSV
-  into a header and rows, each with the line it starts on (the header is line 1);
-* ``plan_import(app, table, ...)`` turns each row into a command and its envelope,
-  collecting *every* problem of *every* row (column + message), duplicates within
-  the file and contact points that already belong to a client;
-* ``import_file(app, data, ...)`` does both and, if no row has a problem, records all
-  the commands with ``CrmApplication.execute_many`` in one transaction keyed by the
-  file's SHA-256, so importing the same file again records nothing.
-
-Values are checked by the domain's own functions (``domain.values``) and, once a row
-looks right, by a dry run of the domain command itself, so the import never accepts
-what the domain would refuse nor invents rules of its own.
+* **Headers** in English, Ukrainian or Russian (``ПІБ``, ``Телефон``, ``Сума``…),
+  matched ignoring case, spaces and a trailing full stop or colon; ``--column
+  "HEADER=field"`` maps any other, ``HEADER=attr.key`` makes it a custom attribute,
+  ``HEADER=-`` leaves it out. An unknown column is an error, so no data is dropped
+  by a typo.
+* **Values** as spreadsheets hold them: numbers and dates typed by Excel, serial
+  dates, national phone numbers (read by the handler, in ``--country``), dates as
+  ``01.02.2024``, ``01/02/2024``, ``01.02.24`` with or without a time, amounts as
+  ``1 350,00``, ``1,350.00`` or ``1350,5 грн``.
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
-import io
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Literal, ParamSpec, TypeVar, get_args
+from typing import Literal
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
-from application.app import CommandResult, CrmApplication
+from adapters.spreadsheets import Cell, FileError, Row, Sheet, Workbook, read
+from application.app import CrmApplication
 from application.clients import RecordPurchase, RegisterClient
-from application.errors import (
-    ApplicationError,
-    DuplicateContact,
-    IdempotencyKeyReused,
-    NotFound,
-    UnknownUser,
+from application.imports import (
+    ClientReference,
+    ImportKind,
+    ImportOutcome,
+    ImportRow,
+    Problem,
+    ProgressCallback,
+    ReferenceKind,
+    import_rows,
+    sha256_of,
 )
-from domain.client import ATTRIBUTE_PREFIX, CLIENT_KINDS, Client
-from domain.envelope import Envelope, recording, utc_now
-from domain.errors import DomainError, InvalidValue
-from domain.values import (
-    MAX_SHORT_TEXT,
-    check_amount,
-    check_currency,
-    check_slug,
-    normalise_email,
-    normalise_name,
-    normalise_phone,
-    normalise_text,
-)
+from domain.envelope import Envelope, utc_now
+from domain.errors import InvalidValue
+from domain.values import check_attribute_key
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-ImportKind = Literal["clients", "purchases"]
-IMPORT_KINDS: tuple[str, ...] = get_args(ImportKind)
-
+DateOrder = Literal["DMY", "MDY", "YMD"]
 DEFAULT_ACTOR = "import"
-SEPARATOR = ";"
-"""Separates several phones or emails in one cell."""
 ATTRIBUTE_COLUMN = "attr."
-"""A column ``attr.<key>`` holds the custom attribute ``<key>``."""
-IMPORT_SCOPE = "import"
-"""Idempotency keys of imported files belong to no actor: a file is imported once."""
+"""A column ``attr.<key>`` (or mapped to it) holds the custom attribute ``<key>``."""
+SKIP = "-"
+"""``--column "HEADER=-"``: leave the column out."""
+REJECTS_COLUMN = "problem"
+"""The column ``--rejects`` adds; left out when the fixed file is imported again."""
+_PLACEHOLDER = UUID(int=0)
+"""A purchase's client before ``application.imports`` finds it."""
 
-CLIENT_COLUMNS = (
+ImportFileError = FileError
+
+# Each field and the header names it is known by (compared after ``header_key``).
+# fmt: off
+ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("name", "full name", "client", "client name", "company name", "customer", "піб",
+        "п.і.б", "ім'я", "клієнт", "назва", "ім'я клієнта", "фио", "ф.и.о", "имя", "клиент",
+        "название"),
+    "kind": ("kind", "type", "тип"),
+    "phones": ("phones", "phone", "tel", "telephone", "mobile", "phone number", "телефон",
+        "телефони", "тел", "мобільний", "моб. телефон", "телефоны", "мобильный", "моб",
+        "номер телефону", "номер телефона"),
+    "emails": ("emails", "email", "e-mail", "mail", "пошта", "ел. пошта", "електронна пошта",
+        "e-mail адреса", "почта", "эл. почта", "электронная почта"),
+    "company": ("company", "organisation", "organization", "компанія", "компания", "організація",
+        "организация"),
+    "address": ("address", "адреса", "адрес"),
+    "channel": ("channel", "source", "канал", "джерело", "источник"),
+    "owner": ("owner", "manager", "менеджер", "відповідальний", "ответственный"),
+    "registered_at": ("registered_at", "registered", "created", "created at",
+        "registration date", "дата реєстрації", "дата регистрации", "дата створення",
+        "дата создания"),
+    "client_id": ("client_id", "client id", "id клієнта", "id клиента"),
+    "amount": ("amount", "sum", "total", "сума", "сумма", "сума покупки", "сумма покупки"),
+    "cost": ("cost", "собівартість", "себестоимость"),
+    "currency": ("currency", "валюта"),
+    "occurred_at": ("occurred_at", "date", "purchase date", "sale date", "дата", "дата покупки",
+        "дата продажу", "дата продажи"),
+}
+# fmt: on
+
+CLIENT_FIELDS = (
     "name",
     "kind",
     "company",
@@ -81,113 +100,672 @@ CLIENT_COLUMNS = (
     "owner",
     "registered_at",
 )
-CLIENT_REFERENCES = ("client_id", "phone", "email")
-"""The ways a purchase row names its client; each row uses exactly one."""
-PURCHASE_COLUMNS = (*CLIENT_REFERENCES, "amount", "cost", "currency", "occurred_at")
-_CONTACT_COLUMNS = {"phone": "phones", "email": "emails"}
+PURCHASE_FIELDS = (
+    "client_id",
+    "phones",
+    "emails",
+    "amount",
+    "cost",
+    "currency",
+    "occurred_at",
+    "name",
+)
+"""A purchases sheet finds its client by id, phone or email; a name column beside them
+is for people reading the sheet and is not used."""
+FIELD_COLUMN = {"owner": "owner_id"}
+"""Fields whose command field has another name."""
+CLIENT_KINDS = {
+    "person": "person",
+    "company": "company",
+    "особа": "person",
+    "фізособа": "person",
+    "компанія": "company",
+    "компания": "company",
+    "лицо": "person",
+    "физлицо": "person",
+}
+CURRENCY_SIGNS = {
+    "₴": "UAH",
+    "грн.": "UAH",
+    "грн": "UAH",
+    "uah": "UAH",
+    "€": "EUR",
+    "eur": "EUR",
+    "$": "USD",
+    "usd": "USD",
+    "₽": "RUB",
+    "руб.": "RUB",
+    "руб": "RUB",
+    "р.": "RUB",
+    "rub": "RUB",
+    "£": "GBP",
+    "gbp": "GBP",
+    "zł": "PLN",
+    "pln": "PLN",
+}
+_SPACES = re.compile(r"[\s\u00a0\u2007\u2009\u202f']+")
+_SPLIT = re.compile(r"[;,\n]+")
+_DATE = re.compile(
+    r"(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})"
+    r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,]\d+)?)?)?"
+)
+_EXCEL_EPOCH = datetime(1899, 12, 30, tzinfo=UTC)
+_DATE_FIELDS = ("registered_at", "occurred_at")
+_REFERENCES: tuple[tuple[str, ReferenceKind], ...] = (
+    ("client_id", "client_id"),
+    ("phones", "phone"),
+    ("emails", "email"),
+)
 
-ProgressCallback = Callable[[str, int, int | None], None]
-"""``(stage, done, total)``: stage is ``"validating"`` or ``"recording"``; ``total`` is
-``None`` while recording, which happens in one transaction with nothing to count."""
+
+def header_key(name: str) -> str:
+    """A header as it is compared: case-folded, spaces collapsed, a trailing full stop
+    or colon dropped, apostrophes made one, ``ё`` read as ``е``."""
+    text = unicodedata.normalize("NFC", name).casefold().replace("ё", "е")
+    text = re.sub(r"[\u2019\u02bc\u0060\u00b4]", "'", text)
+    return " ".join(text.split()).rstrip(".:").strip()
 
 
-class ImportFileError(Exception):
-    """The file cannot be read as a CSV table at all (not UTF-8, broken quoting, empty)."""
+_BY_ALIAS = {header_key(alias): name for name, aliases in ALIASES.items() for alias in aliases}
 
 
 @dataclass(frozen=True)
-class Problem:
-    """Why a row (or the file) cannot be imported: the line it is on (the header is
-    line 1; ``None`` when no line can be blamed), the column, and what is wrong."""
+class Options:
+    """How to read a file: what the user said on the command line or in the request."""
 
-    line: int | None
-    field: str
-    message: str
+    kind: ImportKind | None = None
+    actor: str = DEFAULT_ACTOR
+    sheets: tuple[str, ...] = ()
+    columns: Mapping[str, str] = field(default_factory=dict)
+    """Header → field (``name``, ``phones``…, ``attr.<key>`` or ``-``), from ``--column``."""
+    country: str | None = None
+    date_format: DateOrder | None = None
+    dry_run: bool = False
+    skip_invalid: bool = False
 
-    def __str__(self) -> str:
-        where = "file" if self.line is None else f"line {self.line}"
-        return (
-            f"{where}, {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+def parse_column_option(text: str) -> tuple[str, str]:
+    """``"Місто=attr.city"`` → ``("місто", "attr.city")``; ``ValueError`` explains."""
+    header, equals, target = text.rpartition("=")
+    header, target = header.strip(), target.strip()
+    if not equals or not header or not target:
+        raise ValueError(f'{text!r}: write --column "HEADER=field"')
+    known = (*ALIASES, SKIP)
+    if target != SKIP and not target.startswith(ATTRIBUTE_COLUMN) and target not in known:
+        raise ValueError(
+            f"{text!r}: {target!r} is not a field; fields are "
+            + ", ".join(ALIASES)
+            + f", {ATTRIBUTE_COLUMN}<key> and {SKIP} (leave the column out)"
+        )
+    return header_key(header), target
+
+
+# ------------------------------------------------------------------ the header
+
+
+@dataclass
+class Layout:
+    """What each column of a sheet holds."""
+
+    sheet: Sheet
+    kind: ImportKind | None
+    fields: dict[str, int] = field(default_factory=dict)
+    """Field → the column's position."""
+    attributes: dict[str, int] = field(default_factory=dict)
+    """Custom attribute key → the column's position."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Field → the header as the file writes it."""
+    problems: list[Problem] = field(default_factory=list)
+    date_orders: dict[str, DateOrder] = field(default_factory=dict)
+
+    def problem(self, column: str, message: str) -> None:
+        self.problems.append(Problem(self.sheet.header_line, column, message, "", self.sheet.name))
+
+
+def layout(sheet: Sheet, options: Options) -> Layout:  # noqa: PLR0912, PLR0915 - one pass
+    """Match each header to a field; note every header problem."""
+    fields: dict[str, int] = {}
+    attributes: dict[str, int] = {}
+    labels: dict[str, str] = {}
+    unknown: list[str] = []
+    result = Layout(sheet, None)
+    for position, header in enumerate(sheet.header):
+        if not header:
+            continue
+        key = header_key(header)
+        target = options.columns.get(key) or _BY_ALIAS.get(key)
+        if target is None and key == REJECTS_COLUMN:
+            continue  # a rejects file imported again, its rows fixed
+        if target is None and key.startswith(ATTRIBUTE_COLUMN):
+            target = header.strip()
+        if target == SKIP:
+            continue
+        if target is None:
+            unknown.append(header)
+            continue
+        if target.startswith(ATTRIBUTE_COLUMN):
+            raw_key = target[len(ATTRIBUTE_COLUMN) :]
+            try:
+                attribute = check_attribute_key(raw_key.lower(), field=header)
+            except InvalidValue as error:
+                result.problem(header, error.message)
+                continue
+            if attribute in attributes:
+                result.problem(header, "the column appears twice")
+            attributes[attribute] = position
+            labels[f"attributes.{attribute}"] = header
+            continue
+        if target in fields:
+            result.problem(header, f"the column appears twice (as {labels[target]!r} too)")
+            continue
+        fields[target] = position
+        labels[target] = header
+    kind = options.kind or _kind(fields)
+    if kind == "clients" and "occurred_at" in fields and "registered_at" not in fields:
+        fields["registered_at"] = fields.pop("occurred_at")  # a clients sheet's "Дата"
+        labels["registered_at"] = labels.pop("occurred_at")
+    result.kind, result.fields, result.attributes, result.labels = kind, fields, attributes, labels
+    if kind is None:
+        result.problem(
+            "",
+            "cannot tell a clients sheet (it has a name column) from a purchases sheet "
+            "(it has an amount column); say which with --kind",
+        )
+        return result
+    allowed = CLIENT_FIELDS if kind == "clients" else PURCHASE_FIELDS
+    for name in list(fields):
+        if name not in allowed:
+            unknown.append(labels.pop(name))
+            del fields[name]
+    if kind == "purchases" and attributes:
+        unknown += [labels.pop(f"attributes.{attribute}") for attribute in attributes]
+        attributes.clear()
+    for header in unknown:
+        result.problem(header, _unknown(header, kind))
+    required = ("name",) if kind == "clients" else ("amount", "occurred_at")
+    for name in required:
+        if name not in fields:
+            result.problem(name, f"this column is required (known as: {_aliases(name)})")
+    if kind == "purchases" and not {"client_id", "phones", "emails"} & set(fields):
+        result.problem("", "a purchases sheet needs a client_id, phone or email column")
+    return result
+
+
+def _kind(fields: Mapping[str, int]) -> ImportKind | None:
+    if "amount" in fields:
+        return "purchases"
+    if "name" in fields:
+        return "clients"
+    return None
+
+
+def _aliases(name: str) -> str:
+    return ", ".join(ALIASES[name][:4] + tuple(a for a in ALIASES[name] if not a.isascii())[:3])
+
+
+def _unknown(header: str, kind: ImportKind) -> str:
+    allowed = CLIENT_FIELDS if kind == "clients" else PURCHASE_FIELDS
+    close = difflib.get_close_matches(
+        header_key(header), [a for n in allowed for a in ALIASES[n]], n=1, cutoff=0.75
+    )
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f'unknown column{hint}; map it with --column "{header}=FIELD", keep it as a '
+        f'custom attribute with --column "{header}=attr.KEY" (clients), or leave it '
+        f'out with --column "{header}={SKIP}"'
+    )
+
+
+# ------------------------------------------------------------------- the values
+
+
+def text(cell: Cell) -> str:
+    """A cell as text: whole numbers without ``.0`` (Excel stores every number as a
+    float, a phone typed as a number too), dates in ISO form."""
+    if cell is None:
+        return ""
+    if isinstance(cell, bool):
+        return "true" if cell else "false"
+    if isinstance(cell, float):
+        return str(int(cell)) if cell.is_integer() else repr(cell)
+    if isinstance(cell, datetime | date | time):
+        return cell.isoformat()
+    return str(cell).strip()
+
+
+def split_values(cell: str) -> list[str]:
+    """Several phones or emails in one cell: ``+4930111;+4930222``, or with commas or
+    line breaks between them."""
+    return [part.strip() for part in _SPLIT.split(cell) if part.strip()]
+
+
+def parse_amount(cell: Cell, *, field: str) -> tuple[Decimal, str | None]:
+    """A sum as spreadsheets write it, and the currency its sign names (if any):
+    ``1 350,00``, ``1350,5``, ``1,350.00``, ``1.350,00``, ``₴1 350``, ``1350 грн``.
+    A lone comma or dot is the decimal separator, unless it is followed by exactly
+    three digits after a number (``1,350``): that could be either, and is refused."""
+    if isinstance(cell, bool):
+        raise InvalidValue(f"{cell!r} is not an amount", field=field)
+    if isinstance(cell, int):
+        return Decimal(cell), None
+    if isinstance(cell, float):
+        return Decimal(repr(cell)), None
+    raw = text(cell)
+    body = raw.casefold()
+    currency = None
+    for sign, code in CURRENCY_SIGNS.items():
+        if sign in body:
+            body = body.replace(sign, " ")
+            currency = code
+            break
+    body = _SPACES.sub("", body)
+    if body.startswith("+"):
+        body = body[1:]
+    commas, dots = body.count(","), body.count(".")
+    if commas and dots:
+        decimal_mark = "," if body.rfind(",") > body.rfind(".") else "."
+        thousands = "." if decimal_mark == "," else ","
+        body = body.replace(thousands, "").replace(decimal_mark, ".")
+    elif commas > 1 or dots > 1:
+        body = body.replace("," if commas else ".", "")
+    elif commas or dots:
+        mark = "," if commas else "."
+        whole, _, fraction = body.partition(mark)
+        if len(fraction) == 3 and whole.lstrip("-") not in ("", "0"):
+            raise InvalidValue(
+                f"{raw!r} could be {whole}{fraction} or {whole}.{fraction}: write "
+                f"{whole}{fraction} or {whole}{mark}{fraction}0",
+                field=field,
+            )
+        body = body.replace(",", ".")
+    try:
+        value = Decimal(body)
+    except InvalidOperation:
+        raise InvalidValue(f"{raw!r} is not an amount (1350,50 or 1 350.50)", field=field) from None
+    if not value.is_finite():
+        raise InvalidValue(f"{raw!r} is not an amount", field=field)
+    return value, currency
+
+
+def date_order_evidence(value: str) -> set[DateOrder] | None:
+    """The orders a written date can be read in (``None``: not a d/m/y date at all)."""
+    match = _DATE.fullmatch(value.strip())
+    if match is None:
+        return None
+    a, b, c = (int(g) for g in match.groups()[:3])
+    first, last = match.group(1), match.group(3)
+    if len(first) == 4:
+        return {"YMD"}
+    if len(last) not in (2, 4):
+        return set()
+    orders: set[DateOrder] = set()
+    if 1 <= b <= 12 and 1 <= a <= 31:
+        orders.add("DMY")
+    if 1 <= a <= 12 and 1 <= b <= 31:
+        orders.add("MDY")
+    if "." in value and "DMY" in orders:
+        return {"DMY"}  # dotted dates are day first wherever they are written
+    del c
+    return orders
+
+
+def parse_instant(cell: Cell, *, field: str, order: DateOrder | None = None) -> datetime:
+    """A business date: a workbook's date or date-time cell, an Excel serial number,
+    ISO 8601 (``2021-03-04``, ``2021-03-04T10:15:00+01:00``), or a day, month and
+    year in ``order`` (``01.02.2024``, ``01/02/2024 10:30``, ``01.02.24``). A date
+    without a time is midnight UTC; an instant without an offset is UTC. It may not
+    lie in the future."""
+    if isinstance(cell, datetime):
+        parsed = cell if cell.tzinfo else cell.replace(tzinfo=UTC)
+    elif isinstance(cell, date):
+        parsed = datetime(cell.year, cell.month, cell.day, tzinfo=UTC)
+    elif isinstance(cell, int | float) and not isinstance(cell, bool):
+        if not 1 <= cell < 2_958_466:
+            raise InvalidValue(f"{cell!r} is not a date", field=field)
+        parsed = _EXCEL_EPOCH + timedelta(days=float(cell))
+        parsed = parsed.replace(microsecond=0)
+    else:
+        parsed = _parse_text_date(text(cell), field=field, order=order)
+    parsed = parsed.astimezone(UTC)
+    if parsed > utc_now():
+        raise InvalidValue(f"{text(cell)} is in the future", field=field)
+    return parsed
+
+
+def _parse_text_date(raw: str, *, field: str, order: DateOrder | None) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        pass
+    else:
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    match = _DATE.fullmatch(raw)
+    possible = date_order_evidence(raw)
+    if match is None or not possible:
+        raise InvalidValue(
+            f"{raw!r} is not a date (01.02.2024, 2024-02-01, 01/02/2024 10:30)", field=field
+        )
+    if len(possible) > 1:
+        if order is None or order not in possible:
+            raise InvalidValue(
+                f"{raw!r} can be read day first or month first; nothing in the column "
+                "settles it: say which with --date-format DMY or MDY",
+                field=field,
+            )
+        chosen = order
+    else:
+        (chosen,) = possible
+    a, b, c = (int(g) for g in match.groups()[:3])
+    year, month, day = {"DMY": (c, b, a), "MDY": (c, a, b), "YMD": (a, b, c)}[chosen]
+    if year < 100:
+        year += 2000 if year <= (utc_now().year % 100) else 1900
+    hour, minute, second = (int(g) if g else 0 for g in match.groups()[3:6])
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError as error:
+        raise InvalidValue(f"{raw!r} is not a date: {error}", field=field) from None
+
+
+def settle_date_orders(result: Layout, options: Options) -> None:
+    """The order of each date column: ``--date-format``, else what the column's own
+    values settle (a ``13/02/2024`` anywhere makes it day first)."""
+    for name in _DATE_FIELDS:
+        position = result.fields.get(name)
+        if position is None:
+            continue
+        if options.date_format:
+            result.date_orders[name] = options.date_format
+            continue
+        seen: set[DateOrder] = set()
+        for row in result.sheet.rows:
+            cell = row.cells[position] if position < len(row.cells) else None
+            orders = date_order_evidence(cell) if isinstance(cell, str) else None
+            if orders and len(orders) == 1:
+                seen |= orders
+        if len(seen - {"YMD"}) == 1:
+            (order,) = seen - {"YMD"}
+            result.date_orders[name] = order
+
+
+# --------------------------------------------------------------------- the rows
+
+
+class _Mapper:
+    """Turns one sheet's rows into ``ImportRow`` commands."""
+
+    def __init__(self, result: Layout, base: Envelope, books: str) -> None:
+        self.layout = result
+        self.base = base
+        self.books = books
+        labels = result.labels
+        self.columns = {FIELD_COLUMN.get(k, k): v for k, v in labels.items()}
+        """A command's (or a domain error's) field → the column it was read from."""
+        if result.kind == "clients":
+            self.columns["occurred_at"] = labels.get("registered_at", "registered_at")
+        for name in ("phone", "email"):
+            self.columns[name] = labels.get(f"{name}s", name)
+        if "currency" not in labels and "amount" in labels:
+            self.columns["currency"] = labels["amount"]  # the sign in the amount named it
+
+    def rows(self) -> Iterator[ImportRow]:
+        for row in self.layout.sheet.rows:
+            yield self.row(row)
+
+    def cell(self, row: Row, name: str) -> Cell:
+        position = self.layout.fields.get(name)
+        if position is None or position >= len(row.cells):
+            return None
+        return row.cells[position]
+
+    def row(self, row: Row) -> ImportRow:
+        sheet = self.layout.sheet
+        values = {
+            header: text(row.cells[position]) if position < len(row.cells) else ""
+            for position, header in enumerate(sheet.header)
+            if header
+        }
+        problems: list[Problem] = []
+
+        def problem(name: str, message: str) -> None:
+            column = self.columns.get(name, name)
+            problems.append(Problem(row.line, column, message, values.get(column, ""), sheet.name))
+
+        for position, cell in enumerate(row.cells):
+            if (position >= len(sheet.header) or not sheet.header[position]) and text(cell):
+                problem(
+                    f"column {position + 1}",
+                    f"the value {text(cell)!r} is in a column without a name in the header",
+                )
+        occurred_at: datetime | None = None
+        command: RegisterClient | RecordPurchase | None
+        reference: ClientReference | None = None
+        if self.layout.kind == "clients":
+            command = self._client(row, problem)
+            date_field = "registered_at"
+        else:
+            command, reference = self._purchase(row, problem)
+            date_field = "occurred_at"
+        cell = self.cell(row, date_field)
+        if text(cell):
+            try:
+                occurred_at = parse_instant(
+                    cell, field=date_field, order=self.layout.date_orders.get(date_field)
+                )
+            except InvalidValue as error:
+                problem(date_field, error.message)
+        elif date_field == "occurred_at" and "occurred_at" in self.layout.fields:
+            problem("occurred_at", "the date of the purchase is required")
+        return ImportRow(
+            sheet=sheet.name,
+            line=row.line,
+            kind=self.layout.kind or "clients",
+            command=command,
+            envelope=replace(self.base, occurred_at=occurred_at),
+            problems=tuple(problems),
+            client=reference,
+            columns=self.columns,
+            values=values,
         )
 
+    def _client(self, row: Row, problem: Callable[[str, str], None]) -> RegisterClient | None:
+        name = text(self.cell(row, "name"))
+        if not name and "name" in self.layout.fields:
+            problem("name", "the name is required")
+        kind_text = text(self.cell(row, "kind")).casefold() or "person"
+        kind = CLIENT_KINDS.get(kind_text, kind_text)
+        attributes = {
+            key: value
+            for key, position in self.layout.attributes.items()
+            if position < len(row.cells) and (value := text(row.cells[position]))
+        }
+        return RegisterClient(
+            name=name,
+            kind=kind,
+            company=text(self.cell(row, "company")) or None,
+            phones=tuple(split_values(text(self.cell(row, "phones")))),
+            emails=tuple(split_values(text(self.cell(row, "emails")))),
+            address=text(self.cell(row, "address")) or None,
+            channel=text(self.cell(row, "channel")) or None,
+            attributes=attributes,
+            owner_id=text(self.cell(row, "owner")) or None,
+        )
 
-@dataclass(frozen=True)
-class Row:
-    line: int
-    """The line the row starts on (a quoted value may span several lines)."""
-    cells: tuple[str, ...]
+    def _purchase(
+        self, row: Row, problem: Callable[[str, str], None]
+    ) -> tuple[RecordPurchase | None, ClientReference | None]:
+        reference = None
+        for name, kind in _REFERENCES:  # the first of id, phone and email the row gives
+            if value := text(self.cell(row, name)):
+                first = value if kind == "client_id" else split_values(value)[0]
+                reference = ClientReference(kind, first)
+                break
+        else:
+            present = [name for name, _ in _REFERENCES if name in self.layout.fields]
+            if present:
+                problem(present[0], "the client is missing (give their id, phone or email)")
+        amount = cost = None
+        currency = text(self.cell(row, "currency")).upper() or None
+        cell = self.cell(row, "amount")
+        if not text(cell):
+            if "amount" in self.layout.fields:
+                problem("amount", "the amount is required")
+        else:
+            try:
+                amount, sign = parse_amount(cell, field="amount")
+                currency = currency or sign
+            except InvalidValue as error:
+                problem("amount", error.message)
+        cost_cell = self.cell(row, "cost")
+        if text(cost_cell):
+            try:
+                cost, _ = parse_amount(cost_cell, field="cost")
+            except InvalidValue as error:
+                problem("cost", error.message)
+        else:
+            cost = Decimal(0)
+        if amount is None or cost is None:
+            return None, reference
+        command = RecordPurchase(
+            client_id=_PLACEHOLDER, amount=amount, currency=currency or self.books, cost=cost
+        )
+        return command, reference
 
 
-@dataclass(frozen=True)
-class Table:
-    """A CSV file split into cells: header names lower-cased and trimmed, values trimmed,
-    blank lines left out."""
-
-    sha256: str
-    header: tuple[str, ...]
-    header_line: int
-    rows: tuple[Row, ...]
-
-
-@dataclass(frozen=True)
-class PlannedCommand:
-    """One row's command, ready for ``execute_many``, and what it was read from."""
-
-    line: int
-    command: RegisterClient | RecordPurchase
-    envelope: Envelope
-    contacts: frozenset[tuple[str, str]] = frozenset()
-    """``("phone", "+49…")`` / ``("email", "…")`` a new client claims."""
-    reference: str = ""
-    """The column a purchase found its client by."""
-
-
-@dataclass(frozen=True)
-class ImportPlan:
-    kind: ImportKind | None
-    sha256: str
-    rows: int
-    commands: tuple[PlannedCommand, ...]
-    problems: tuple[Problem, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
+# ---------------------------------------------------------------------- reports
 
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import did. ``problems`` empty and ``recorded`` true: every row was
-    recorded; ``problems`` non-empty: nothing was."""
+    """What an import did, for the command line and the API. ``problems`` and not
+    ``recorded``: nothing was recorded; with ``skip_invalid`` the good rows were."""
 
-    kind: ImportKind | None
+    kinds: tuple[ImportKind, ...]
     sha256: str
     rows: int
-    problems: tuple[Problem, ...] = ()
-    results: tuple[CommandResult, ...] = ()
-    lines: tuple[int, ...] = ()
-    """The line of each result."""
-    recorded: bool = False
-    already_imported: bool = False
-    """The same file (by SHA-256) was imported before by the same actor; nothing new
-    was recorded, and ``results`` are the first import's when they could be replayed."""
+    outcome: ImportOutcome
     dry_run: bool = False
-    failed_while_recording: bool = False
-    """Every row was valid, yet recording was refused (a phone registered meanwhile by
-    someone else, an owner revoked meanwhile); nothing was recorded."""
+    skip_invalid: bool = False
+    workbook: Workbook | None = None
+    layouts: tuple[Layout, ...] = ()
+
+    @property
+    def kind(self) -> ImportKind | None:
+        return self.kinds[0] if len(self.kinds) == 1 else None
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        return self.outcome.problems
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     @property
+    def recorded(self) -> bool:
+        return self.outcome.recorded
+
+    @property
+    def already_imported(self) -> bool:
+        return self.outcome.already_imported
+
+    @property
+    def failed_while_recording(self) -> bool:
+        return self.outcome.failed_while_recording
+
+    @property
     def position(self) -> int | None:
-        """The store position of the import's last event (read your writes)."""
-        return self.results[-1].position if self.results else None
+        return self.outcome.position
 
     @property
     def correlation_id(self) -> str:
         return correlation_id(self.sha256)
+
+    def counts(self) -> dict[str, int]:
+        """Rows accepted per kind (recorded, or recordable on a dry run)."""
+        return dict(self.outcome.counts)
+
+    @property
+    def ids(self) -> tuple[UUID, ...]:
+        """The client of each accepted row, in the order of the rows."""
+        return self.outcome.ids
+
+    @property
+    def lines(self) -> tuple[int, ...]:
+        """The line of each accepted row."""
+        return tuple(line for _, line in self.outcome.accepted)
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as JSON (``POST /imports``)."""
+        return {
+            "kinds": list(self.kinds),
+            "sha256": self.sha256,
+            "correlation_id": self.correlation_id,
+            "rows": self.rows,
+            "accepted": self.counts(),
+            "rejected": len(self.outcome.rejected),
+            "recorded": self.recorded,
+            "dry_run": self.dry_run,
+            "already_imported": self.already_imported,
+            "failed_while_recording": self.failed_while_recording,
+            "position": self.position,
+            "problems": [
+                {
+                    "sheet": p.sheet or None,
+                    "line": p.line,
+                    "column": p.field,
+                    "value": p.value,
+                    "message": p.message,
+                }
+                for p in self.problems
+            ],
+        }
+
+    def write_problems(self, path: Path) -> None:
+        """Every problem as CSV (UTF-8 with a byte-order mark, so Excel reads it)."""
+        with path.open("w", encoding="utf-8-sig", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["sheet", "line", "column", "value", "problem"])
+            for p in self.problems:
+                writer.writerow([p.sheet, p.line or "", p.field, p.value, p.message])
+
+    def write_rejects(self, path: Path) -> list[Path]:
+        """The rejected rows, unchanged, with a ``problem`` column, one CSV per sheet
+        that has any (``path`` itself for the first; ``<stem>-<sheet><suffix>`` for
+        others): fix them and import the file again. The paths written."""
+        if self.workbook is None:
+            return []
+        rejected = set(self.outcome.rejected)
+        reasons: dict[tuple[str, int], list[str]] = {}
+        for p in self.problems:
+            if p.line is not None:
+                reasons.setdefault((p.sheet, p.line), []).append(
+                    f"{p.field}: {p.message}" if p.field else p.message
+                )
+        written: list[Path] = []
+        delimiter = self.workbook.delimiter or ","
+        for sheet in self.workbook.sheets:
+            rows = [row for row in sheet.rows if (sheet.name, row.line) in rejected]
+            if not rows:
+                continue
+            target = (
+                path
+                if not written
+                else path.with_name(f"{path.stem}-{_file_safe(sheet.name)}{path.suffix}")
+            )
+            with target.open("w", encoding="utf-8-sig", newline="") as file:
+                writer = csv.writer(file, delimiter=delimiter)
+                writer.writerow([*sheet.header, REJECTS_COLUMN])
+                width = len(sheet.header)
+                for row in rows:
+                    cells = [text(cell) for cell in row.cells][:width]
+                    cells += [""] * (width - len(cells))
+                    writer.writerow([*cells, "; ".join(reasons.get((sheet.name, row.line), []))])
+            written.append(target)
+        return written
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name) or "sheet"
 
 
 def correlation_id(sha256: str) -> str:
@@ -195,523 +773,7 @@ def correlation_id(sha256: str) -> str:
     return f"import:{sha256[:12]}"
 
 
-def idempotency_key(sha256: str) -> str:
-    """The file's content is its identity: the same bytes are the same import."""
-    return f"sha256:{sha256}"
-
-
-# ------------------------------------------------------------------------ reading
-
-
-def read_table(data: bytes) -> Table:
-    """Split a UTF-8 CSV file (comma-separated, ``"`` quoting) into header and rows.
-
-    Raises ``ImportFileError`` for a file that is not UTF-8, is not CSV, or is empty.
-    """
-    sha256 = hashlib.sha256(data).hexdigest()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ImportFileError(
-            f"the file is not valid UTF-8 (byte 0x{data[error.start]:02x} on line {line}); "
-            "save it as UTF-8 (in a spreadsheet: CSV UTF-8) and import it again"
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header: tuple[str, ...] | None = None
-    header_line = 1
-    rows: list[Row] = []
-    start = 1
-    try:
-        for cells in reader:
-            line, start = start, reader.line_num + 1
-            if not any(cell.strip() for cell in cells):
-                continue
-            if header is None:
-                header, header_line = tuple(cell.strip().lower() for cell in cells), line
-            else:
-                rows.append(Row(line, tuple(cell.strip() for cell in cells)))
-    except csv.Error as error:
-        raise ImportFileError(f"line {start} is not valid CSV: {error}") from None
-    if header is None:
-        raise ImportFileError("the file is empty: no header line, nothing to import")
-    return Table(sha256, header, header_line, tuple(rows))
-
-
-def detect_kind(header: Sequence[str]) -> ImportKind | None:
-    """A ``name`` column makes a clients file, an ``amount`` column a purchases file;
-    ``None`` when the header has both or neither."""
-    names = {name.strip().lower() for name in header}
-    if "name" in names and "amount" not in names:
-        return "clients"
-    if "amount" in names and "name" not in names:
-        return "purchases"
-    return None
-
-
-def split_values(cell: str) -> list[str]:
-    """Several phones or emails in one cell: ``+4930111;+4930222``."""
-    return [part.strip() for part in cell.split(SEPARATOR) if part.strip()]
-
-
-def parse_instant(text: str, *, field: str) -> datetime:
-    """A business date: ``2021-03-04`` is midnight UTC that day; an ISO 8601 instant
-    (``2021-03-04T10:15:00+01:00``, ``…Z``) is that instant, and UTC when it names no
-    offset. It may not lie in the future."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidValue(
-            f"{text!r} is not an ISO date (2021-03-04) or instant (2021-03-04T10:15:00Z)",
-            field=field,
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    parsed = parsed.astimezone(UTC)
-    if parsed > utc_now():
-        raise InvalidValue(f"{text} is in the future", field=field)
-    return parsed
-
-
-def parse_decimal(text: str, *, field: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise InvalidValue(
-            f"{text!r} is not a number (write decimals with a dot: 1234.50)", field=field
-        ) from None
-
-
-# ----------------------------------------------------------------------- planning
-
-
-class _RowProblems:
-    """The problems of one row, and the translation of a domain error's field into
-    the column it came from."""
-
-    def __init__(self, line: int, columns: Mapping[str, str]) -> None:
-        self.line = line
-        self.columns = columns
-        self.problems: list[Problem] = []
-
-    def add(self, column: str, message: str) -> None:
-        self.problems.append(Problem(self.line, column, message))
-
-    def check(
-        self, column: str, check: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T | None:
-        """``check(*args, **kwargs)``, or ``None`` with the domain's refusal noted."""
-        try:
-            return check(*args, **kwargs)
-        except DomainError as error:
-            self.add(self.column(error.field, column), error.message)
-            return None
-
-    def column(self, domain_field: str | None, default: str) -> str:
-        return _column(domain_field, self.columns, default)
-
-
-def _column(domain_field: str | None, columns: Mapping[str, str], default: str) -> str:
-    """The column a domain error's field was read from."""
-    if domain_field is None:
-        return default
-    if domain_field.startswith(ATTRIBUTE_PREFIX):
-        return ATTRIBUTE_COLUMN + domain_field.removeprefix(ATTRIBUTE_PREFIX)
-    return columns.get(domain_field, domain_field)
-
-
-class _Planner:
-    """Reads the header, then each row; subclasses know one kind of file."""
-
-    kind: ImportKind
-    known: tuple[str, ...]
-    required: tuple[str, ...]
-    domain_fields: Mapping[str, str] = {}
-    """Domain error fields whose column has another name."""
-
-    def __init__(self, app: CrmApplication, table: Table, base: Envelope) -> None:
-        self.app = app
-        self.table = table
-        self.base = base
-        self.problems: list[Problem] = []
-        self.index: dict[str, int] = {}
-        self._read_header()
-
-    def plan(self, progress: ProgressCallback | None) -> ImportPlan:
-        commands: list[PlannedCommand] = []
-        total = len(self.table.rows)
-        for done, row in enumerate(self.table.rows, 1):
-            problems = _RowProblems(row.line, self.domain_fields)
-            self._check_unnamed_values(row, problems)
-            planned = self._row(row, self._cells(row), problems)
-            if planned is not None and not problems.problems:
-                commands.append(planned)
-            self.problems.extend(problems.problems)
-            if progress:
-                progress("validating", done, total)
-        self._after_rows()
-        return ImportPlan(
-            kind=self.kind,
-            sha256=self.table.sha256,
-            rows=total,
-            commands=tuple(commands),
-            problems=tuple(sorted(self.problems, key=lambda p: p.line or 0)),
-        )
-
-    # ---------------------------------------------------------------- the header
-
-    def _read_header(self) -> None:
-        line = self.table.header_line
-        for position, name in enumerate(self.table.header):
-            if not name:
-                continue  # values under a nameless column are refused row by row
-            if name in self.index:
-                self.problems.append(Problem(line, name, "the column appears twice"))
-            elif self._known(name, line):
-                self.index[name] = position
-        for name in self.required:
-            if name not in self.index:
-                self.problems.append(Problem(line, name, "this column is required"))
-
-    def _known(self, name: str, line: int) -> bool:
-        if name in self.known:
-            return True
-        hint = self._hint(name)
-        self.problems.append(
-            Problem(
-                line,
-                name,
-                f"unknown column{hint}; the columns of a {self.kind} file are: "
-                + ", ".join(self._all_columns()),
-            )
-        )
-        return False
-
-    def _hint(self, name: str) -> str:
-        if SEPARATOR in name or "\t" in name:
-            return " (the file seems not to be comma-separated; save it as CSV with commas)"
-        close = difflib.get_close_matches(name, self.known, n=1, cutoff=0.75)
-        return f" (did you mean {close[0]!r}?)" if close else ""
-
-    def _all_columns(self) -> tuple[str, ...]:
-        return self.known
-
-    # ------------------------------------------------------------------ the rows
-
-    def _cells(self, row: Row) -> Callable[[str], str]:
-        def cell(name: str) -> str:
-            position = self.index.get(name)
-            if position is None or position >= len(row.cells):
-                return ""
-            return row.cells[position]
-
-        return cell
-
-    def _check_unnamed_values(self, row: Row, problems: _RowProblems) -> None:
-        header = self.table.header
-        for position, value in enumerate(row.cells):
-            if value and (position >= len(header) or not header[position]):
-                problems.add(
-                    f"column {position + 1}",
-                    f"the value {value!r} is in a column without a name in the header",
-                )
-
-    def _envelope(self, occurred_at: datetime | None) -> Envelope:
-        return replace(self.base, occurred_at=occurred_at)
-
-    def _row(
-        self, row: Row, cell: Callable[[str], str], problems: _RowProblems
-    ) -> PlannedCommand | None:
-        raise NotImplementedError
-
-    def _after_rows(self) -> None:
-        """Checks across rows, once every row was read."""
-
-
-class _ClientPlanner(_Planner):
-    kind = "clients"
-    known = CLIENT_COLUMNS
-    required = ("name",)
-    domain_fields = {"occurred_at": "registered_at", "owner_id": "owner", "attributes": "attr"}
-
-    def __init__(
-        self, app: CrmApplication, table: Table, base: Envelope, *, check_store: bool
-    ) -> None:
-        self.check_store = check_store
-        self.lines_by_contact: dict[tuple[str, str], list[int]] = {}
-        super().__init__(app, table, base)
-
-    def _known(self, name: str, line: int) -> bool:
-        if not name.startswith(ATTRIBUTE_COLUMN):
-            return super()._known(name, line)
-        try:
-            check_slug(name.removeprefix(ATTRIBUTE_COLUMN), field=name)
-        except InvalidValue as error:
-            self.problems.append(Problem(line, name, error.message))
-            return False
-        return True
-
-    def _all_columns(self) -> tuple[str, ...]:
-        return (*self.known, f"{ATTRIBUTE_COLUMN}<key>")
-
-    def _row(
-        self, row: Row, cell: Callable[[str], str], problems: _RowProblems
-    ) -> PlannedCommand | None:
-        name = None
-        if "name" in self.index:  # else the header's problem, not every row's
-            name = problems.check("name", normalise_name, cell("name"))
-        kind = cell("kind") or "person"
-        if kind not in CLIENT_KINDS:
-            problems.add("kind", f"{kind!r} is not one of: {', '.join(CLIENT_KINDS)}")
-        texts = {
-            column: problems.check(
-                column, normalise_text, cell(column), field=column, limit=MAX_SHORT_TEXT
-            )
-            for column in ("company", "address", "channel")
-        }
-        phones = self._contacts(row.line, "phone", cell("phones"), problems)
-        emails = self._contacts(row.line, "email", cell("emails"), problems)
-        owner = cell("owner") or None
-        if owner is not None and not self.app.staff.can_own_clients(owner):
-            problems.add("owner", f"{owner!r} is not an active manager or admin")
-        registered_at = None
-        if cell("registered_at"):
-            registered_at = problems.check(
-                "registered_at", parse_instant, cell("registered_at"), field="registered_at"
-            )
-        attributes = {
-            column.removeprefix(ATTRIBUTE_COLUMN): cell(column)
-            for column in self.index
-            if column.startswith(ATTRIBUTE_COLUMN) and cell(column)
-        }
-        if problems.problems or name is None:
-            return None
-        command = RegisterClient(
-            name=name,
-            kind=kind,
-            company=texts["company"] or None,
-            phones=phones,
-            emails=emails,
-            address=texts["address"] or None,
-            channel=texts["channel"] or None,
-            attributes=attributes,
-            owner_id=owner,
-        )
-        envelope = self._envelope(registered_at)
-        with recording(envelope):  # the domain has the last word on every rule
-            problems.check("", _register, command)
-        contacts = frozenset([("phone", p) for p in phones] + [("email", e) for e in emails])
-        return PlannedCommand(row.line, command, envelope, contacts)
-
-    def _contacts(self, line: int, kind: str, cell: str, problems: _RowProblems) -> tuple[str, ...]:
-        """The cell's phones or emails, normalised; each bad one, each one also on
-        another line, and each one already a client's is a problem of its own."""
-        column = _CONTACT_COLUMNS[kind]
-        normalise = normalise_phone if kind == "phone" else normalise_email
-        values: list[str] = []
-        for raw in split_values(cell):
-            value = problems.check(column, normalise, raw, field=column)
-            if value is None or value in values:
-                continue
-            values.append(value)
-            self.lines_by_contact.setdefault((kind, value), []).append(line)
-            if self.check_store:
-                digest = self.app.blind_index.digest(kind, value)
-                if (owner := self.app.recorder.claim_owner(kind, digest)) is not None:
-                    problems.add(column, f"{kind} {value} already belongs to client {owner}")
-        return tuple(values)
-
-    def _after_rows(self) -> None:
-        """Rule: a phone or email belongs to at most one client, so two rows sharing
-        one are both refused, each naming the other's line."""
-        for (kind, value), lines in self.lines_by_contact.items():
-            for line in lines if len(lines) > 1 else ():
-                others = ", ".join(str(other) for other in lines if other != line)
-                self.problems.append(
-                    Problem(line, _CONTACT_COLUMNS[kind], f"{kind} {value} also on line {others}")
-                )
-
-
-def _register(command: RegisterClient) -> Client:
-    return Client.register(
-        name=command.name,
-        kind=command.kind,
-        company=command.company,
-        phones=command.phones,
-        emails=command.emails,
-        address=command.address,
-        channel=command.channel,
-        attributes=command.attributes,
-        owner_id=command.owner_id,
-    )
-
-
-class _PurchasePlanner(_Planner):
-    kind = "purchases"
-    known = PURCHASE_COLUMNS
-    required = ("amount", "occurred_at")
-
-    def __init__(self, app: CrmApplication, table: Table, base: Envelope) -> None:
-        # Loaded once per file; each row's dry run adds its purchase to the same
-        # object, as executing the rows in order will (never saved from here).
-        self.clients: dict[UUID, Client | None] = {}
-        self.holders: dict[tuple[str, str], UUID | None] = {}
-        super().__init__(app, table, base)
-        if not any(name in self.index for name in CLIENT_REFERENCES):
-            self.problems.append(
-                Problem(
-                    table.header_line,
-                    "",
-                    "a purchases file needs a client_id, phone or email column",
-                )
-            )
-
-    def _row(
-        self, row: Row, cell: Callable[[str], str], problems: _RowProblems
-    ) -> PlannedCommand | None:
-        client, reference = self._client(cell, problems)
-        amount = cost = None
-        if not cell("amount"):
-            if "amount" in self.index:  # else the header's problem, not every row's
-                problems.add("amount", "the amount is required")
-        elif (
-            value := problems.check("amount", parse_decimal, cell("amount"), field="amount")
-        ) is not None:
-            amount = problems.check("amount", check_amount, value, field="amount")
-        value = problems.check("cost", parse_decimal, cell("cost") or "0", field="cost")
-        if value is not None:
-            cost = problems.check("cost", check_amount, value, field="cost", allow_zero=True)
-        books = self.app.settings.currency
-        currency = problems.check(
-            "currency", check_currency, cell("currency") or books, books=books
-        )
-        occurred_at = None
-        if not cell("occurred_at"):
-            if "occurred_at" in self.index:
-                problems.add("occurred_at", "the date of the purchase is required")
-        else:
-            occurred_at = problems.check(
-                "occurred_at", parse_instant, cell("occurred_at"), field="occurred_at"
-            )
-        if (
-            problems.problems
-            or client is None
-            or amount is None
-            or cost is None
-            or currency is None
-            or occurred_at is None
-        ):
-            return None
-        command = RecordPurchase(client_id=client.id, amount=amount, currency=currency, cost=cost)
-        envelope = self._envelope(occurred_at)
-        with recording(envelope):  # e.g. a purchase dated before the client's registration
-            problems.check(
-                reference,
-                client.record_purchase,
-                amount=amount,
-                currency=currency,
-                cost=cost,
-                books_currency=books,
-            )
-        return PlannedCommand(row.line, command, envelope, reference=reference)
-
-    def _client(
-        self, cell: Callable[[str], str], problems: _RowProblems
-    ) -> tuple[Client | None, str]:
-        given = [name for name in CLIENT_REFERENCES if cell(name)]
-        if len(given) != 1:
-            present = [name for name in CLIENT_REFERENCES if name in self.index]
-            if given:
-                problems.add(
-                    ", ".join(given), "give the client in one of these columns, not several"
-                )
-            elif present:
-                problems.add(", ".join(present), "the client is missing")
-            return None, ""
-        (reference,) = given
-        raw = cell(reference)
-        if reference == "client_id":
-            try:
-                client_id = UUID(raw)
-            except ValueError:
-                problems.add(reference, f"{raw!r} is not a client id")
-                return None, reference
-        else:
-            value = problems.check(
-                reference,
-                normalise_phone if reference == "phone" else normalise_email,
-                raw,
-                field=reference,
-            )
-            if value is None:
-                return None, reference
-            holder = self._holder(reference, value)
-            if holder is None:
-                problems.add(reference, f"no client has the {reference} {value}")
-                return None, reference
-            client_id = holder
-        client = self._load(client_id)
-        if client is None:
-            problems.add(reference, f"no client {client_id}")
-        return client, reference
-
-    def _holder(self, kind: str, value: str) -> UUID | None:
-        if (kind, value) not in self.holders:
-            digest = self.app.blind_index.digest(kind, value)
-            self.holders[(kind, value)] = self.app.recorder.claim_owner(kind, digest)
-        return self.holders[(kind, value)]
-
-    def _load(self, client_id: UUID) -> Client | None:
-        if client_id not in self.clients:
-            aggregate: object
-            try:
-                aggregate = self.app.repository.get(client_id)
-            except AggregateNotFoundError:
-                aggregate = None
-            self.clients[client_id] = aggregate if isinstance(aggregate, Client) else None
-        return self.clients[client_id]
-
-
-def plan_import(
-    app: CrmApplication,
-    table: Table,
-    *,
-    kind: ImportKind | None = None,
-    actor: str = DEFAULT_ACTOR,
-    check_store: bool = True,
-    progress: ProgressCallback | None = None,
-) -> ImportPlan:
-    """Every row's command and envelope, and every problem of every row.
-
-    ``kind`` defaults from the header (``detect_kind``). ``check_store=False`` leaves
-    out the check that a new client's phones and emails are nobody's yet (for a file
-    already imported, whose clients hold them now).
-    """
-    kind = kind or detect_kind(table.header)
-    if kind is None:
-        message = (
-            "cannot tell a clients file (it has a name column) from a purchases file "
-            "(it has an amount column); say which with --kind"
-        )
-        if any(SEPARATOR in name or "\t" in name for name in table.header):
-            message = "the file seems not to be comma-separated; save it as CSV with commas"
-        problem = Problem(table.header_line, "", message)
-        return ImportPlan(None, table.sha256, len(table.rows), (), (problem,))
-    base = Envelope(
-        actor_id=actor,
-        actor_role="admin",
-        source="import",
-        correlation_id=correlation_id(table.sha256),
-    )
-    planner: _Planner
-    if kind == "clients":
-        planner = _ClientPlanner(app, table, base, check_store=check_store)
-    else:
-        planner = _PurchasePlanner(app, table, base)
-    return planner.plan(progress)
-
-
-# ---------------------------------------------------------------------- recording
+# --------------------------------------------------------------------- importing
 
 
 def import_file(
@@ -721,107 +783,72 @@ def import_file(
     kind: ImportKind | None = None,
     actor: str = DEFAULT_ACTOR,
     dry_run: bool = False,
+    skip_invalid: bool = False,
+    options: Options | None = None,
     progress: ProgressCallback | None = None,
 ) -> ImportReport:
-    """Validate every row of a clients or purchases CSV file, then record all of them
-    in one transaction, or none.
-
-    Every event is attributed to ``actor`` (role ``admin``, source ``import``), shares
-    one correlation id per file, and carries the row's business date. The same file
-    imported again, by anyone, records nothing (``already_imported``). With
-    ``dry_run`` nothing is recorded. Raises ``ImportFileError`` for a file that cannot
-    be read as CSV, and ``InvalidValue`` for an empty ``actor``.
-    """
+    """Read a workbook or CSV file, map its rows, check them with the command handlers
+    and record them: all in one transaction, or none (or, with ``skip_invalid``, the
+    good ones). Every event is attributed to ``actor`` (role ``admin``, source
+    ``import``), shares one correlation id per file and carries the row's business
+    date. The same file imported again records nothing. Raises ``ImportFileError``
+    for a file that cannot be read, ``InvalidValue`` for an empty ``actor``."""
+    options = options or Options(kind=kind, actor=actor, dry_run=dry_run, skip_invalid=skip_invalid)
     data = source.read_bytes() if isinstance(source, Path) else source
-    table = read_table(data)
-    key = idempotency_key(table.sha256)
-    first_import = app.recorder.idempotency_record(IMPORT_SCOPE, key) is None
-    plan = plan_import(
-        app, table, kind=kind, actor=actor, check_store=first_import, progress=progress
+    workbook = read(data, sheets=options.sheets)
+    sha256 = sha256_of(data)
+    base = Envelope(
+        actor_id=options.actor,
+        actor_role="admin",
+        source="import",
+        correlation_id=correlation_id(sha256),
     )
-    report = ImportReport(plan.kind, plan.sha256, plan.rows, dry_run=dry_run)
-    if not first_import:
-        replayed = () if dry_run else _replay(app, plan, key)
-        return replace(report, already_imported=True, results=replayed, lines=_lines(plan))
-    if not plan.ok:
-        return replace(report, problems=plan.problems)
-    if dry_run or not plan.commands:
-        return report
-    total = len(plan.commands)
-    if progress:
-        progress("recording", 0, None)
-    try:
-        results = app.execute_many(
-            [(c.command, c.envelope) for c in plan.commands],
-            idempotency_key=key,
-            idempotency_scope=IMPORT_SCOPE,
+    layouts = [layout(sheet, options) for sheet in workbook.sheets]
+    if len(workbook.sheets) > 1 and not options.sheets:
+        # Sheets that are clearly neither kind (notes, totals) are left out of a workbook.
+        layouts = [r for r in layouts if r.kind is not None] or layouts
+    for result in layouts:
+        settle_date_orders(result, options)
+    order = {"clients": 0, "purchases": 1, None: 2}
+    layouts.sort(key=lambda r: order[r.kind])
+    kinds = tuple(dict.fromkeys(r.kind for r in layouts if r.kind is not None))
+    header_problems = [p for r in layouts for p in r.problems]
+    rows = sum(len(r.sheet.rows) for r in layouts)
+    if header_problems:
+        outcome = ImportOutcome(rows=rows, problems=tuple(header_problems))
+        return ImportReport(
+            kinds,
+            sha256,
+            rows,
+            outcome,
+            options.dry_run,
+            options.skip_invalid,
+            workbook,
+            tuple(layouts),
         )
-    except (DomainError, ApplicationError) as error:
-        return replace(report, problems=_blame(error, plan), failed_while_recording=True)
-    if progress:
-        progress("recording", total, total)
-    app.recorder.refresh_statistics()  # a large import can change much of the store
-    raced = results[0].replayed  # a concurrent import of the same file won the race
-    return replace(
-        report,
-        results=tuple(results),
-        lines=_lines(plan),
-        recorded=not raced,
-        already_imported=raced,
+    mappers = [_Mapper(r, base, app.settings.currency) for r in layouts]
+
+    def mapped() -> Iterator[ImportRow]:
+        for mapper in mappers:
+            yield from mapper.rows()
+
+    outcome = import_rows(
+        app,
+        mapped,
+        sha256=sha256,
+        country=options.country,
+        dry_run=options.dry_run,
+        skip_invalid=options.skip_invalid,
+        total=rows,
+        progress=progress,
     )
-
-
-def _lines(plan: ImportPlan) -> tuple[int, ...]:
-    return tuple(c.line for c in plan.commands)
-
-
-def _replay(app: CrmApplication, plan: ImportPlan, key: str) -> tuple[CommandResult, ...]:
-    """The first import's answers, when the file still reads as the same commands
-    (it may not: a purchase's client found by phone may have changed since)."""
-    if not plan.ok or not plan.commands:
-        return ()
-    try:
-        results = app.execute_many(
-            [(c.command, c.envelope) for c in plan.commands],
-            idempotency_key=key,
-            idempotency_scope=IMPORT_SCOPE,
-        )
-    except (DomainError, ApplicationError):
-        return ()
-    return tuple(results) if all(r.replayed for r in results) else ()
-
-
-def _blame(error: DomainError | ApplicationError, plan: ImportPlan) -> tuple[Problem, ...]:
-    """Recording refused a file whose rows were all valid (something changed since
-    they were checked): name the rows the refusal is about where it can be told."""
-    commands = plan.commands
-    if isinstance(error, IdempotencyKeyReused):
-        message = (
-            "this file was imported before, but its rows now read as different commands "
-            "(a client found by phone or email changed?); nothing was recorded"
-        )
-        return (Problem(None, "", message),)
-    if isinstance(error, DuplicateContact):
-        column = _CONTACT_COLUMNS.get(error.kind, error.kind)
-        lines = [c.line for c in commands if (error.kind, error.value) in c.contacts]
-    elif isinstance(error, UnknownUser):
-        column = "owner"
-        lines = [
-            c.line
-            for c in commands
-            if isinstance(c.command, RegisterClient) and c.command.owner_id == error.user_id
-        ]
-    elif isinstance(error, NotFound):
-        column = "client_id"
-        lines = [
-            c.line
-            for c in commands
-            if isinstance(c.command, RecordPurchase) and c.command.client_id == error.aggregate_id
-        ]
-    else:
-        columns = _ClientPlanner.domain_fields if plan.kind == "clients" else {}
-        column = _column(getattr(error, "field", None), columns, "")
-        lines = []
-    if not lines:
-        return (Problem(None, column, error.message),)
-    return tuple(Problem(line, column, error.message) for line in lines)
+    return ImportReport(
+        kinds,
+        sha256,
+        rows,
+        outcome,
+        options.dry_run,
+        options.skip_invalid,
+        workbook,
+        tuple(layouts),
+    )

@@ -1,4 +1,5 @@
-"""``crm import FILE``: clients or purchases from a CSV file, every row or none.
+"""``crm import FILE``: clients and purchases from a workbook or CSV file, every row or
+none (or, with ``--skip-invalid``, every good row).
 
 ``register(app)`` adds the command to the ``crm`` typer app (``api/cli.py``).
 """
@@ -13,20 +14,31 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from adapters.csv_import import (
     DEFAULT_ACTOR,
     ImportFileError,
     ImportReport,
-    ProgressCallback,
+    Options,
     import_file,
+    parse_column_option,
 )
+from application.imports import ProgressCallback
+from application.phones import SUPPORTED_COUNTRIES
 from domain.errors import DomainError
 
 MAX_PROBLEMS_SHOWN = 1000
 """A file with a wrong column can have a problem on every row; the first thousand
-say enough."""
+say enough (``--report`` writes them all)."""
 
 
 class Kind(StrEnum):
@@ -34,25 +46,66 @@ class Kind(StrEnum):
     purchases = "purchases"
 
 
+class DateFormat(StrEnum):
+    DMY = "DMY"
+    MDY = "MDY"
+    YMD = "YMD"
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``import`` command to ``app``."""
-    app.command("import")(import_csv)
+    app.command("import")(import_command)
 
 
-def import_csv(
+def import_command(  # noqa: PLR0917 - typer reads options from parameters
     file: Annotated[
         Path,
         typer.Argument(
             metavar="FILE",
-            help="UTF-8 CSV, comma-separated, with a header line.",
+            help=".xlsx, .xls, .ods, or .csv/.tsv/.txt (any common delimiter and encoding), "
+            "with a header line.",
             show_default=False,
         ),
     ],
     kind: Annotated[
         Kind | None,
         typer.Option(
-            help="What the file holds. Default: from the header "
-            "(a name column: clients; an amount column: purchases).",
+            help="What the file (every sheet imported) holds. Default: from each sheet's "
+            "header (an amount column: purchases; a name column: clients).",
+            show_default=False,
+        ),
+    ] = None,
+    sheet: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME",
+            help="Import only this sheet of a workbook (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="HEADER=FIELD",
+            help='Map a column the header table does not know: "Місто=attr.city" (custom '
+            'attribute), "Tel. 2=phones", "Примітка=-" (leave out). Repeatable.',
+            show_default=False,
+        ),
+    ] = None,
+    country: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CC",
+            help="Read national phone numbers as numbers of this country (UA, DE…). "
+            "Default: CRM_DEFAULT_COUNTRY.",
+            show_default=False,
+        ),
+    ] = None,
+    date_format: Annotated[
+        DateFormat | None,
+        typer.Option(
+            help="The order of day, month and year in dates such as 01/02/2024, for a "
+            "column whose values do not settle it.",
             show_default=False,
         ),
     ] = None,
@@ -62,57 +115,105 @@ def import_csv(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check every row and report; record nothing.")
     ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Record the good rows even if others have problems (see --rejects).",
+        ),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.csv",
+            help="Write the rows not imported, unchanged, with a problem column, to fix "
+            "and import again.",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.csv",
+            help="Write every problem (sheet, line, column, value, problem) as CSV.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Import clients or purchases from a CSV file: every row, or none.
+    """Import clients and purchases from a spreadsheet: every row, or none.
 
-    Every row is checked first; if any row has a problem, nothing is recorded and
-    each problem is listed with its line number (the header is line 1). Otherwise
-    the whole file is recorded in one transaction. Importing the same file again
-    records nothing. Exit code 2 when the file has problems (nothing is recorded
-    then), 0 otherwise.
+    Every row is checked first, by the same rules as the API's commands; if any row has
+    a problem, nothing is recorded and each problem is listed with its line (the
+    header of a CSV file is line 1; a workbook's lines are its row numbers). Otherwise
+    the whole file, every sheet, is recorded in one transaction. With --skip-invalid
+    the good rows are recorded and the others listed (and written to --rejects).
+    Importing the same file again records nothing. Exit code 2 when rows were left
+    out or the file cannot be read, 0 otherwise.
     """
     from api.cli import _fail, _product, err, out  # deferred: api.cli registers this module
 
     try:
+        columns = dict(parse_column_option(option) for option in column or ())
+    except ValueError as error:
+        raise _fail(f"--column {error}") from None
+    if country and country.upper() not in SUPPORTED_COUNTRIES:
+        raise _fail(f"--country {country!r}: not a country code with a numbering plan (UA, DE…)")
+    try:
         data = file.read_bytes()
     except OSError as error:
         raise _fail(f"cannot read {file}: {error.strerror or error}") from None
+    options = Options(
+        kind=kind.value if kind else None,
+        actor=actor,
+        sheets=tuple(sheet or ()),
+        columns=columns,
+        country=country.upper() if country else None,
+        date_format=date_format.value if date_format else None,
+        dry_run=dry_run,
+        skip_invalid=skip_invalid,
+    )
     with _product(create=True) as crm, _progress_bar(err) as progress:
         try:
-            report = import_file(
-                crm.app,
-                data,
-                kind=kind.value if kind else None,
-                actor=actor,
-                dry_run=dry_run,
-                progress=progress,
-            )
+            result = import_file(crm.app, data, options=options, progress=progress)
         except ImportFileError as error:
             raise _fail(f"{file}: {error}") from None
         except DomainError as error:
             raise _fail(f"--actor: {error.message}") from None
-    _print_report(report, file, out, err)
-    if not report.ok:
+    if report is not None:
+        result.write_problems(report)
+    if rejects is not None and result.outcome.rejected:
+        for path in result.write_rejects(rejects):
+            err.print(f"rejected rows written to {path}", markup=False, highlight=False)
+    _print_report(result, file, out, err)
+    if not result.ok:
         raise typer.Exit(code=2)
 
 
 @contextmanager
 def _progress_bar(console: Console) -> Iterator[ProgressCallback]:
-    """A bar per stage (validating, then recording) on stderr."""
+    """A bar per stage (checking, then recording) on stderr, with rows per second;
+    nothing when stderr is not a terminal."""
     with Progress(
-        "[progress.description]{task.description}",
+        TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,
     ) as progress:
         tasks: dict[str, TaskID] = {}
 
         def update(stage: str, done: int, total: int | None) -> None:
             if stage not in tasks:
-                tasks[stage] = progress.add_task(f"{stage} rows", total=total)
-            progress.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = progress.add_task(f"{stage} rows", total=total, rate="")
+            task = tasks[stage]
+            progress.update(task, completed=done, total=total)
+            speed = progress.tasks[task].speed
+            if speed:
+                progress.update(task, rate=f"{speed:,.0f} rows/s")
 
         yield update
 
@@ -122,17 +223,22 @@ def _print_report(report: ImportReport, file: Path, out: Console, err: Console) 
         # File contents may hold square brackets: print them, do not read them as markup.
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    def rows(n: int) -> str:
-        noun = {"clients": "client", "purchases": "purchase"}.get(report.kind or "", "row")
-        return f"{n} {noun}{'' if n == 1 else 's'}"
+    def rows(counts: dict[str, int]) -> str:
+        nouns = {"clients": ("client", "clients"), "purchases": ("purchase", "purchases")}
+        parts = [
+            f"{n} {nouns[kind][0] if n == 1 else nouns[kind][1]}" for kind, n in counts.items()
+        ]
+        return " and ".join(parts) or "no rows"
 
+    outcome = report.outcome
     if report.problems:
         for problem in report.problems[:MAX_PROBLEMS_SHOWN]:
             say(out, str(problem))
         hidden = len(report.problems) - MAX_PROBLEMS_SHOWN
         if hidden > 0:
             say(out, f"… and {hidden} more problems")
-        bad_rows = len({p.line for p in report.problems if p.line is not None and p.line > 1})
+    if report.problems and not outcome.recorded and not (report.skip_invalid and report.dry_run):
+        bad_rows = len(outcome.rejected)
         if report.failed_while_recording:
             summary = "recording was refused"
         elif bad_rows:
@@ -141,19 +247,24 @@ def _print_report(report: ImportReport, file: Path, out: Console, err: Console) 
             summary = "the file's header has problems"
         say(err, f"error: {file}: {summary}; nothing was imported")
     elif report.already_imported:
-        first = f"{rows(len(report.results))}, " if report.results else ""
         say(
             out,
-            f"{file} was already imported ({first}correlation id {report.correlation_id}); "
-            "nothing recorded",
+            f"{file} was already imported ({rows(report.counts())}, correlation id "
+            f"{report.correlation_id}); nothing recorded",
         )
     elif report.rows == 0:
         say(out, f"nothing to import: {file} has a header but no rows")
     elif report.dry_run:
-        say(out, f"dry run: {rows(report.rows)} in {file} can be imported; nothing recorded")
+        left = f"; {len(outcome.rejected)} rows would be left out" if outcome.rejected else ""
+        say(
+            out,
+            f"dry run: {rows(report.counts())} in {file} can be imported{left}; nothing recorded",
+        )
     else:
         say(
             out,
-            f"imported {rows(len(report.results))} from {file} "
+            f"imported {rows(report.counts())} from {file} "
             f"(up to position {report.position}, correlation id {report.correlation_id})",
         )
+        if outcome.rejected:
+            say(err, f"error: {file}: {len(outcome.rejected)} of {report.rows} rows were left out")

@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from application.aggregate_cache import AggregateCache
 from application.errors import ApplicationError, ConcurrencyConflict, IdempotencyKeyReused
 from application.ports import BlindIndex, EventRecorder, IdempotencyRecord, SideEffects, Staff
 from application.settings import Settings
-from application.unit_of_work import Outcome, UnitOfWork
+from application.unit_of_work import Outcome, Ports, UnitOfWork
 from domain.client import Client
 from domain.envelope import Envelope, recording
 from domain.errors import DomainError
@@ -144,6 +144,15 @@ class CrmApplication(Application[UUID]):
         """Aggregates as last committed here, for the next command on them."""
         super().__init__(env={})
         self.recorder: EventRecorder = recorder
+        self.ports = Ports(
+            recorder=recorder,
+            repository=self.repository,
+            staff=staff,
+            blind_index=blind_index,
+            settings=settings,
+            cache=self.aggregate_cache,
+        )
+        """What a unit of work needs (``application.unit_of_work.Ports``)."""
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         # Unused but required by the base class: the recorder and mapper are injected.
@@ -209,7 +218,7 @@ class CrmApplication(Application[UUID]):
                 time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.002 * 2**conflicts)))  # noqa: S311
             # Only the first attempt may take aggregates from the cache: whatever made
             # it fail, the next one decides on the store's state.
-            uow = UnitOfWork(self, cached=cached)
+            uow = UnitOfWork(self.ports, cached=cached)
             cached = False
             outcomes = []
             try:
@@ -271,6 +280,32 @@ class CrmApplication(Application[UUID]):
             return self._positioned(results, positions)
         raise ConcurrencyConflict(
             f"gave up after {MAX_ATTEMPTS} concurrent writes to the same records; retry later"
+        )
+
+    def record(self, uow: UnitOfWork, *, idempotency: IdempotencyRecord | None = None) -> list[int]:
+        """Save everything ``uow`` changed, with its contact claims and, if given,
+        an idempotency record (its version and last event filled in), in one
+        transaction; the positions of its events. For a use case that ran the
+        handlers itself (an import); ``execute`` is the way for single commands.
+
+        Raises ``DuplicateContact`` for a claim already taken, and
+        ``eventsourcing.persistence.IntegrityError`` if the store refused the write
+        (a version or claim taken meanwhile); nothing is recorded then.
+        """
+        claims, releases = uow.contact_claims()
+        events: list[CanMutateAggregate[UUID]] = [
+            event for aggregate in uow.touched() for event in aggregate.collect_events()
+        ]
+        if idempotency is not None and events:
+            last = events[-1]
+            idempotency = replace(
+                idempotency,
+                aggregate_id=last.originator_id,
+                version=last.originator_version,
+                last_event=(last.originator_id, last.originator_version),
+            )
+        return self._record_events(
+            events, SideEffects(claims=claims, releases=releases, idempotency=idempotency)
         )
 
     def _record_events(

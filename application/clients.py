@@ -124,7 +124,7 @@ def register_client(uow: UnitOfWork, cmd: RegisterClient) -> Outcome:
             name=cmd.name,
             kind=cmd.kind,
             company=cmd.company,
-            phones=cmd.phones,
+            phones=uow.phones(cmd.phones),
             emails=cmd.emails,
             address=cmd.address,
             channel=cmd.channel,
@@ -139,7 +139,11 @@ def register_client(uow: UnitOfWork, cmd: RegisterClient) -> Outcome:
 
 def change_client_details(uow: UnitOfWork, cmd: ChangeClientDetails) -> Outcome:
     client = uow.client(cmd.client_id, cmd.expected_version)
-    client.change_details(cmd.changes)
+    changes = dict(cmd.changes)
+    phones = changes.get("phones")
+    if isinstance(phones, (list, tuple)) and all(isinstance(p, str) for p in phones):
+        changes["phones"] = uow.phones(phones)  # anything else: the domain refuses it
+    client.change_details(changes)
     return Outcome(client)
 
 

@@ -46,6 +46,10 @@ class Settings(BaseModel):
     with ``Retry-After`` (the database unreachable, or every connection busy)."""
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     """The one currency the business books amounts in (ISO 4217)."""
+    default_country: str | None = None
+    """The country (ISO 3166 alpha-2, ``UA``) whose national phone numbers are read
+    without a country code (``067 111 22 33`` is ``+380671112233``). Unset: a phone
+    must carry its country code."""
     loyal_purchases: int = Field(default=3, ge=1)
     loyal_window_days: int = Field(default=365, ge=1)
     dormancy_days: int = Field(default=90, ge=1)
@@ -88,6 +92,17 @@ class Settings(BaseModel):
         if not url.startswith(("sqlite:", "postgresql://", "postgres://", "memory:")):
             raise ValueError("must start with sqlite:, postgresql:// or memory:")
         return url
+
+    @field_validator("default_country")
+    @classmethod
+    def _known_country(cls, country: str | None) -> str | None:
+        from application.phones import SUPPORTED_COUNTRIES
+
+        if not country:
+            return None
+        if country.upper() not in SUPPORTED_COUNTRIES:
+            raise ValueError(f"{country!r} is not a country code with a numbering plan (UA, DE…)")
+        return country.upper()
 
     @field_validator("bootstrap_admin")
     @classmethod

@@ -4,24 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
 from application.access import Principal
+from application.aggregate_cache import AggregateCache
 from application.errors import DuplicateContact, NotFound, UnknownUser, VersionMismatch
-from application.ports import Claim
+from application.phones import parse_phones
+from application.ports import BlindIndex, Claim, EventRecorder, Staff
+from application.settings import Settings
 from domain.base import CrmAggregate
 from domain.client import Client
 from domain.deal import Deal
 from domain.envelope import current_envelope
 from domain.pipeline import DEFAULT_PIPELINE, Pipeline, pipeline_id
 
-if TYPE_CHECKING:
-    from application.app import CrmApplication
-
 A = TypeVar("A", bound=CrmAggregate)
+
+
+class Repository(Protocol):
+    """Loads an aggregate from its stored events (eventsourcing's ``Repository``)."""
+
+    def get(self, aggregate_id: UUID, *, projector_func: Any = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    """What a unit of work needs from outside: the store (to load aggregates and
+    check contact claims), the staff (owners), the blind index (contact claims), the
+    settings (the books currency) and the cache of recently committed aggregates.
+    Narrow on purpose: a use case that runs handlers (an import checking its rows)
+    builds a unit of work from these alone, without the application object."""
+
+    recorder: EventRecorder
+    repository: Repository
+    staff: Staff
+    blind_index: BlindIndex
+    settings: Settings
+    cache: AggregateCache | None = None
 
 
 def replay_events(aggregate: CrmAggregate | None, events: Iterable[Any]) -> CrmAggregate | None:
@@ -51,9 +73,9 @@ class UnitOfWork:
     """Loads aggregates for one command and remembers them, so that the command's
     events, contact-point claims and idempotency record are saved together."""
 
-    def __init__(self, app: CrmApplication, *, cached: bool = True) -> None:
-        self._app = app
-        self._cache = app.aggregate_cache if cached else None
+    def __init__(self, ports: Ports, *, cached: bool = True) -> None:
+        self._ports = ports
+        self._cache = ports.cache if cached else None
         self._aggregates: dict[UUID, CrmAggregate] = {}
         self._points_at_load: dict[UUID, frozenset[tuple[str, str]]] = {}
         self._versions_from_cache: dict[UUID, int] = {}
@@ -99,7 +121,7 @@ class UnitOfWork:
                 self._versions_from_cache[aggregate_id] = aggregate.version
         if aggregate is None:
             try:
-                aggregate = self._app.repository.get(aggregate_id, projector_func=replay_events)
+                aggregate = self._ports.repository.get(aggregate_id, projector_func=replay_events)
             except AggregateNotFoundError:
                 raise NotFound(label, aggregate_id) from None
         if not isinstance(aggregate, kind):
@@ -121,15 +143,20 @@ class UnitOfWork:
 
     @property
     def books_currency(self) -> str:
-        return self._app.settings.currency
+        return self._ports.settings.currency
+
+    def phones(self, raws: Iterable[str], *, field: str = "phones") -> tuple[str, ...]:
+        """Phones as a person wrote them, in E.164, national numbers read in the
+        default country (``application.phones``)."""
+        return parse_phones(list(raws), country=self._ports.settings.default_country, field=field)
 
     def next_manager(self) -> str | None:
         """The next active manager in round-robin order, for a lead with no owner."""
-        return self._app.staff.next_manager()
+        return self._ports.staff.next_manager()
 
     def check_owner(self, user_id: str, *, field: str) -> str:
         """Rule: clients, deals and follow-ups are owned by active managers or admins."""
-        if not self._app.staff.can_own_clients(user_id):
+        if not self._ports.staff.can_own_clients(user_id):
             raise UnknownUser(user_id, field)
         return user_id
 
@@ -149,7 +176,7 @@ class UnitOfWork:
         has a newer version in the store (one read each; call after collecting the
         events). Aggregates the command changed need no read: the store refuses a
         version someone else took."""
-        recorder = self._app.recorder
+        recorder = self._ports.recorder
         for aggregate_id, version in self._versions_from_cache.items():
             aggregate = self._aggregates.get(aggregate_id)
             if aggregate is None or aggregate.version != version:
@@ -165,11 +192,30 @@ class UnitOfWork:
         Raises ``DuplicateContact`` if a gained point belongs to another live client
         that this command is not releasing it from.
         """
-        digest = self._app.blind_index.digest
+        claims, releases, conflicts = self._contact_claims(self._aggregates.values())
+        if conflicts:
+            raise conflicts[0]
+        return claims, releases
+
+    def contact_conflicts(self, aggregates: Iterable[CrmAggregate]) -> list[DuplicateContact]:
+        """The ``DuplicateContact`` errors that saving these aggregates' contact points
+        would meet, all of them (an import reports every one)."""
+        return self._contact_claims(aggregates)[2]
+
+    def discard(self, aggregate_id: UUID) -> None:
+        """Forget a new aggregate this unit of work was given (an import's row that
+        turned out to be refused): none of its events will be saved."""
+        self._aggregates.pop(aggregate_id, None)
+        self._points_at_load.pop(aggregate_id, None)
+
+    def _contact_claims(
+        self, aggregates: Iterable[CrmAggregate]
+    ) -> tuple[list[Claim], list[Claim], list[DuplicateContact]]:
+        digest = self._ports.blind_index.digest
         claims: list[Claim] = []
         releases: list[Claim] = []
         values: dict[tuple[str, str], str] = {}
-        for aggregate in self._aggregates.values():
+        for aggregate in aggregates:
             if not isinstance(aggregate, Client):
                 continue
             before = self._points_at_load.get(aggregate.id, frozenset())
@@ -183,16 +229,19 @@ class UnitOfWork:
             )
         released = {(r.kind, r.digest): r.client_id for r in releases}
         claimed: dict[tuple[str, str], UUID] = {}
+        conflicts: list[DuplicateContact] = []
         for claim in claims:  # two new cards in one command (an import) with one phone
             other = claimed.setdefault((claim.kind, claim.digest), claim.client_id)
             if other != claim.client_id:
-                raise DuplicateContact(claim.kind, values[(claim.kind, claim.digest)], other)
+                value = values[(claim.kind, claim.digest)]
+                conflicts.append(DuplicateContact(claim.kind, value, other))
         for claim in claims:
-            owner = self._app.recorder.claim_owner(claim.kind, claim.digest)
+            owner = self._ports.recorder.claim_owner(claim.kind, claim.digest)
             if (
                 owner is not None
                 and owner != claim.client_id
                 and released.get((claim.kind, claim.digest)) != owner
             ):
-                raise DuplicateContact(claim.kind, values[(claim.kind, claim.digest)], owner)
-        return claims, releases
+                value = values[(claim.kind, claim.digest)]
+                conflicts.append(DuplicateContact(claim.kind, value, owner))
+        return claims, releases, conflicts

@@ -18,11 +18,12 @@ from domain.values import (
     PersonalText,
     PersonalTexts,
     check_amount,
+    check_attribute_key,
     check_currency,
+    check_phones,
     check_slug,
     normalise_emails,
     normalise_name,
-    normalise_phones,
     normalise_text,
 )
 
@@ -255,7 +256,8 @@ class Client(CrmAggregate):
     ) -> Self:
         """A person or company showed interest.
 
-        Rules: the name is non-empty after trimming; phones are E.164; emails are
+        Rules: the name is non-empty after trimming; phones are in E.164 (read from
+        what a person wrote by ``application.phones``); emails are
         lower-cased and valid.
         """
         _check_choice(kind, CLIENT_KINDS, field="kind")
@@ -265,7 +267,7 @@ class Client(CrmAggregate):
             name=normalise_name(name),
             kind=kind,
             company=_optional_line(company, field="company"),
-            phones=normalise_phones(phones),
+            phones=check_phones(phones),
             emails=normalise_emails(emails),
             address=_optional_line(address, field="address"),
             channel=_optional_line(channel, field="channel"),
@@ -539,7 +541,7 @@ class Client(CrmAggregate):
 
     def _normalise_field(self, name: str, raw: Any) -> FieldValue:
         if name.startswith(ATTRIBUTE_PREFIX):
-            key = check_slug(name.removeprefix(ATTRIBUTE_PREFIX), field=name)
+            key = check_attribute_key(name.removeprefix(ATTRIBUTE_PREFIX), field=name)
             if raw is None:
                 return None
             if not isinstance(raw, str):
@@ -552,7 +554,7 @@ class Client(CrmAggregate):
                 raise InvalidValue(f"{name} must be a list", field=name)
             if not all(isinstance(item, str) for item in raw):
                 raise InvalidValue(f"{name} must be a list of text", field=name)
-            return normalise_phones(raw) if name == "phones" else normalise_emails(raw)
+            return check_phones(raw) if name == "phones" else normalise_emails(raw)
         if raw is not None and not isinstance(raw, str):
             raise InvalidValue(f"{name} must be text", field=name)
         if name == "name":
@@ -608,8 +610,8 @@ def _check_attributes(attributes: Mapping[str, str]) -> dict[str, str]:
     if len(attributes) > MAX_ATTRIBUTES:
         raise InvalidValue(f"a client has at most {MAX_ATTRIBUTES} attributes", field="attributes")
     checked: dict[str, str] = {}
-    for key, value in attributes.items():
-        check_slug(key, field=f"{ATTRIBUTE_PREFIX}{key}")
+    for raw_key, value in attributes.items():
+        key = check_attribute_key(raw_key, field=f"{ATTRIBUTE_PREFIX}{raw_key}")
         if not isinstance(value, str):
             raise InvalidValue(f"attribute {key!r} must be text", field=f"{ATTRIBUTE_PREFIX}{key}")
         checked[key] = normalise_text(value, field=f"{ATTRIBUTE_PREFIX}{key}", limit=1000)

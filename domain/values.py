@@ -34,8 +34,7 @@ MAX_AMOUNT = Decimal("1000000000000")  # 10^12: beyond any plausible single purc
 MAX_AMOUNT_DECIMALS = 4
 _SMALLEST_UNIT = Decimal(1).scaleb(-MAX_AMOUNT_DECIMALS)
 
-_PHONE_FORMATTING = re.compile(r"[\s().\-/\u00a0]")
-_E164_DIGITS = re.compile(r"[1-9][0-9]{6,14}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _EMAIL_LOCAL = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -73,28 +72,19 @@ def normalise_text(
     return text
 
 
-def normalise_phone(raw: str, *, field: str = "phones") -> str:
-    """Phones are stored in E.164: '+', a country code and at most 15 digits in all.
-
-    Spaces, dots, dashes, slashes and brackets are formatting and are dropped; a
-    leading international prefix '00' reads as '+'. A number without a country code
-    cannot be placed in E.164 and is refused rather than guessed.
-    """
-    compact = _PHONE_FORMATTING.sub("", raw.strip())
-    if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    if not compact.startswith("+"):
+def check_phone(value: str, *, field: str = "phones") -> str:
+    """Phones are stored in E.164: '+', a country code and 7 to 15 digits in all, and
+    nothing else. Reading a number as a person wrote it (spaces, brackets, national
+    formats) is done before a command reaches the domain (``application.phones``),
+    with every country's numbering plan; the domain only keeps what it stores
+    canonical."""
+    if not _E164.fullmatch(value):
         raise InvalidValue(
-            f"phone {raw!r} must be in international format (+<country code><number>)",
+            f"phone {value!r} is not in E.164 ('+', the country code and the number, "
+            "7 to 15 digits in all, no spaces)",
             field=field,
         )
-    digits = compact[1:]
-    if not _E164_DIGITS.fullmatch(digits):
-        raise InvalidValue(
-            f"phone {raw!r} is not a valid E.164 number (7 to 15 digits after '+')",
-            field=field,
-        )
-    return "+" + digits
+    return value
 
 
 def normalise_email(raw: str, *, field: str = "emails") -> str:
@@ -117,11 +107,9 @@ def normalise_email(raw: str, *, field: str = "emails") -> str:
     return email
 
 
-def normalise_phones(
-    raws: tuple[str, ...] | list[str], *, field: str = "phones"
-) -> tuple[str, ...]:
-    """Each phone normalised, duplicates dropped, first-seen order kept."""
-    return tuple(dict.fromkeys(normalise_phone(raw, field=field) for raw in raws))
+def check_phones(values: tuple[str, ...] | list[str], *, field: str = "phones") -> tuple[str, ...]:
+    """Each phone checked, duplicates dropped, first-seen order kept."""
+    return tuple(dict.fromkeys(check_phone(value, field=field) for value in values))
 
 
 def normalise_emails(
@@ -177,3 +165,26 @@ def check_slug(value: str, *, field: str) -> str:
             field=field,
         )
     return value
+
+
+MAX_ATTRIBUTE_KEY = 40
+
+
+def check_attribute_key(value: str, *, field: str) -> str:
+    """A custom attribute's key, chosen by people in their own language (``city``,
+    ``місто``, ``город``): 1-40 letters of any script, digits or '_', starting with a
+    letter, none upper-case (so ``Місто`` and ``місто`` cannot be two keys). Keys are
+    compared in Unicode's composed form (NFC)."""
+    key = unicodedata.normalize("NFC", value)
+    if (
+        not 0 < len(key) <= MAX_ATTRIBUTE_KEY
+        or not key[0].isalpha()
+        or not all((ch.isalnum() and ch.isascii()) or ch.isalpha() or ch == "_" for ch in key)
+        or any(ch.isupper() for ch in key)
+    ):
+        raise InvalidValue(
+            f"{field} {value!r} must be 1-{MAX_ATTRIBUTE_KEY} lower-case letters (of any "
+            "alphabet), digits or '_', starting with a letter",
+            field=field,
+        )
+    return key

@@ -33,10 +33,11 @@ from adapters.sql import (
     from_units,
     to_units,
 )
+from application.phones import parse_phone
 from application.ports import BlindIndex
 from domain.errors import InvalidValue
 from domain.lifecycle import Stage
-from domain.values import normalise_email, normalise_phone
+from domain.values import normalise_email
 from projections import directory
 from projections.base import Recorded
 from projections.directory import ClientCard
@@ -93,9 +94,18 @@ class DirectoryReadModel(SqlReadModel):
     )
     topics = directory.TOPICS
 
-    def __init__(self, db: Database, *, blind_index: BlindIndex, prefix: str = "") -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        blind_index: BlindIndex,
+        prefix: str = "",
+        default_country: str | None = None,
+    ) -> None:
         super().__init__(db, prefix=prefix)
         self.blind_index = blind_index
+        self.default_country = default_country
+        """Where a phone looked up without a country code is from (as commands read it)."""
 
     # ------------------------------------------------------------------ writing
 
@@ -210,13 +220,16 @@ class DirectoryReadModel(SqlReadModel):
         """The kind and keyed digest of the phone or email looked up (exactly one of
         the two, else a ``ValueError``); ``None`` if it is invalid."""
         if phone is not None and email is None:
-            kind, raw, normalise = "phone", phone, normalise_phone
+            kind = "phone"
         elif email is not None and phone is None:
-            kind, raw, normalise = "email", email, normalise_email
+            kind = "email"
         else:
             raise ValueError("look up by exactly one of phone or email")
         try:
-            value = normalise(raw)
+            if phone is not None:
+                value = parse_phone(phone, country=self.default_country)
+            else:
+                value = normalise_email(email or "")
         except InvalidValue:
             return None
         return kind, self.blind_index.digest(kind, value)

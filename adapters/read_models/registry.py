@@ -35,7 +35,10 @@ FACTORIES: dict[str, Factory] = {
     "funnel": lambda c, prefix: FunnelReadModel(c.db, prefix=prefix),
     "deals": lambda c, prefix: DealsReadModel(c.db, prefix=prefix),
     "directory": lambda c, prefix: DirectoryReadModel(
-        c.db, blind_index=c.blind_index, prefix=prefix
+        c.db,
+        blind_index=c.blind_index,
+        prefix=prefix,
+        default_country=c.settings.default_country,
     ),
     "work_queue": lambda c, prefix: WorkQueueReadModel(c.db, prefix=prefix),
     "chain": lambda c, prefix: ChainReadModel(c.db, prefix=prefix),

@@ -31,6 +31,7 @@ from api.http.hygiene import (
     unstorable_fields,
     unstorable_parameters,
 )
+from api.http.imports import IMPORT_MEDIA_TYPES, import_spreadsheet
 from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, pinned_reads, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
@@ -80,6 +81,14 @@ async def require_json(request: Request[Any, Any, Any]) -> None:
     if not chunked and length in ("", "0"):
         return
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if request.url.path == "/imports":  # the body is a spreadsheet, read by the import
+        if media not in IMPORT_MEDIA_TYPES:
+            raise HTTPException(
+                status_code=415,
+                detail="send the file as text/csv or a workbook's media type: "
+                + ", ".join(sorted(IMPORT_MEDIA_TYPES)),
+            )
+        return
     if media != "application/json" and not media.endswith("+json"):
         raise HTTPException(
             status_code=415, detail="send the body as JSON (Content-Type: application/json)"
@@ -152,6 +161,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
             DealRoutes,
             PipelineRoutes,
             ReadRoutes,
+            import_spreadsheet,
             health,
             live,
             ready,

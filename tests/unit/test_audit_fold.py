@@ -61,7 +61,7 @@ def open_deal(client: Client, **overrides: Any) -> Deal:
 
 def test_registration_is_one_entry_per_field_given_a_value() -> None:
     client = register(
-        phones=["+49 30 1234567", "+44 20 7946 0958"],
+        phones=["+49301234567", "+442079460958"],
         channel="website",
         attributes={"vip": "yes", "tier": "gold"},
     )

@@ -68,7 +68,7 @@ def test_a_registration_opens_a_card_with_the_registered_details() -> None:
         register(
             "Ann Lee",
             company="Lee Bakery",
-            phones=["+49 30 1234567"],
+            phones=["+49301234567"],
             emails=["Ann.Lee@Example.com"],
             channel="web",
             attributes={"city": "Berlin"},
@@ -128,7 +128,7 @@ def test_a_details_change_applies_each_new_value_and_attributes_by_key() -> None
     history = History()
     ann = history.at(
         "2024-01-10",
-        register("Ann Lee", phones=["+49 30 1234567"], attributes={"city": "Berlin"}),
+        register("Ann Lee", phones=["+49301234567"], attributes={"city": "Berlin"}),
     )
     history.at(
         "2024-02-01",
@@ -136,7 +136,7 @@ def test_a_details_change_applies_each_new_value_and_attributes_by_key() -> None
             {
                 "name": "Ann Lee-Smith",
                 "company": "Smith & Co",
-                "phones": ["+49 30 7654321", "+44 20 7946 0000"],
+                "phones": ["+49307654321", "+442079460000"],
                 "emails": ["ANN@smith.example"],
                 "attributes.city": None,
                 "attributes.tier": "gold",
@@ -188,9 +188,9 @@ def test_owner_restriction_and_consent_change_the_card_and_its_version() -> None
 
 def test_a_merge_adds_the_duplicates_figures_and_contact_points_to_the_survivor() -> None:
     history = History()
-    ann = history.at("2024-01-10", register("Ann Lee", phones=["+49 30 1234567"]))
+    ann = history.at("2024-01-10", register("Ann Lee", phones=["+49301234567"]))
     dup = history.at(
-        "2024-01-05", register("A. Lee", phones=["+49 170 5550101"], emails=["a@lee.example"])
+        "2024-01-05", register("A. Lee", phones=["+491705550101"], emails=["a@lee.example"])
     )
     history.at("2024-02-01", buy(ann, "100", "60"))
     history.at("2024-03-15", buy(ann, "50"))
@@ -239,7 +239,7 @@ def test_erasure_blanks_every_personal_value_and_keeps_the_figures() -> None:
             "Ann Lee",
             company="Lee Bakery",
             address="Main St 1",
-            phones=["+49 30 1234567"],
+            phones=["+49301234567"],
             emails=["ann@lee.example"],
             attributes={"city": "Berlin"},
             owner_id="maria",
