@@ -11,13 +11,14 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
-import orjson
 import typer
 from eventsourcing.persistence import PersistenceError
 from prometheus_client import REGISTRY, start_http_server
@@ -38,6 +39,7 @@ from adapters.telemetry import PoolCollector
 from adapters.users import ROLES, UserError
 from api.bootstrap import Crm, StoreMissing, bootstrap, describe_store
 from api.cli_import import register as register_import
+from api.json import dumps
 from api.logs import configure_logging
 from application.settings import Settings, SettingsError
 from domain.envelope import Envelope
@@ -66,6 +68,20 @@ DEMO_USER = "demo-admin"
 
 out = Console()
 err = Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+FormatOption = Annotated[
+    Format, typer.Option("--format", help="table, or json for scripts (as the HTTP API).")
+]
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.buffer.write(dumps(value, indent=True) + b"\n")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -391,7 +407,7 @@ def replay(
     position: Annotated[
         int | None, typer.Option(min=0, help="Only events up to this store position.")
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    output: FormatOption = Format.table,
 ) -> None:
     """Fold the stored history through a KPI class, in memory, and print its result
     next to the built-in KPI with the same key."""
@@ -399,8 +415,6 @@ def replay(
     from adapters.replay import KpiLoadError, load_kpi
     from adapters.replay import replay as run_replay
 
-    if output not in ("table", "json"):
-        raise _fail("--format must be table or json")
     if until is not None and position is not None:
         raise _fail("give --until or --position, not both")
     as_of = _instant(until, option="--until")
@@ -423,22 +437,19 @@ def replay(
             projector = crm.projector(["lifecycle"])
             projector.catch_up()
             current = KpiQueries(crm.db).values(report.as_of)[subject.key]
-        if output == "json":
-            out.print_json(
-                orjson.dumps(
-                    {
-                        "key": report.key,
-                        "value": report.value,
-                        "built_in": current,
-                        "as_of": report.as_of,
-                        "position": report.position,
-                        "events_read": report.events_read,
-                        "events_folded": report.events_folded,
-                        "seconds": report.seconds,
-                        "events_per_second": report.events_per_second,
-                    },
-                    default=str,
-                ).decode()
+        if output == Format.json:
+            _print_json(
+                {
+                    "key": report.key,
+                    "value": report.value,
+                    "built_in": current,
+                    "as_of": report.as_of,
+                    "position": report.position,
+                    "events_read": report.events_read,
+                    "events_folded": report.events_folded,
+                    "seconds": report.seconds,
+                    "events_per_second": report.events_per_second,
+                }
             )
             return
         table = Table(title=f"{report.key} as of {report.as_of.isoformat(timespec='seconds')}")
@@ -467,12 +478,16 @@ def _show(value: Any) -> str:
 @app.command()
 def lifecycle(
     as_of: Annotated[str | None, typer.Option("--as-of", help="ISO instant (default now).")] = None,
+    output: FormatOption = Format.table,
 ) -> None:
     """Clients per lifecycle stage at an instant."""
     at = _instant(as_of, option="--as-of") or datetime.now(UTC)
     with _product() as crm:
         crm.projector(["lifecycle"]).catch_up()
         counts = crm.read_model("lifecycle").stage_counts(at)  # type: ignore[attr-defined]
+        if output == Format.json:
+            _print_json({"as_of": at, "counts": counts})
+            return
         table = Table(title=f"Lifecycle as of {at.isoformat(timespec='seconds')}")
         table.add_column("stage")
         table.add_column("clients", justify="right")
@@ -484,6 +499,7 @@ def lifecycle(
 @app.command()
 def kpis(
     as_of: Annotated[str | None, typer.Option("--as-of", help="ISO instant (default now).")] = None,
+    output: FormatOption = Format.table,
 ) -> None:
     """The business KPIs at an instant."""
     from adapters.read_models.kpis import KpiQueries
@@ -492,6 +508,9 @@ def kpis(
     with _product() as crm:
         crm.projector(["lifecycle"]).catch_up()
         values = KpiQueries(crm.db).values(at)
+        if output == Format.json:
+            _print_json({"as_of": at, **values})
+            return
         table = Table(title=f"KPIs as of {at.isoformat(timespec='seconds')}")
         table.add_column("kpi")
         table.add_column("value")
@@ -557,6 +576,7 @@ def serve(
 def funnel(
     pipeline: Annotated[str, typer.Option(help="Pipeline name.")] = "default",
     as_of: Annotated[str | None, typer.Option("--as-of", help="ISO instant (default now).")] = None,
+    output: FormatOption = Format.table,
 ) -> None:
     """The sales funnel of a pipeline at an instant."""
     from adapters.read_models.funnel import FunnelReadModel
@@ -567,6 +587,9 @@ def funnel(
         crm.projector(["funnel"]).catch_up()
         model = crm.model(FunnelReadModel)
         report = model.funnel(pipeline_id(pipeline), at)
+        if output == Format.json:
+            _print_json(asdict(report))
+            return
         table = Table(title=f"Funnel {pipeline!r} as of {at.date().isoformat()}")
         for column in ("stage", "reached", "current", "next %", "cumulative %", "avg days"):
             table.add_column(column, justify="left" if column == "stage" else "right")
@@ -715,11 +738,7 @@ def subject_export(
     with _product() as crm:
         crm.projector().catch_up()
         try:
-            document = orjson.dumps(
-                export_subject(crm, client_id, _cli_envelope()),
-                default=str,
-                option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z,
-            )
+            document = dumps(export_subject(crm, client_id, _cli_envelope()), indent=True)
         except NotFound as error:
             raise _fail(error.message) from None
     if output is None:
@@ -779,10 +798,21 @@ def subject_consent(
 
 
 @app.command()
-def status() -> None:
+def status(output: FormatOption = Format.table) -> None:
     """Where the store is and how much it holds."""
     with _product() as crm:
         head = crm.app.recorder.max_notification_id() or 0
+        if output == Format.json:
+            _print_json(
+                {
+                    "store": describe_store(crm.settings),
+                    "events": head,
+                    "head_position": head,
+                    "read_models_position": crm.projector(setup=False).position(),
+                    "active_users": sum(user.active for user in crm.users.list()),
+                }
+            )
+            return
         out.print(f"store:  {describe_store(crm.settings)}")
         out.print(f"events: {head} (head position {head})")
         out.print(f"users:  {sum(user.active for user in crm.users.list())} active")

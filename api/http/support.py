@@ -10,21 +10,19 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.exceptions import ClientException, HTTPException
 from litestar.params import Parameter
-from pydantic import BaseModel
 
 from adapters.read_models import registry
 from adapters.sql import Query, Reads, Rows
 from api.bootstrap import Crm
 from api.http.problems import correlation_id
 from api.http.schemas import Written
+from api.json import dumps
 from application.access import Principal
 from application.app import CommandResult
 from domain.envelope import Envelope
@@ -41,20 +39,6 @@ MinPosition = Parameter(
 """The ``min_position`` query parameter of every read (read-your-writes)."""
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)  # exact: money is a string in JSON
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="python")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z)
 
 
 class OrjsonResponse(Response[Any]):
