@@ -7,9 +7,10 @@ naming the field, so a command either records clean data or nothing at all.
 from __future__ import annotations
 
 import re
+import typing
 import unicodedata
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Any
 
 from domain.errors import InvalidValue
 
@@ -26,6 +27,26 @@ PERSONAL = Personal()
 PersonalText = Annotated[str, PERSONAL]
 PersonalOptionalText = Annotated[str | None, PERSONAL]
 PersonalTexts = Annotated[tuple[str, ...], PERSONAL]
+
+
+def personal_fields(event_class: type[Any]) -> frozenset[str]:
+    """The fields of an event class marked ``PERSONAL``: the one list of what is
+    personal data, which the audit trail's purge and every read that withholds
+    personal values go by."""
+    found = _personal.get(event_class)
+    if found is None:
+        hints = typing.get_type_hints(event_class, include_extras=True)
+        found = _personal[event_class] = frozenset(
+            name
+            for name, hint in hints.items()
+            if typing.get_origin(hint) is typing.Annotated
+            and any(isinstance(mark, Personal) for mark in hint.__metadata__)
+        )
+    return found
+
+
+_personal: dict[type[Any], frozenset[str]] = {}
+
 
 MAX_NAME = 200
 MAX_SHORT_TEXT = 500

@@ -15,7 +15,6 @@ values when their data is erased (``redacted`` gives the purged entry).
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +30,7 @@ from domain.base import CrmAggregate
 from domain.client import ATTRIBUTE_PREFIX, Client
 from domain.deal import Deal
 from domain.pipeline import Pipeline
-from domain.values import Personal
+from domain.values import personal_fields
 from projections.base import Recorded, topics_of
 
 CLIENT_EVENTS: tuple[type[Client.Event], ...] = (
@@ -300,22 +299,11 @@ def _json_default(value: object) -> object:
 # ------------------------------------------------------------------ erasure
 
 
-def _personal_fields(event_class: type[Any]) -> frozenset[str]:
-    """The fields of an event class marked as personal data in the domain."""
-    hints = typing.get_type_hints(event_class, include_extras=True)
-    return frozenset(
-        name
-        for name, hint in hints.items()
-        if typing.get_origin(hint) is typing.Annotated
-        and any(isinstance(mark, Personal) for mark in hint.__metadata__)
-    )
-
-
 def _personal_profile() -> Mapping[str, frozenset[str]]:
     # A profile field is personal if the creation event marks it so ("attributes"
     # covers every "attributes.<key>").
-    client = _personal_fields(Client.ClientRegistered)
-    deal = _personal_fields(Deal.DealOpened)
+    client = personal_fields(Client.ClientRegistered)
+    deal = personal_fields(Deal.DealOpened)
     by_type: dict[str, frozenset[str]] = {}
     for events, fields in ((CLIENT_EVENTS, client), (DEAL_EVENTS, deal)):
         by_type.update({cls.__name__: fields for cls in events})
@@ -324,7 +312,7 @@ def _personal_profile() -> Mapping[str, frozenset[str]]:
 
 PERSONAL_FIELDS = _personal_profile()
 """Per event type, the audited fields whose values are personal data."""
-PERSONAL_DETAILS = {cls.__name__: _personal_fields(cls) for cls in (*CLIENT_EVENTS, *DEAL_EVENTS)}
+PERSONAL_DETAILS = {cls.__name__: personal_fields(cls) for cls in (*CLIENT_EVENTS, *DEAL_EVENTS)}
 """Per event type, the payload keys in ``details`` that are personal data."""
 
 
