@@ -3,6 +3,10 @@
 The same questions the KPI folds answer (``projections/kpis.py``), asked of the
 read model so the API answers in milliseconds; both finish with
 ``projections.kpis.kpi_values``.
+
+Over one owner's clients too (SPEC §8: "managers' figures cover their own records"):
+the clients whose card in the directory names that owner now, merged duplicates
+counting as their survivor's, as everywhere else.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters.read_models.lifecycle import LifecycleReadModel
-from adapters.sql import Database, as_datetime, from_units
+from adapters.read_models.directory import DirectoryReadModel
+from adapters.read_models.lifecycle import LifecycleReadModel, stage_counts_of
+from adapters.sql import Database, Query, as_datetime, from_units
 from projections.kpis import (
     CHURN_PERIOD_DAYS,
     NO_CONTACT_DAYS,
@@ -21,6 +26,34 @@ from projections.kpis import (
 )
 
 _CONTAINS = "{i}.valid_from <= %s AND ({i}.valid_to IS NULL OR {i}.valid_to > %s)"
+_OWNED = (
+    f" AND {{column}} IN (SELECT client_id FROM {DirectoryReadModel.physical('cards')}"
+    " WHERE owner_id = %s)"
+)
+"""Restricts ``column`` (a client id) to one owner's clients (the one parameter)."""
+
+
+def _owned(column: str, owner_id: str | None) -> tuple[str, tuple[str, ...]]:
+    """The condition restricting ``column`` to ``owner_id``'s clients, and its
+    parameter; nothing for ``None`` (everyone's)."""
+    if owner_id is None:
+        return "", ()
+    return _OWNED.format(column=column), (owner_id,)
+
+
+def stage_counts_query(at: datetime, *, owner_id: str | None = None) -> Query[dict[str, int]]:
+    """How many clients are in each stage at ``at``: everyone's from the day deltas
+    (``LifecycleReadModel.counts_query``), one owner's from the intervals of their
+    clients that hold ``at``."""
+    if owner_id is None:
+        return LifecycleReadModel.counts_query(at)
+    owned, param = _owned("li.client_id", owner_id)
+    return Query(
+        f"SELECT li.stage, COUNT(*) FROM {LifecycleReadModel.physical('intervals')} li"
+        f" WHERE {_CONTAINS.format(i='li')}{owned} GROUP BY li.stage",
+        (at, at, *param),
+        stage_counts_of,
+    )
 
 
 class KpiQueries:
@@ -32,20 +65,23 @@ class KpiQueries:
         self.facts = LifecycleReadModel.physical("facts")
         self.intervals = LifecycleReadModel.physical("intervals")
 
-    def values(self, as_of: datetime) -> dict[str, Any]:
-        return kpi_values(self.inputs(as_of))
+    def values(self, as_of: datetime, *, owner_id: str | None = None) -> dict[str, Any]:
+        """The KPIs at ``as_of``: over every client, or over ``owner_id``'s."""
+        return kpi_values(self.inputs(as_of, owner_id=owner_id))
 
-    def inputs(self, as_of: datetime) -> KpiInputs:
+    def inputs(self, as_of: datetime, *, owner_id: str | None = None) -> KpiInputs:
         c, f, i = self.clients, self.facts, self.intervals
         at_t = _CONTAINS.format(i="li")
+        of_c = of_f = of_i = _owned("client_id", owner_id)
+        of_li, of_p = _owned("li.client_id", owner_id), _owned("p.client_id", owner_id)
         inputs = KpiInputs(as_of=as_of)
         ((total,),) = self.db.query(
             f"SELECT COUNT(*) FROM {c} WHERE merged_into IS NULL AND registered_at <= %s"
-            " AND (erased_at IS NULL OR erased_at > %s)",
-            (as_of, as_of),
+            f" AND (erased_at IS NULL OR erased_at > %s){of_c[0]}",
+            (as_of, as_of, *of_c[1]),
         )
         inputs.clients_total = int(total)
-        stages = LifecycleReadModel.counts_at(self.db, as_of)
+        stages = self.db.run(stage_counts_query(as_of, owner_id=owner_id))
         inputs.stage_counts = {stage: n for stage, n in stages.items() if n}
         limits = [as_of - timedelta(days=days) for days in NO_CONTACT_DAYS]
         counts = self.db.query(
@@ -57,8 +93,8 @@ class KpiQueries:
             + f" FROM {i} li JOIN {c} c ON c.client_id = li.client_id"
             f" LEFT JOIN (SELECT client_id, MAX(at) AS last FROM {f}"
             " WHERE kind IN ('contact', 'purchase') AND at <= %s GROUP BY client_id) x"
-            f" ON x.client_id = li.client_id WHERE {at_t} AND li.stage <> 'dead'",
-            (*limits, as_of, as_of, as_of),
+            f" ON x.client_id = li.client_id WHERE {at_t} AND li.stage <> 'dead'{of_li[0]}",
+            (*limits, as_of, as_of, as_of, *of_li[1]),
         )[0]
         inputs.no_contact = {
             days: int(n or 0) for days, n in zip(NO_CONTACT_DAYS, counts, strict=True)
@@ -67,14 +103,14 @@ class KpiQueries:
             (as_datetime(at), str(reason))
             for at, reason in self.db.query(
                 f"SELECT valid_from, reason FROM {i}"
-                " WHERE stage = 'dead' AND valid_from <= %s ORDER BY valid_from",
-                (as_of,),
+                f" WHERE stage = 'dead' AND valid_from <= %s{of_i[0]} ORDER BY valid_from",
+                (as_of, *of_i[1]),
             )
         ]
         ((purchases, revenue, margin),) = self.db.query(
             f"SELECT COUNT(*), SUM(amount), SUM(amount - cost) FROM {f}"
-            " WHERE kind = 'purchase' AND at <= %s",
-            (as_of,),
+            f" WHERE kind = 'purchase' AND at <= %s{of_f[0]}",
+            (as_of, *of_f[1]),
         )
         inputs.purchases = int(purchases)
         inputs.revenue = from_units(revenue)
@@ -90,8 +126,9 @@ class KpiQueries:
                 f" FROM (SELECT client_id, MIN(at) AS first FROM {f}"
                 " WHERE kind = 'purchase' AND at <= %s GROUP BY client_id) p"
                 f" JOIN {c} c ON c.client_id = p.client_id"
-                f" JOIN {i} li ON li.client_id = p.client_id AND {at_t}",
-                (as_of, as_of, as_of),
+                f" JOIN {i} li ON li.client_id = p.client_id AND {at_t}"
+                f" WHERE 1 = 1{of_p[0]}",
+                (as_of, as_of, as_of, *of_p[1]),
             )
         ]
         start = as_of - timedelta(days=CHURN_PERIOD_DAYS)
@@ -99,8 +136,8 @@ class KpiQueries:
             "SELECT COUNT(*), SUM(CASE WHEN EXISTS ("
             f"SELECT 1 FROM {i} d WHERE d.client_id = li.client_id AND d.stage = 'dead'"
             " AND d.valid_from > %s AND d.valid_from <= %s) THEN 1 ELSE 0 END)"
-            f" FROM {i} li WHERE {at_t} AND li.stage IN ('new', 'loyal', 'returned')",
-            (start, as_of, start, start),
+            f" FROM {i} li WHERE {at_t} AND li.stage IN ('new', 'loyal', 'returned'){of_li[0]}",
+            (start, as_of, start, start, *of_li[1]),
         )
         inputs.churn_base = int(base)
         inputs.churned = int(churned or 0)

@@ -350,7 +350,7 @@ class LifecycleReadModel(SqlReadModel):
             " WHERE valid_to >= %s AND valid_to <= %s"
             ") AS moves GROUP BY stage",
             (span, span * SPAN_DAYS, day, start, at, start, at),
-            _stage_counts,
+            stage_counts_of,
         )
 
     def clients_in_stage(
@@ -386,7 +386,8 @@ def _intervals(rows: Rows) -> list[StageInterval]:
     ]
 
 
-def _stage_counts(rows: Rows) -> dict[str, int]:
+def stage_counts_of(rows: Rows) -> dict[str, int]:
+    """Rows of (stage, count) as a count for every stage (0 for those absent)."""
     counts = {stage.value: 0 for stage in Stage}
     counts.update({str(stage): int(n) for stage, n in rows})
     return counts
