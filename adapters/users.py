@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.sql import Database, Dialect, Query, Rows
+from application.access import OWNER_ROLES, ROLES
 from application.ports import UserRecord
 
-ROLES = ("admin", "manager", "auditor", "service")
-OWNER_ROLES = ("admin", "manager")
 _USER_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 _DDL: dict[Dialect, list[str]] = {

@@ -36,11 +36,12 @@ from rich.table import Table
 from adapters.keys import MasterKeyError, generate_master_key
 from adapters.read_models import registry
 from adapters.telemetry import PoolCollector
-from adapters.users import ROLES, UserError
+from adapters.users import UserError
 from api.bootstrap import Crm, StoreMissing, bootstrap, describe_store
 from api.cli_import import register as register_import
 from api.json import dumps
 from api.logs import configure_logging
+from application.access import ROLES
 from application.settings import Settings, SettingsError
 from domain.envelope import Envelope
 from projections.kpis import KEYS

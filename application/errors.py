@@ -78,3 +78,15 @@ class UnknownUser(ApplicationError):
         super().__init__(f"{field}: {user_id!r} is not an active manager or admin")
         self.user_id = user_id
         self.field = field
+
+
+class PermissionDenied(ApplicationError):
+    """The caller's role lacks the permission this needs (403). The one wording of
+    every refusal by permission, whether a route's guard or a use case refuses."""
+
+    code = "permission_denied"
+
+    def __init__(self, role: str, permission: str) -> None:
+        super().__init__(f"the {role} role does not have the {permission} permission")
+        self.role = role
+        self.permission = permission

@@ -1,17 +1,17 @@
-"""Bearer-token authentication and role guards."""
+"""Bearer-token authentication and the permission guard of every route."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from api.http.support import reads_of
-from application.access import Principal
+from application.access import Permission, Principal
 
 PUBLIC_PATHS = ["^/health(/live|/ready)?$", "^/schema"]
 
@@ -34,18 +34,22 @@ class BearerTokenAuthentication(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=Principal(user.user_id, user.role), auth=None)
 
 
-def allow(
-    *roles: str,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]:
-    """A guard letting only these roles through (403 for the others). A coroutine:
-    litestar runs a plain function guard in a worker thread, a hop per request."""
-    allowed = frozenset(roles)
+@dataclass(frozen=True)
+class Requires:
+    """A route guard: only roles with ``permission`` pass (``ROLE_PERMISSIONS``); the
+    others get the one 403 of ``PermissionDenied``. A coroutine: litestar runs a plain
+    guard in a worker thread, a hop per request."""
 
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    permission: Permission
+
+    async def __call__(
+        self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
         principal: Principal = connection.user
-        if principal.role not in allowed:
-            raise PermissionDeniedException(
-                f"the {principal.role} role may not do this ({', '.join(sorted(allowed))} may)"
-            )
+        principal.require(self.permission)
 
-    return guard
+
+def requires(permission: Permission) -> Requires:
+    """The guard of a route that needs ``permission``; every route but the public
+    ones declares exactly one (a test walks the app's routes)."""
+    return Requires(permission)

@@ -20,7 +20,7 @@ from litestar.response import Stream
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from api.http import schemas
-from api.http.auth import allow
+from api.http.auth import requires
 from api.http.support import (
     MinPosition,
     crm_of,
@@ -35,7 +35,7 @@ from api.http.support import (
 )
 from api.subject import client_events, export_subject
 from application import clients
-from application.access import EXPORTERS, READERS, WRITERS
+from application.access import Permission
 from application.exports import RecordExport
 from domain.lifecycle import Stage
 from projections.directory import ClientCard
@@ -91,7 +91,7 @@ class ClientRoutes(Controller):
 
     # ---------------------------------------------------------------- writes
 
-    @post("/", guards=[allow(*WRITERS)], status_code=201, sync_to_thread=True)
+    @post("/", guards=[requires(Permission.WRITE_OWN)], status_code=201, sync_to_thread=True)
     def register(
         self, request: Request[Any, Any, Any], data: JSONBody[schemas.RegisterClientBody]
     ) -> Response[schemas.Written]:
@@ -110,7 +110,7 @@ class ClientRoutes(Controller):
         )
         return run_command(request, command, data.occurred_at, status=201, location="/clients/")
 
-    @patch("/{client_id:uuid}", guards=[allow(*WRITERS)], sync_to_thread=True)
+    @patch("/{client_id:uuid}", guards=[requires(Permission.WRITE_OWN)], sync_to_thread=True)
     def change(
         self,
         request: Request[Any, Any, Any],
@@ -128,7 +128,10 @@ class ClientRoutes(Controller):
         )
 
     @post(
-        "/{client_id:uuid}/contacts", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200
+        "/{client_id:uuid}/contacts",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
     )
     def contact(
         self,
@@ -150,7 +153,7 @@ class ClientRoutes(Controller):
 
     @post(
         "/{client_id:uuid}/purchases",
-        guards=[allow(*WRITERS)],
+        guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
     )
@@ -170,7 +173,12 @@ class ClientRoutes(Controller):
         )
         return run_command(request, command, data.occurred_at)
 
-    @post("/{client_id:uuid}/loss", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post(
+        "/{client_id:uuid}/loss",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def loss(
         self,
         request: Request[Any, Any, Any],
@@ -186,7 +194,12 @@ class ClientRoutes(Controller):
         )
         return run_command(request, command, data.occurred_at)
 
-    @post("/{client_id:uuid}/owner", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post(
+        "/{client_id:uuid}/owner",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def assign_owner(
         self,
         request: Request[Any, Any, Any],
@@ -204,7 +217,7 @@ class ClientRoutes(Controller):
 
     @post(
         "/{client_id:uuid}/follow-ups",
-        guards=[allow(*WRITERS)],
+        guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=201,
     )
@@ -226,7 +239,7 @@ class ClientRoutes(Controller):
 
     @post(
         "/{client_id:uuid}/follow-ups/{task_id:uuid}/complete",
-        guards=[allow(*WRITERS)],
+        guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
     )
@@ -246,7 +259,7 @@ class ClientRoutes(Controller):
 
     @post(
         "/{client_id:uuid}/follow-ups/{task_id:uuid}/cancel",
-        guards=[allow(*WRITERS)],
+        guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
     )
@@ -267,7 +280,12 @@ class ClientRoutes(Controller):
         )
         return run_command(request, command, body.occurred_at)
 
-    @post("/{client_id:uuid}/merge", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post(
+        "/{client_id:uuid}/merge",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def merge(
         self,
         request: Request[Any, Any, Any],
@@ -279,7 +297,10 @@ class ClientRoutes(Controller):
         return run_command(request, command, None)
 
     @post(
-        "/{client_id:uuid}/erasure", guards=[allow("admin")], sync_to_thread=True, status_code=200
+        "/{client_id:uuid}/erasure",
+        guards=[requires(Permission.ADMIN)],
+        sync_to_thread=True,
+        status_code=200,
     )
     def erasure(
         self,
@@ -296,7 +317,7 @@ class ClientRoutes(Controller):
 
     @post(
         "/{client_id:uuid}/restriction",
-        guards=[allow("admin")],
+        guards=[requires(Permission.ADMIN)],
         sync_to_thread=True,
         status_code=200,
     )
@@ -312,7 +333,10 @@ class ClientRoutes(Controller):
         return run_command(request, command, None)
 
     @post(
-        "/{client_id:uuid}/consents", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200
+        "/{client_id:uuid}/consents",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
     )
     def consents(
         self,
@@ -329,7 +353,7 @@ class ClientRoutes(Controller):
 
     # ----------------------------------------------------------------- reads
 
-    @get("/", guards=[allow(*READERS)], sync_to_thread=True)
+    @get("/", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def directory(
         self,
         request: Request[Any, Any, Any],
@@ -358,7 +382,7 @@ class ClientRoutes(Controller):
             "last_contact_after": last_contact_after,
             "text": q,
             "at": _aware(as_of) or datetime.now(UTC),
-            "visible_to": user.user_id if user.role == "manager" else None,
+            "visible_to": user.user_id if user.own_records_only else None,
         }
         if format == "csv":
             return self._export_csv(request, filters)
@@ -375,8 +399,7 @@ class ClientRoutes(Controller):
         self, request: Request[Any, Any, Any], filters: dict[str, Any]
     ) -> Response[Any]:
         user = principal(request)
-        if user.role not in EXPORTERS:
-            raise ClientException(status_code=403, detail="exporting needs the export permission")
+        user.require(Permission.EXPORT)
         crm = crm_of(request)
         request.app.state["exports"].take(user.user_id)
         crm.app.execute(
@@ -418,7 +441,7 @@ class ClientRoutes(Controller):
             headers={"Content-Disposition": 'attachment; filename="clients.csv"'},
         )
 
-    @get("/lookup", guards=[allow(*READERS)])
+    @get("/lookup", guards=[requires(Permission.READ_MODELS)])
     async def lookup(
         self,
         request: Request[Any, Any, Any],
@@ -440,7 +463,7 @@ class ClientRoutes(Controller):
 
     # Keyed reads run on the event loop (``Crm.reads``): no worker thread per request.
 
-    @get("/{client_id:uuid}", guards=[allow(*READERS)])
+    @get("/{client_id:uuid}", guards=[requires(Permission.READ_MODELS)])
     async def card(
         self,
         request: Request[Any, Any, Any],
@@ -455,7 +478,7 @@ class ClientRoutes(Controller):
         stage = staged[1] if staged else None
         return Response(_card_body(card, stage), headers={"ETag": etag(card.version)})
 
-    @get("/{client_id:uuid}/lifecycle", guards=[allow(*READERS)])
+    @get("/{client_id:uuid}/lifecycle", guards=[requires(Permission.READ_MODELS)])
     async def lifecycle(
         self,
         request: Request[Any, Any, Any],
@@ -475,7 +498,7 @@ class ClientRoutes(Controller):
 
     @get(
         "/{client_id:uuid}/history",
-        guards=[allow("admin", "manager", "auditor")],
+        guards=[requires(Permission.READ_PERSONAL)],
         sync_to_thread=True,
     )
     def history(
@@ -483,11 +506,11 @@ class ClientRoutes(Controller):
     ) -> list[dict[str, Any]]:
         """Every event of the client, with its envelope, oldest first."""
         events = client_events(crm_of(request), client_id)
-        if principal(request).role == "manager":
+        if principal(request).own_records_only:
             _visible_card(request, client_id)
         return events
 
-    @get("/{client_id:uuid}/export", guards=[allow(*EXPORTERS)], sync_to_thread=True)
+    @get("/{client_id:uuid}/export", guards=[requires(Permission.EXPORT)], sync_to_thread=True)
     def export(self, request: Request[Any, Any, Any], client_id: FromPath[UUID]) -> dict[str, Any]:
         """Everything held about one client (the subject access right): the events,
         the card, the lifecycle, the consents and the audit trail. The export itself

@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 
 from adapters.read_models.deals import DealsReadModel
 from api.http import schemas
-from api.http.auth import allow
+from api.http.auth import requires
 from api.http.support import (
     MinPosition,
     crm_of,
@@ -25,7 +25,7 @@ from api.http.support import (
     written,
 )
 from application import deals, pipelines
-from application.access import READERS, WRITERS
+from application.access import Permission
 
 
 def _deals(request: Request[Any, Any, Any]) -> DealsReadModel:
@@ -36,7 +36,7 @@ class DealRoutes(Controller):
     path = "/deals"
     tags = ["deals"]
 
-    @post("/", guards=[allow(*WRITERS)], status_code=201, sync_to_thread=True)
+    @post("/", guards=[requires(Permission.WRITE_OWN)], status_code=201, sync_to_thread=True)
     def open_deal(
         self, request: Request[Any, Any, Any], data: JSONBody[schemas.OpenDealBody]
     ) -> Response[schemas.Written]:
@@ -53,7 +53,12 @@ class DealRoutes(Controller):
         )
         return run_command(request, command, data.occurred_at, status=201, location="/deals/")
 
-    @post("/{deal_id:uuid}/stage", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post(
+        "/{deal_id:uuid}/stage",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def move(
         self,
         request: Request[Any, Any, Any],
@@ -66,7 +71,12 @@ class DealRoutes(Controller):
         )
         return run_command(request, command, data.occurred_at)
 
-    @post("/{deal_id:uuid}/win", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post(
+        "/{deal_id:uuid}/win",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def win(
         self,
         request: Request[Any, Any, Any],
@@ -80,7 +90,12 @@ class DealRoutes(Controller):
         )
         return run_command(request, command, body.occurred_at)
 
-    @post("/{deal_id:uuid}/lose", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post(
+        "/{deal_id:uuid}/lose",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def lose(
         self,
         request: Request[Any, Any, Any],
@@ -93,7 +108,12 @@ class DealRoutes(Controller):
         )
         return run_command(request, command, data.occurred_at)
 
-    @post("/{deal_id:uuid}/reopen", guards=[allow(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post(
+        "/{deal_id:uuid}/reopen",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def reopen(
         self,
         request: Request[Any, Any, Any],
@@ -105,7 +125,7 @@ class DealRoutes(Controller):
         command = deals.ReopenDeal(deal_id=deal_id, expected_version=if_match(request))
         return run_command(request, command, body.occurred_at)
 
-    @get("/{deal_id:uuid}", guards=[allow(*READERS)], sync_to_thread=True)
+    @get("/{deal_id:uuid}", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def card(
         self,
         request: Request[Any, Any, Any],
@@ -138,7 +158,7 @@ class PipelineRoutes(Controller):
     path = "/pipelines"
     tags = ["deals"]
 
-    @post("/", guards=[allow("admin")], status_code=201, sync_to_thread=True)
+    @post("/", guards=[requires(Permission.ADMIN)], status_code=201, sync_to_thread=True)
     def define(
         self, request: Request[Any, Any, Any], data: JSONBody[schemas.PipelineBody]
     ) -> Response[schemas.Written]:
@@ -150,7 +170,7 @@ class PipelineRoutes(Controller):
         )
         return written(result, status=201 if result.version == 1 else 200)
 
-    @get("/", guards=[allow(*READERS)], sync_to_thread=True)
+    @get("/", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def list_pipelines(
         self, request: Request[Any, Any, Any], min_position: int | None = MinPosition
     ) -> list[schemas.PipelineOut]:

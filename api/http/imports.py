@@ -12,8 +12,9 @@ from litestar.params import Parameter
 
 from adapters.csv_import import ImportFileError, Options, import_file
 from adapters.spreadsheets import MEDIA_TYPES
-from api.http.auth import allow
+from api.http.auth import requires
 from api.http.support import crm_of, principal
+from application.access import Permission
 from application.phones import SUPPORTED_COUNTRIES
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -30,7 +31,7 @@ IMPORT_MEDIA_TYPES = frozenset(
 
 @post(
     "/imports",
-    guards=[allow("admin")],
+    guards=[requires(Permission.ADMIN)],
     status_code=200,
     request_max_body_size=MAX_IMPORT_BYTES,
     summary="Import clients and purchases from a spreadsheet",

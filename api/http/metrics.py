@@ -13,7 +13,8 @@ from prometheus_client.registry import Collector
 
 from adapters.telemetry import PoolCollector
 from api.bootstrap import Crm
-from api.http.auth import allow
+from api.http.auth import requires
+from application.access import Permission
 
 REQUESTS = PrometheusConfig(app_name="crm", prefix="crm_http", group_path=True)
 """Request counts and latencies per route (litestar's Prometheus middleware)."""
@@ -57,7 +58,7 @@ def projection_registry(crm: Crm) -> CollectorRegistry:
 
 @get(
     "/metrics",
-    guards=[allow("admin", "auditor", "service")],
+    guards=[requires(Permission.AUDIT)],
     tags=["operations"],
     sync_to_thread=True,
     media_type="text/plain; version=0.0.4; charset=utf-8",

@@ -24,6 +24,7 @@ from application.errors import (
     DuplicateContact,
     IdempotencyKeyReused,
     NotFound,
+    PermissionDenied,
     UnknownUser,
     VersionMismatch,
 )
@@ -82,6 +83,7 @@ _STATUS: dict[type[ApplicationError], int] = {
     DuplicateContact: 409,
     IdempotencyKeyReused: 422,
     UnknownUser: 422,
+    PermissionDenied: 403,
 }
 
 

@@ -10,17 +10,16 @@ from uuid import UUID
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get
-from litestar.exceptions import ClientException, PermissionDeniedException
+from litestar.exceptions import ClientException
 from litestar.params import FromQuery, Parameter, QueryParameter
 from litestar.response import Stream
 
 from adapters.read_models.audit import AuditFilter, AuditReadModel
 from adapters.read_models.funnel import FunnelReadModel
-from adapters.read_models.kpis import KpiQueries
-from adapters.read_models.lifecycle import LifecycleReadModel
+from adapters.read_models.kpis import KpiQueries, stage_counts_query
 from adapters.read_models.work_queue import WorkQueueReadModel
 from api.http import schemas
-from api.http.auth import allow
+from api.http.auth import requires
 from api.http.support import (
     MAX_POSITION,
     MinPosition,
@@ -32,7 +31,7 @@ from api.http.support import (
     wait_for_position,
 )
 from api.subject import event_out
-from application.access import AUDIT_READERS, EXPORTERS, FEED_READERS, READERS
+from application.access import Permission
 from application.exports import RecordExport
 from domain.pipeline import pipeline_id as pipeline_named
 
@@ -47,20 +46,23 @@ class ReadRoutes(Controller):
     path = "/"
     tags = ["read models"]
 
-    @get("/lifecycle", guards=[allow(*READERS)])
+    @get("/lifecycle", guards=[requires(Permission.READ_MODELS)])
     async def lifecycle(
         self,
         request: Request[Any, Any, Any],
         as_of: FromQuery[datetime | None] = None,
+        owner_id: FromQuery[str | None] = None,
         min_position: int | None = MinPosition,
     ) -> schemas.LifecycleCounts:
-        """How many clients are in each lifecycle stage at an instant (default now)."""
+        """How many clients are in each lifecycle stage at an instant (default now):
+        of one owner's clients with `owner_id`; a manager's own, always."""
+        owner = principal(request).figures_of(owner_id)
         await reach_position(request, min_position)
         at = _now_or(as_of)
-        counts = await reads_of(request).run(LifecycleReadModel.counts_query(at))
+        counts = await reads_of(request).run(stage_counts_query(at, owner_id=owner))
         return schemas.LifecycleCounts(as_of=at, counts=counts)
 
-    @get("/funnel", guards=[allow(*READERS)])
+    @get("/funnel", guards=[requires(Permission.READ_MODELS)])
     async def funnel(
         self,
         request: Request[Any, Any, Any],
@@ -74,7 +76,9 @@ class ReadRoutes(Controller):
         min_position: int | None = MinPosition,
     ) -> dict[str, Any]:
         """The sales funnel of one pipeline at an instant: per stage reached, current,
-        conversions and days in stage; won, lost, win rate, lost reasons, sales cycle."""
+        conversions and days in stage; won, lost, win rate, lost reasons, sales cycle.
+        A manager's covers their own deals, always."""
+        owner = principal(request).figures_of(owner_id)
         await reach_position(request, min_position)
         try:
             pipeline_id = UUID(pipeline)
@@ -84,26 +88,29 @@ class ReadRoutes(Controller):
         steps = model.funnel_steps(
             pipeline_id,
             _now_or(as_of),
-            owner_id=owner_id,
+            owner_id=owner,
             opened_from=opened_from and _now_or(opened_from),
             opened_to=opened_to and _now_or(opened_to),
         )
         return asdict(await reads_of(request).run_steps(steps))
 
-    @get("/kpis", guards=[allow(*READERS)], sync_to_thread=True)
+    @get("/kpis", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def kpis(
         self,
         request: Request[Any, Any, Any],
         as_of: FromQuery[datetime | None] = None,
+        owner_id: FromQuery[str | None] = None,
         min_position: int | None = MinPosition,
     ) -> dict[str, Any]:
-        """The business KPIs at an instant (money as exact decimal strings)."""
+        """The business KPIs at an instant (money as exact decimal strings): over one
+        owner's clients with `owner_id`; a manager's own, always."""
+        owner = principal(request).figures_of(owner_id)
         crm = crm_of(request)
         wait_for_position(crm, min_position)
         at = _now_or(as_of)
-        return {"as_of": at, **KpiQueries(crm.db).values(at)}
+        return {"as_of": at, **KpiQueries(crm.db).values(at, owner_id=owner)}
 
-    @get("/audit", guards=[allow(*AUDIT_READERS)])
+    @get("/audit", guards=[requires(Permission.EXPORT)])
     async def audit(
         self,
         request: Request[Any, Any, Any],
@@ -140,7 +147,7 @@ class ReadRoutes(Controller):
         page = await reads_of(request).run(query)
         return Response({"items": page.entries, "next_cursor": page.next_cursor})
 
-    @get("/events", guards=[allow(*FEED_READERS)], sync_to_thread=True)
+    @get("/events", guards=[requires(Permission.AUDIT)], sync_to_thread=True)
     def events(
         self,
         request: Request[Any, Any, Any],
@@ -161,7 +168,7 @@ class ReadRoutes(Controller):
         ]
         return {"items": items, "next_after": items[-1]["position"] if items else after}
 
-    @get("/work-queue", guards=[allow("admin", "manager")], sync_to_thread=True)
+    @get("/work-queue", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def work_queue(
         self,
         request: Request[Any, Any, Any],
@@ -170,18 +177,16 @@ class ReadRoutes(Controller):
         min_position: int | None = MinPosition,
     ) -> list[dict[str, Any]]:
         """Follow-ups due in the next hours and overdue ones; a manager sees their own."""
+        assignee = principal(request).figures_of(assignee_id)
         crm = crm_of(request)
         wait_for_position(crm, min_position)
-        user = principal(request)
-        if user.role == "manager":
-            assignee_id = user.user_id
         model = crm.model(WorkQueueReadModel)
         rows = model.due(
-            now=datetime.now(UTC), within=timedelta(hours=within_hours), assignee_id=assignee_id
+            now=datetime.now(UTC), within=timedelta(hours=within_hours), assignee_id=assignee
         )
         return [asdict(row) for row in rows]
 
-    @get("/activity", guards=[allow("admin", "auditor")], sync_to_thread=True)
+    @get("/activity", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def activity(
         self,
         request: Request[Any, Any, Any],
@@ -190,11 +195,12 @@ class ReadRoutes(Controller):
         actor_id: str | None = Parameter(default=None, max_length=63),
     ) -> list[dict[str, Any]]:
         """What each manager did over a period (default: the last 30 days): contacts,
-        follow-ups done on time or late, deals moved and won."""
+        follow-ups done on time or late, deals moved and won; a manager sees their own."""
+        actor = principal(request).figures_of(actor_id)
         end = _now_or(until)
         start = _now_or(since) if since else end - timedelta(days=30)
         model = crm_of(request).model(WorkQueueReadModel)
-        return [asdict(a) for a in model.activity(since=start, until=end, actor_id=actor_id)]
+        return [asdict(a) for a in model.activity(since=start, until=end, actor_id=actor)]
 
 
 def _audit_export(
@@ -204,8 +210,7 @@ def _audit_export(
 ) -> Stream:
     """Every matching audit entry as CSV or JSON Lines, the export recorded first."""
     user = principal(request)
-    if user.role not in EXPORTERS:
-        raise PermissionDeniedException("exporting needs the export permission")
+    user.require(Permission.EXPORT)
     request.app.state["exports"].take(user.user_id)
     crm = crm_of(request)
     crm.app.execute(

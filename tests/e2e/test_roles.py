@@ -1,13 +1,19 @@
-"""Who may call what (SPEC §6 roles, application/access.py): every route of the app
-against every role, and a manager's view limited to their own records.
+"""Who may call what (SPEC §6 roles, §8 permissions; ``application/access.py``): every
+route of the app against every role, and a manager's view limited to their own
+records.
 
-The matrix is written by hand from the spec, not derived from the guards: a route
-added to the app without a row here fails ``test_every_route_of_the_app_has_a_row``.
+Each route's row says the permission it needs and its answer when allowed; what each
+role gets follows from ``ROLE_PERMISSIONS`` (403 without the permission). The rows
+are written by hand: the route's own guard must declare the same permission, a
+route added to the app without a row fails ``test_every_route_of_the_app_has_a_row``
+and one without a declared permission fails
+``test_every_route_but_the_public_ones_declares_one_permission``.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,73 +22,84 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 
 from api.bootstrap import Crm
+from api.http.auth import PUBLIC_PATHS, Requires
+from application.access import ROLE_PERMISSIONS, Permission
 from application.clients import RegisterClient, ScheduleFollowUp
 from application.deals import LoseDeal, OpenDeal
 from tests.e2e.conftest import Api, admin_envelope, assert_problem, open_api
 
 ROLES: tuple[str | None, ...] = ("admin", "manager", "auditor", "service", None)
+P = Permission
 
-# The expected status of each route for each role. Writes succeed for the admin and
-# for a manager acting on their own record; erasure, restriction and new pipelines are
-# the admin's; the audit trail, activity and every export need the export permission
-# (admin, auditor); the event feed is for admin, auditor and service; the work queue
-# for admin and manager; metrics for admin, auditor and service; without a token
-# everything but the /health pages and the schema pages is 401.
+# The permission each route needs and its status when allowed; None: public (no
+# token needed). A query variant may need more than its route (an export file).
 # fmt: off
-MATRIX: list[tuple[str, str, int, int, int, int, int]] = [
-    # method  route                                                admin mgr aud  svc  none
-    ("POST",  "/clients",                                           201, 201, 403, 403, 401),
-    ("GET",   "/clients",                                           200, 200, 200, 200, 401),
-    ("GET",   "/clients?format=csv",                                200, 403, 200, 403, 401),
-    ("GET",   "/clients/lookup",                                    200, 200, 200, 200, 401),
-    ("GET",   "/clients/{client_id}",                               200, 200, 200, 200, 401),
-    ("PATCH", "/clients/{client_id}",                               200, 200, 403, 403, 401),
-    ("GET",   "/clients/{client_id}/lifecycle",                     200, 200, 200, 200, 401),
-    ("GET",   "/clients/{client_id}/history",                       200, 200, 200, 403, 401),
-    ("GET",   "/clients/{client_id}/export",                        200, 403, 200, 403, 401),
-    ("POST",  "/clients/{client_id}/contacts",                      200, 200, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/purchases",                     200, 200, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/loss",                          200, 200, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/owner",                         200, 200, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/follow-ups",                    201, 201, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/follow-ups/{task_id}/complete", 200, 200, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/follow-ups/{task_id}/cancel",   200, 200, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/merge",                         200, 200, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/consents",                      200, 200, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/erasure",                       200, 403, 403, 403, 401),
-    ("POST",  "/clients/{client_id}/restriction",                   200, 403, 403, 403, 401),
-    ("POST",  "/deals",                                             201, 201, 403, 403, 401),
-    ("GET",   "/deals/{deal_id}",                                   200, 200, 200, 200, 401),
-    ("POST",  "/deals/{deal_id}/stage",                             200, 200, 403, 403, 401),
-    ("POST",  "/deals/{deal_id}/win",                               200, 200, 403, 403, 401),
-    ("POST",  "/deals/{deal_id}/lose",                              200, 200, 403, 403, 401),
-    ("POST",  "/deals/{deal_id}/reopen",                            200, 200, 403, 403, 401),
-    ("POST",  "/pipelines",                                         201, 403, 403, 403, 401),
-    ("GET",   "/pipelines",                                         200, 200, 200, 200, 401),
-    ("GET",   "/lifecycle",                                         200, 200, 200, 200, 401),
-    ("GET",   "/funnel",                                            200, 200, 200, 200, 401),
-    ("GET",   "/kpis",                                              200, 200, 200, 200, 401),
-    ("GET",   "/audit",                                             200, 403, 200, 403, 401),
-    ("GET",   "/audit?format=csv",                                  200, 403, 200, 403, 401),
-    ("GET",   "/audit?format=jsonl",                                200, 403, 200, 403, 401),
-    ("GET",   "/events",                                            200, 403, 200, 200, 401),
-    ("GET",   "/work-queue",                                        200, 200, 403, 403, 401),
-    ("GET",   "/activity",                                          200, 403, 200, 403, 401),
-    ("GET",   "/health",                                            200, 200, 200, 200, 200),
-    ("GET",   "/health/live",                                       200, 200, 200, 200, 200),
-    ("GET",   "/health/ready",                                      200, 200, 200, 200, 200),
-    ("GET",   "/metrics",                                           200, 403, 200, 200, 401),
-    ("GET",   "/schema",                                            200, 200, 200, 200, 200),
-    ("GET",   "/schema/openapi.json",                               200, 200, 200, 200, 200),
-    ("GET",   "/schema/swagger",                                    200, 200, 200, 200, 200),
-    ("GET",   "/schema/scalar",                                     200, 200, 200, 200, 200),
-    ("GET",   "/schema/oauth2-redirect.html",                       200, 200, 200, 200, 200),
-    ("GET",   "/schema/{path}",                                     404, 404, 404, 404, 404),
+MATRIX: list[tuple[str, str, int, Permission | None]] = [
+    # method  route                                                ok   needs
+    ("POST",  "/clients",                                           201, P.WRITE_OWN),
+    ("GET",   "/clients",                                           200, P.READ_MODELS),
+    ("GET",   "/clients?format=csv",                                200, P.EXPORT),
+    ("GET",   "/clients/lookup",                                    200, P.READ_MODELS),
+    ("GET",   "/clients/{client_id}",                               200, P.READ_MODELS),
+    ("PATCH", "/clients/{client_id}",                               200, P.WRITE_OWN),
+    ("GET",   "/clients/{client_id}/lifecycle",                     200, P.READ_MODELS),
+    ("GET",   "/clients/{client_id}/history",                       200, P.READ_PERSONAL),
+    ("GET",   "/clients/{client_id}/export",                        200, P.EXPORT),
+    ("POST",  "/clients/{client_id}/contacts",                      200, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/purchases",                     200, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/loss",                          200, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/owner",                         200, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/follow-ups",                    201, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/follow-ups/{task_id}/complete", 200, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/follow-ups/{task_id}/cancel",   200, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/merge",                         200, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/consents",                      200, P.WRITE_OWN),
+    ("POST",  "/clients/{client_id}/erasure",                       200, P.ADMIN),
+    ("POST",  "/clients/{client_id}/restriction",                   200, P.ADMIN),
+    ("POST",  "/deals",                                             201, P.WRITE_OWN),
+    ("GET",   "/deals/{deal_id}",                                   200, P.READ_MODELS),
+    ("POST",  "/deals/{deal_id}/stage",                             200, P.WRITE_OWN),
+    ("POST",  "/deals/{deal_id}/win",                               200, P.WRITE_OWN),
+    ("POST",  "/deals/{deal_id}/lose",                              200, P.WRITE_OWN),
+    ("POST",  "/deals/{deal_id}/reopen",                            200, P.WRITE_OWN),
+    ("POST",  "/pipelines",                                         201, P.ADMIN),
+    ("POST",  "/imports",                                           200, P.ADMIN),
+    ("GET",   "/pipelines",                                         200, P.READ_MODELS),
+    ("GET",   "/lifecycle",                                         200, P.READ_MODELS),
+    ("GET",   "/funnel",                                            200, P.READ_MODELS),
+    ("GET",   "/kpis",                                              200, P.READ_MODELS),
+    ("GET",   "/audit",                                             200, P.EXPORT),
+    ("GET",   "/audit?format=csv",                                  200, P.EXPORT),
+    ("GET",   "/audit?format=jsonl",                                200, P.EXPORT),
+    ("GET",   "/events",                                            200, P.AUDIT),
+    ("GET",   "/work-queue",                                        200, P.READ_MODELS),
+    ("GET",   "/activity",                                          200, P.READ_MODELS),
+    ("GET",   "/health",                                            200, None),
+    ("GET",   "/health/live",                                       200, None),
+    ("GET",   "/health/ready",                                      200, None),
+    ("GET",   "/metrics",                                           200, P.AUDIT),
+    ("GET",   "/schema",                                            200, None),
+    ("GET",   "/schema/openapi.json",                               200, None),
+    ("GET",   "/schema/swagger",                                    200, None),
+    ("GET",   "/schema/scalar",                                     200, None),
+    ("GET",   "/schema/oauth2-redirect.html",                       200, None),
+    ("GET",   "/schema/{path}",                                     404, None),
 ]
 # fmt: on
+
+
+def expected_status(role: str | None, ok: int, needs: Permission | None) -> int:
+    """What ``role`` gets from a route that needs ``needs``: the table decides."""
+    if needs is None:
+        return ok
+    if role is None:
+        return 401
+    return ok if needs in ROLE_PERMISSIONS[role] else 403
+
 
 _serial = itertools.count(1)
 
@@ -101,7 +118,7 @@ class Target:
     phone: str = ""
 
     def client(self) -> UUID:
-        self.phone = f"+4420{next(_serial):07d}"
+        self.phone = f"+44207{next(_serial):07d}"
         result = self.api.crm.app.execute(
             RegisterClient(name="Target Client", phones=(self.phone,), owner_id="mia"),
             admin_envelope(),
@@ -182,26 +199,40 @@ def _request(
     return url, body, params
 
 
-Row = tuple[str, str, int, int, int, int, int]
+Row = tuple[str, str, int, Permission | None]
 
 
 @pytest.mark.parametrize("row", MATRIX, ids=[f"{method} {route}" for method, route, *_ in MATRIX])
-def test_each_role_gets_the_status_the_spec_gives_it(api: Api, row: Row) -> None:
-    method, address, *statuses = row
+def test_each_role_gets_the_status_its_permissions_give_it(api: Api, row: Row) -> None:
+    method, address, ok, needs = row
     route, _, query = address.partition("?")
     wrong = []
-    for role, expected in zip(ROLES, statuses, strict=True):
+    for role in ROLES:
+        expected = expected_status(role, ok, needs)
         url, body, params = _request(api, method, route)
         if query:
             params.update(dict([query.split("=")]))
         api.catch_up()
         before = api.head()
-        response = api.http.request(method, url, json=body, params=params, headers=api.auth(role))
+        request: dict[str, Any] = {"json": body, "headers": api.auth(role)}
+        if route == "/imports":  # the body is a spreadsheet
+            request = {
+                "content": f"name\nImported Client {next(_serial)}\n".encode(),
+                "headers": api.auth(role, **{"Content-Type": "text/csv"}),
+            }
+        response = api.http.request(method, url, params=params, **request)
         if response.status_code != expected:
             wrong.append(f"{role}: expected {expected}, got {response.status_code} {response.text}")
             continue
         if expected >= 400 and not route.startswith("/schema"):  # litestar's docs pages
             assert_problem(response, expected)
+        if expected == 403:  # one wording, naming a permission the role lacks
+            said = re.fullmatch(
+                rf"the {role} role does not have the (\w+) permission", response.json()["detail"]
+            )
+            assert said is not None, response.json()["detail"]
+            assert role is not None
+            assert Permission(said[1]) not in ROLE_PERMISSIONS[role]
         if expected in (401, 403):
             assert api.head() == before, f"{role}: a refused request recorded events"
         if expected < 300 and method != "GET":
@@ -211,17 +242,37 @@ def test_each_role_gets_the_status_the_spec_gives_it(api: Api, row: Row) -> None
     assert not wrong, "\n".join(wrong)
 
 
+def _handlers(api: Api) -> Iterator[tuple[str, str, HTTPRouteHandler]]:
+    """(method, path, handler) of every route the app registered."""
+    for route in api.http.app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            for method in handler.http_methods:
+                if method not in ("OPTIONS", "HEAD"):
+                    yield method, route.path_format, handler
+
+
+def _public(path: str) -> bool:
+    return any(re.match(pattern, path) for pattern in PUBLIC_PATHS)
+
+
 def test_every_route_of_the_app_has_a_row(api: Api) -> None:
-    registered = {
-        (method, route.path_format)
-        for route in api.http.app.routes
-        if isinstance(route, HTTPRoute)
-        for method in route.methods
-        if method not in ("OPTIONS", "HEAD")
-    }
+    registered = {(method, path) for method, path, _ in _handlers(api)}
     in_matrix = {(method, address.partition("?")[0]) for method, address, *_ in MATRIX}
     assert registered - in_matrix == set(), "routes without a row in the role matrix"
     assert in_matrix - registered == set(), "rows for routes the app does not have"
+
+
+def test_every_route_but_the_public_ones_declares_one_permission(api: Api) -> None:
+    declared: dict[tuple[str, str], Permission | None] = {}
+    for method, path, handler in _handlers(api):
+        guards = [guard for guard in handler.guards or () if isinstance(guard, Requires)]
+        assert len(guards) == (0 if _public(path) else 1), (method, path, handler.guards)
+        declared[method, path] = guards[0].permission if guards else None
+    for method, address, _, needs in MATRIX:
+        if "?" not in address:  # a query variant needs more than its route declares
+            assert declared[method, address] == needs, (method, address)
 
 
 @pytest.mark.parametrize(
@@ -275,10 +326,10 @@ def _open_deal(crm: Crm, client_id: str) -> str:
 @pytest.fixture
 def book(product: Crm) -> Iterator[Book]:
     # Registered before any manager exists, so round-robin has nobody to give it to.
-    lead = _register(product, "Unassigned Lead", None, "+4420100001")
+    lead = _register(product, "Unassigned Lead", None, "+442071000001")
     with open_api(product) as api:
-        mine = _register(product, "Mine", "mia", "+4420100002")
-        theirs = _register(product, "Theirs", "max", "+4420100003")
+        mine = _register(product, "Mine", "mia", "+442071000002")
+        theirs = _register(product, "Theirs", "max", "+442071000003")
         task = product.app.execute(
             ScheduleFollowUp(client_id=UUID(theirs), due_at=datetime.now(UTC) + timedelta(days=1)),
             admin_envelope(),
@@ -288,11 +339,11 @@ def book(product: Crm) -> Iterator[Book]:
             lead=lead,
             mine=mine,
             theirs=theirs,
-            admins=_register(product, "Admins", "ada", "+4420100004"),
+            admins=_register(product, "Admins", "ada", "+442071000004"),
             my_deal=_open_deal(product, mine),
             their_deal=_open_deal(product, theirs),
             their_task=task,
-            their_phone="+4420100003",
+            their_phone="+442071000003",
         )
         api.catch_up()
         yield filled
