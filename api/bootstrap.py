@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from eventsourcing.sqlite import SQLiteDatastore
 
 from adapters import memory, postgres, sqlite
+from adapters.export_counts import SqlExportCounts
 from adapters.keys import HmacBlindIndex, decode_master_key, load_master_key
 from adapters.keystore import (
     BLIND_INDEX_SUBJECT,
@@ -34,6 +35,7 @@ from adapters.transcoder import OrjsonTranscoder
 from adapters.users import SqlUserDirectory
 from application.aggregate_cache import AggregateCache
 from application.app import CrmApplication
+from application.exports import Exports
 from application.pipelines import DefinePipeline
 from application.ports import EventRecorder
 from application.settings import Settings
@@ -70,6 +72,8 @@ class Crm:
     """The read models' database: the store's own (PostgreSQL, SQLite), or an
     in-memory SQLite database beside the in-memory store."""
     keys: KeyStore
+    exports: Exports
+    """Exports and bulk reads of personal data: permission, limit, record."""
     datastore: Any = None
     read_datastore: Any = None
     pools: dict[str, Any] = field(default_factory=dict)
@@ -325,6 +329,8 @@ def _build(settings: Settings, *, create: bool) -> Crm:
         key_table.create_tables()
     users = SqlUserDirectory(db)
     users.create_tables()
+    export_counts = SqlExportCounts(db)
+    export_counts.create_tables()
     keys = KeyStore(key_table, master_key)
     keys.open()
     if isinstance(recorder, postgres.PostgresEventRecorder):
@@ -349,6 +355,7 @@ def _build(settings: Settings, *, create: bool) -> Crm:
         users=users,
         db=db,
         keys=keys,
+        exports=Exports(app, export_counts, settings.export_rate_per_hour),
         datastore=datastore,
         read_datastore=read_datastore,
         pools={"commands": datastore.pool} if settings.backend == "postgresql" else {},

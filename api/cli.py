@@ -733,14 +733,14 @@ def subject_export(
 ) -> None:
     """Everything held about one client, as JSON (the export is recorded)."""
     from api.subject import export_subject
-    from application.errors import NotFound
+    from application.errors import ApplicationError
 
     client_id = _client_id(client)
     with _product() as crm:
         crm.projector().catch_up()
         try:
             document = dumps(export_subject(crm, client_id, _cli_envelope()), indent=True)
-        except NotFound as error:
+        except ApplicationError as error:  # an unknown client, the export limit
             raise _fail(error.message) from None
     if output is None:
         sys.stdout.buffer.write(document + b"\n")

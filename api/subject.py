@@ -12,7 +12,6 @@ from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from api.bootstrap import Crm
 from application.errors import NotFound
-from application.exports import RecordExport
 from domain.client import Client
 from domain.envelope import Envelope
 from projections.audit import ENVELOPE_FIELDS
@@ -66,16 +65,8 @@ def export_subject(crm: Crm, client_id: UUID, by: Envelope) -> dict[str, Any]:
     the lifecycle, the audit trail and the consent history. The export is recorded
     (``DataExported``, attributed to ``by``) before anything is returned."""
     events = client_events(crm, client_id)  # NotFound for an unknown client
-    position = crm.app.recorder.max_notification_id() or 0
-    crm.app.execute(
-        RecordExport(
-            kind="subject",
-            format="json",
-            up_to_position=position,
-            client_id=client_id,
-            filters={"client_id": str(client_id)},
-        ),
-        by,
+    position = crm.exports.export(
+        by, kind="subject", format="json", filters={"client_id": client_id}, client_id=client_id
     )
     directory = crm.model(DirectoryReadModel)
     lifecycle = crm.model(LifecycleReadModel)

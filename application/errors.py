@@ -90,3 +90,18 @@ class PermissionDenied(ApplicationError):
         super().__init__(f"the {role} role does not have the {permission} permission")
         self.role = role
         self.permission = permission
+
+
+class ExportLimitReached(ApplicationError):
+    """The user made as many exports and bulk reads of personal data as the hour
+    allows (429); ``retry_after`` seconds until the next hour begins."""
+
+    code = "export_limit"
+
+    def __init__(self, per_hour: int, retry_after: int) -> None:
+        super().__init__(
+            f"at most {per_hour} exports and bulk reads of personal data an hour; "
+            f"try again in {retry_after} s"
+        )
+        self.per_hour = per_hour
+        self.retry_after = retry_after

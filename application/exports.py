@@ -1,12 +1,36 @@
-"""Use case of the DataAccess aggregate: recording an export."""
+"""Exports: the permission they need, the limit they count against, and their
+record — one use case for every route and the command line.
+
+SPEC §5: "bulk export needs the export permission, is rate-limited, and is itself
+recorded (who exported what, when)". The limit is counted in the store
+(``ports.ExportCounts``), so every process enforces the same one and a restart does
+not reset it.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from application.access import Permission, Principal
+from application.errors import ExportLimitReached
+from application.ports import ExportCounts
 from application.unit_of_work import Outcome, UnitOfWork
 from domain.access import DataAccess
+from domain.envelope import Envelope
+
+if TYPE_CHECKING:
+    from application.app import CrmApplication
+
+WINDOW_SECONDS = 3600
+"""The limit counts per clock hour (UTC): ``export_rate_per_hour`` in each."""
+SEARCH_FILTERS = frozenset({"text"})
+"""Filters that may hold personal values (a search text may be a name): the record
+keeps only that there was one."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,3 +57,75 @@ def record_export(uow: UnitOfWork, cmd: RecordExport) -> Outcome:
             )
         )
     )
+
+
+class Exports:
+    """What every export goes through."""
+
+    def __init__(
+        self,
+        app: CrmApplication,
+        counts: ExportCounts,
+        per_hour: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.counts = counts
+        self.per_hour = per_hour
+        self.clock = clock
+
+    def export(
+        self,
+        by: Envelope,
+        *,
+        kind: str,
+        format: str,  # noqa: A002 (the event's field)
+        filters: Mapping[str, Any],
+        client_id: UUID | None = None,
+    ) -> int:
+        """A file of many records (CSV, JSON Lines) or everything held about one
+        client: refused without the ``export`` permission (``PermissionDenied``) or
+        over the limit (``ExportLimitReached``); otherwise recorded, with the filters
+        and the store's head position that say what it holds, before a byte of it
+        is sent. Returns that position."""
+        Principal(by.actor_id, by.actor_role).require(Permission.EXPORT)
+        return self._record(
+            by, kind=kind, format=format, filters=filters, client_id=client_id, up_to_position=None
+        )
+
+    def _record(
+        self,
+        by: Envelope,
+        *,
+        kind: str,
+        format: str,  # noqa: A002
+        filters: Mapping[str, Any],
+        client_id: UUID | None,
+        up_to_position: int | None,
+    ) -> int:
+        """Take one from the limit, then record; the position recorded."""
+        self._take(by.actor_id)
+        if up_to_position is None:
+            up_to_position = self.app.recorder.max_notification_id() or 0
+        command = RecordExport(
+            kind=kind,
+            format=format,
+            up_to_position=up_to_position,
+            filters={
+                name: "(text)" if name in SEARCH_FILTERS else str(value)
+                for name, value in filters.items()
+                if value is not None
+            },
+            client_id=client_id,
+        )
+        self.app.execute(command, by)
+        return up_to_position
+
+    def _take(self, user_id: str) -> None:
+        """Count one export for the user in this hour, or refuse: at most
+        ``per_hour`` in each clock hour."""
+        now = self.clock()
+        window = int(now // WINDOW_SECONDS) * WINDOW_SECONDS
+        if not self.counts.take(user_id, window, self.per_hour):
+            retry_after = max(1, math.ceil(window + WINDOW_SECONDS - now))
+            raise ExportLimitReached(self.per_hour, retry_after)

@@ -102,6 +102,18 @@ class Staff(Protocol):
         ...
 
 
+class ExportCounts(Protocol):
+    """How many exports and bulk reads of personal data each user made in each
+    window of time, kept where every process of the product sees the same counts
+    (and a restart does not forget them)."""
+
+    def take(self, user_id: str, window_start: int, most: int) -> bool:
+        """Count one more for ``user_id`` in the window beginning at ``window_start``
+        (seconds since the epoch), unless ``most`` are counted there already; whether
+        it was counted. Atomic: takers at once, in any process, never pass ``most``."""
+        ...
+
+
 @dataclass(frozen=True)
 class UserRecord:
     user_id: str

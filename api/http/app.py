@@ -36,7 +36,7 @@ from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, pinned_reads, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
 from api.http.reads import ReadRoutes
-from api.http.support import ExportLimiter, OrjsonResponse
+from api.http.support import OrjsonResponse
 from api.logs import configure_logging
 from application.settings import Settings
 
@@ -171,7 +171,6 @@ def create_app(crm: Crm | None = None) -> Litestar:
             {
                 "crm": product,
                 "reads": threaded,
-                "exports": ExportLimiter(product.settings.export_rate_per_hour),
                 "metrics": projection_registry(product),
             }
         ),

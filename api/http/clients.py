@@ -36,7 +36,6 @@ from api.http.support import (
 from api.subject import client_events, export_subject
 from application import clients
 from application.access import Permission
-from application.exports import RecordExport
 from domain.lifecycle import Stage
 from projections.directory import ClientCard
 
@@ -398,23 +397,8 @@ class ClientRoutes(Controller):
     def _export_csv(
         self, request: Request[Any, Any, Any], filters: dict[str, Any]
     ) -> Response[Any]:
-        user = principal(request)
-        user.require(Permission.EXPORT)
-        crm = crm_of(request)
-        request.app.state["exports"].take(user.user_id)
-        crm.app.execute(
-            RecordExport(
-                kind="clients",
-                format="csv",
-                # a search text may be a name: the record keeps only that there was one
-                filters={
-                    k: "(text)" if k == "text" else str(v)
-                    for k, v in filters.items()
-                    if v is not None
-                },
-                up_to_position=crm.app.recorder.max_notification_id() or 0,
-            ),
-            envelope(request),
+        crm_of(request).exports.export(
+            envelope(request), kind="clients", format="csv", filters=filters
         )
         directory = _directory(request)
 

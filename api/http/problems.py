@@ -22,6 +22,7 @@ from application.errors import (
     ApplicationError,
     ConcurrencyConflict,
     DuplicateContact,
+    ExportLimitReached,
     IdempotencyKeyReused,
     NotFound,
     PermissionDenied,
@@ -84,6 +85,7 @@ _STATUS: dict[type[ApplicationError], int] = {
     IdempotencyKeyReused: 422,
     UnknownUser: 422,
     PermissionDenied: 403,
+    ExportLimitReached: 429,
 }
 
 
@@ -99,7 +101,12 @@ def application_error(request: Request[Any, Any, Any], error: ApplicationError) 
         if isinstance(error, UnknownUser)
         else None
     )
-    return problem(request, status, error.message, code=error.code, errors=errors, **extra)
+    headers = None
+    if isinstance(error, ExportLimitReached):
+        headers = {"Retry-After": str(error.retry_after)}
+    return problem(
+        request, status, error.message, code=error.code, errors=errors, headers=headers, **extra
+    )
 
 
 def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:

@@ -32,7 +32,6 @@ from api.http.support import (
 )
 from api.subject import event_out
 from application.access import Permission
-from application.exports import RecordExport
 from domain.pipeline import pipeline_id as pipeline_named
 
 
@@ -209,19 +208,8 @@ def _audit_export(
     format: str,  # noqa: A002
 ) -> Stream:
     """Every matching audit entry as CSV or JSON Lines, the export recorded first."""
-    user = principal(request)
-    user.require(Permission.EXPORT)
-    request.app.state["exports"].take(user.user_id)
     crm = crm_of(request)
-    crm.app.execute(
-        RecordExport(
-            kind="audit",
-            format=format,
-            filters={k: str(v) for k, v in filters.items() if v is not None},
-            up_to_position=crm.app.recorder.max_notification_id() or 0,
-        ),
-        envelope(request),
-    )
+    crm.exports.export(envelope(request), kind="audit", format=format, filters=filters)
     model = crm.model(AuditReadModel)
     rows = model.export_csv(**filters) if format == "csv" else model.export_jsonl(**filters)
     media = "text/csv; charset=utf-8" if format == "csv" else "application/jsonl"

@@ -1,13 +1,11 @@
 """What every route shares: the envelope of a request, idempotency keys, ETags,
-read-your-writes, export limits, and JSON rendering with orjson."""
+read-your-writes, and JSON rendering with orjson."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -198,27 +196,3 @@ async def reach_position(request: Request[Any, Any, Any], min_position: int | No
         if pause is not None:
             await asyncio.sleep(pause)
     raise _behind(min_position)
-
-
-class ExportLimiter:
-    """At most ``per_hour`` bulk exports per user in any hour (a sliding window)."""
-
-    def __init__(self, per_hour: int) -> None:
-        self.per_hour = per_hour
-        self._lock = threading.Lock()
-        self._recent: dict[str, deque[float]] = defaultdict(deque)
-
-    def take(self, user_id: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            recent = self._recent[user_id]
-            while recent and recent[0] <= now - 3600:
-                recent.popleft()
-            if len(recent) >= self.per_hour:
-                retry = int(recent[0] + 3600 - now) + 1
-                raise HTTPException(
-                    status_code=429,
-                    detail=f"at most {self.per_hour} exports an hour; try again later",
-                    headers={"Retry-After": str(retry)},
-                )
-            recent.append(now)
