@@ -621,10 +621,13 @@ def audit_show(
     actor: Annotated[str | None, typer.Option(help="Who acted.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
 ) -> None:
-    """A client's (or an actor's) audit trail: who changed which field, when, how."""
+    """A client's (or an actor's) audit trail: who changed which field, when, how.
+    Showing personal values counts against the export limit and is recorded."""
     from uuid import UUID
 
     from adapters.read_models.audit import AuditReadModel
+    from api.disclosure import entry_holds_personal
+    from application.errors import ApplicationError
 
     try:
         client_id = UUID(client) if client else None
@@ -634,6 +637,17 @@ def audit_show(
         crm.projector(["audit"]).catch_up()
         model = crm.model(AuditReadModel)
         page = model.page(client_id=client_id, actor_id=actor, limit=limit)
+        try:
+            crm.exports.disclose(
+                _cli_envelope(),
+                personal=any(map(entry_holds_personal, page.entries)),
+                kind="audit",
+                format="table",
+                filters={"client_id": client_id, "actor_id": actor, "limit": limit},
+                up_to_position=page.entries[-1].position if page.entries else None,
+            )
+        except ApplicationError as error:
+            raise _fail(error.message) from None
         table = Table(title="Audit trail")
         for column in ("pos", "occurred", "who", "source", "event", "field", "old", "new"):
             table.add_column(column, overflow="fold")

@@ -1,10 +1,12 @@
-"""Exports: the permission they need, the limit they count against, and their
-record — one use case for every route and the command line.
+"""Exports and bulk reads of personal data: the permission each needs, the limit they
+count against, and their record — one use case for every route and the command line.
 
 SPEC §5: "bulk export needs the export permission, is rate-limited, and is itself
-recorded (who exported what, when)". The limit is counted in the store
-(``ports.ExportCounts``), so every process enforces the same one and a restart does
-not reset it.
+recorded (who exported what, when)". §8: "Bulk reads of personal values (feed,
+directory pages, audit pages, history) need ``read_personal``, count against the
+export limit and are recorded as ``DataExported``; without it, personal fields are
+absent". The limit is counted in the store (``ports.ExportCounts``), so every
+process enforces the same one and a restart does not reset it.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def record_export(uow: UnitOfWork, cmd: RecordExport) -> Outcome:
 
 
 class Exports:
-    """What every export goes through."""
+    """What every export and every bulk read of personal values goes through."""
 
     def __init__(
         self,
@@ -92,6 +94,38 @@ class Exports:
         return self._record(
             by, kind=kind, format=format, filters=filters, client_id=client_id, up_to_position=None
         )
+
+    def disclose(
+        self,
+        by: Envelope,
+        *,
+        personal: bool,
+        kind: str,
+        filters: Mapping[str, Any],
+        up_to_position: int | None = None,
+        client_id: UUID | None = None,
+        format: str = "json",  # noqa: A002
+    ) -> bool:
+        """Whether a read of many records — a page of the feed, of the directory or of
+        the audit trail, a client's history — may carry personal values to ``by``.
+
+        Without ``read_personal``: no, and nothing is recorded (the caller leaves the
+        personal fields out). With it: yes; and a read that carries any
+        (``personal``) is first counted against the export limit
+        (``ExportLimitReached`` when over) and recorded as ``DataExported`` with its
+        filters and the last position it covers (``None``: the store's head)."""
+        if not Principal(by.actor_id, by.actor_role).may(Permission.READ_PERSONAL):
+            return False
+        if personal:
+            self._record(
+                by,
+                kind=kind,
+                format=format,
+                filters=filters,
+                client_id=client_id,
+                up_to_position=up_to_position,
+            )
+        return True
 
     def _record(
         self,

@@ -65,8 +65,9 @@ class Settings(BaseModel):
     """``/health/ready`` and ``crm health --ready`` fail while the read models are
     more than this many events behind the store."""
     export_rate_per_hour: int = Field(default=30, ge=1, le=10_000)
-    """Exports (audit trail, client list, a subject's data) a user may make in each
-    clock hour, counted in the store for every process."""
+    """Exports (audit trail, client list, a subject's data) and bulk reads of personal
+    values (pages of the feed, the directory and the audit trail; histories) a user
+    may make in each clock hour, counted in the store for every process."""
     master_key: str | None = None
     """Base64 of 32 random bytes; protects the keys that protect personal data."""
     key_file: str = "crm.key"

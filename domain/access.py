@@ -1,8 +1,10 @@
 """Records of reading personal data in bulk or about one subject.
 
 SPEC §5: "bulk export needs the export permission, is rate-limited, and is itself
-recorded (who exported what, when)". Each export is a record of its own, so
-concurrent exports never contend for one aggregate.
+recorded (who exported what, when)"; §8: bulk reads of personal values (feed,
+directory pages, audit pages, history) "are recorded as ``DataExported``". Each
+export is a record of its own, so concurrent exports never contend for one
+aggregate.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from uuid import UUID, uuid4
 from domain.base import CrmAggregate
 from domain.errors import InvalidValue
 
-ExportKind = Literal["audit", "clients", "subject"]
+ExportKind = Literal["audit", "clients", "events", "history", "subject"]
+"""What was read: the audit trail, the client directory, the event feed, one
+client's events, or everything held about one client."""
 EXPORT_KINDS: tuple[str, ...] = get_args(ExportKind)
+ABOUT_ONE_CLIENT = frozenset({"history", "subject"})
+"""Kinds that read about one client, whom the record names."""
 
 
 class DataAccess(CrmAggregate):
@@ -59,8 +65,11 @@ class DataAccess(CrmAggregate):
         held (the same query at that position gives the same rows)."""
         if kind not in EXPORT_KINDS:
             raise InvalidValue(f"unknown export kind {kind!r}", field="kind")
-        if (kind == "subject") != (client_id is not None):
-            raise InvalidValue("a subject export names its subject, and only it", field="kind")
+        if (kind in ABOUT_ONE_CLIENT) != (client_id is not None):
+            raise InvalidValue(
+                "an export about one client (history, subject) names that client, and only it",
+                field="kind",
+            )
         return cls._create(
             cls.DataExported,
             id=uuid4(),

@@ -19,6 +19,7 @@ from litestar.response import Stream
 
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
+from api.disclosure import CARD_FIELDS, holds_personal, redact, redact_event
 from api.http import schemas
 from api.http.auth import requires
 from api.http.support import (
@@ -36,7 +37,9 @@ from api.http.support import (
 from api.subject import client_events, export_subject
 from application import clients
 from application.access import Permission
+from domain.client import Client
 from domain.lifecycle import Stage
+from domain.values import personal_fields
 from projections.directory import ClientCard
 
 Limit = Parameter(default=50, ge=1, le=500)
@@ -64,6 +67,15 @@ def _card_body(card: ClientCard, stage: Stage | None) -> dict[str, Any]:
     body["id"] = body.pop("client_id")
     body["stage"] = stage.value if stage else None
     return body
+
+
+def _single_card(
+    request: Request[Any, Any, Any], card: ClientCard, stage: Stage | None
+) -> dict[str, Any]:
+    """One card as sent: with its personal values to a caller with read_personal
+    (unrecorded: one card is not a bulk read), without them to the others."""
+    disclose = principal(request).may(Permission.READ_PERSONAL)
+    return redact(_card_body(card, stage), CARD_FIELDS, disclose=disclose)
 
 
 def _visible(
@@ -370,10 +382,15 @@ class ClientRoutes(Controller):
         min_position: int | None = MinPosition,
     ) -> Response[Any]:
         """The client directory, newest first, with filters and cursor pagination.
+        Personal values only with the read_personal permission (a page holding some is
+        counted against the export limit and recorded; without it they are left out
+        and named in `redacted`, and `q`, which searches them, is refused).
         `format=csv` exports every matching card (export permission; recorded)."""
         crm = crm_of(request)
-        wait_for_position(crm, min_position)
         user = principal(request)
+        if q is not None:  # a text search reads names, phones and emails
+            user.require(Permission.READ_PERSONAL)
+        wait_for_position(crm, min_position)
         filters: dict[str, Any] = {
             "stage": stage,
             "owner_id": owner_id,
@@ -392,7 +409,14 @@ class ClientRoutes(Controller):
         cards = [
             _card_body(card, stage) for card, stage in zip(page.cards, page.stages, strict=True)
         ]
-        return Response({"items": cards, "next_cursor": page.next_cursor})
+        disclose = crm.exports.disclose(
+            envelope(request),
+            personal=any(holds_personal(card, CARD_FIELDS) for card in cards),
+            kind="clients",
+            filters={**filters, "cursor": cursor, "limit": limit},
+        )
+        items = [redact(card, CARD_FIELDS, disclose=disclose) for card in cards]
+        return Response({"items": items, "next_cursor": page.next_cursor})
 
     def _export_csv(
         self, request: Request[Any, Any, Any], filters: dict[str, Any]
@@ -443,7 +467,7 @@ class ClientRoutes(Controller):
         if staged is None or not principal(request).sees(staged[0].owner_id):
             raise NotFoundException("no client holds that phone or email")
         card, stage = staged
-        return Response(_card_body(card, stage), headers={"ETag": etag(card.version)})
+        return Response(_single_card(request, card, stage), headers={"ETag": etag(card.version)})
 
     # Keyed reads run on the event loop (``Crm.reads``): no worker thread per request.
 
@@ -460,7 +484,7 @@ class ClientRoutes(Controller):
         staged = await reads_of(request).run(query)
         card = _visible(request, client_id, staged[0] if staged else None)
         stage = staged[1] if staged else None
-        return Response(_card_body(card, stage), headers={"ETag": etag(card.version)})
+        return Response(_single_card(request, card, stage), headers={"ETag": etag(card.version)})
 
     @get("/{client_id:uuid}/lifecycle", guards=[requires(Permission.READ_MODELS)])
     async def lifecycle(
@@ -482,17 +506,35 @@ class ClientRoutes(Controller):
 
     @get(
         "/{client_id:uuid}/history",
-        guards=[requires(Permission.READ_PERSONAL)],
+        guards=[requires(Permission.READ_MODELS)],
         sync_to_thread=True,
     )
     def history(
         self, request: Request[Any, Any, Any], client_id: FromPath[UUID]
     ) -> list[dict[str, Any]]:
-        """Every event of the client, with its envelope, oldest first."""
-        events = client_events(crm_of(request), client_id)
+        """Every event of the client, with its envelope, oldest first. Personal values
+        only with the read_personal permission (then counted against the export limit
+        and recorded); without it they are left out and named in `redacted`."""
+        crm = crm_of(request)
+        events = client_events(crm, client_id)
         if principal(request).own_records_only:
             _visible_card(request, client_id)
-        return events
+        # A client's stream holds the client's events only, nested in ``Client``.
+        classes = [getattr(Client, event["event_type"]) for event in events]
+        disclose = crm.exports.disclose(
+            envelope(request),
+            personal=any(
+                holds_personal(event["payload"], personal_fields(cls))
+                for event, cls in zip(events, classes, strict=True)
+            ),
+            kind="history",
+            filters={"client_id": client_id},
+            client_id=client_id,
+        )
+        return [
+            redact_event(event, cls, disclose=disclose)
+            for event, cls in zip(events, classes, strict=True)
+        ]
 
     @get("/{client_id:uuid}/export", guards=[requires(Permission.EXPORT)], sync_to_thread=True)
     def export(self, request: Request[Any, Any, Any], client_id: FromPath[UUID]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
 
 from adapters.read_models.deals import DealsReadModel
+from api.disclosure import DEAL_FIELDS, redact
 from api.http import schemas
 from api.http.auth import requires
 from api.http.support import (
@@ -131,8 +132,9 @@ class DealRoutes(Controller):
         request: Request[Any, Any, Any],
         deal_id: FromPath[UUID],
         min_position: int | None = MinPosition,
-    ) -> Response[schemas.DealOut]:
-        """The deal as it stands; the `ETag` is its version."""
+    ) -> Response[dict[str, Any]]:
+        """The deal as it stands; the `ETag` is its version. Its title, personal data,
+        only with the read_personal permission (else left out, named in `redacted`)."""
         wait_for_position(crm_of(request), min_position)
         deal = _deals(request).card(deal_id)
         if deal is None or not principal(request).sees(deal.owner_id):
@@ -151,7 +153,9 @@ class DealRoutes(Controller):
             updated_at=deal.updated_at,
             version=deal.version,
         )
-        return Response(body, headers={"ETag": etag(deal.version)})
+        disclose = principal(request).may(Permission.READ_PERSONAL)
+        sent = redact(body.model_dump(), DEAL_FIELDS, disclose=disclose)
+        return Response(sent, headers={"ETag": etag(deal.version)})
 
 
 class PipelineRoutes(Controller):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from adapters.read_models.audit import AuditFilter, AuditReadModel
 from adapters.read_models.funnel import FunnelReadModel
 from adapters.read_models.kpis import KpiQueries, stage_counts_query
 from adapters.read_models.work_queue import WorkQueueReadModel
+from api.disclosure import audit_item, entry_holds_personal, event_holds_personal, event_item
 from api.http import schemas
 from api.http.auth import requires
 from api.http.support import (
@@ -30,7 +32,6 @@ from api.http.support import (
     reads_of,
     wait_for_position,
 )
-from api.subject import event_out
 from application.access import Permission
 from domain.pipeline import pipeline_id as pipeline_named
 
@@ -109,7 +110,7 @@ class ReadRoutes(Controller):
         at = _now_or(as_of)
         return {"as_of": at, **KpiQueries(crm.db).values(at, owner_id=owner)}
 
-    @get("/audit", guards=[requires(Permission.EXPORT)])
+    @get("/audit", guards=[requires(Permission.AUDIT)])
     async def audit(
         self,
         request: Request[Any, Any, Any],
@@ -125,8 +126,11 @@ class ReadRoutes(Controller):
         min_position: int | None = MinPosition,
     ) -> Response[Any]:
         """The audit trail: one entry per changed field (old and new value) and one per
-        other event, with who, in what role, from where, when. `format=csv|jsonl`
-        exports every matching entry (export permission; rate-limited; recorded)."""
+        other event, with who, in what role, from where, when. Personal values only
+        with the read_personal permission (a page holding some is counted against the
+        export limit and recorded; without it they are left out and named in
+        `withheld`). `format=csv|jsonl` exports every matching entry (export
+        permission; rate-limited; recorded)."""
         await reach_position(request, min_position)
         model = crm_of(request).model(AuditReadModel)
         filters: dict[str, Any] = {
@@ -144,7 +148,18 @@ class ReadRoutes(Controller):
         except ValueError as error:
             raise ClientException(str(error)) from None
         page = await reads_of(request).run(query)
-        return Response({"items": page.entries, "next_cursor": page.next_cursor})
+        disclose = await anyio.to_thread.run_sync(
+            partial(
+                crm_of(request).exports.disclose,
+                envelope(request),
+                personal=any(map(entry_holds_personal, page.entries)),
+                kind="audit",
+                filters={**filters, "cursor": cursor, "limit": limit},
+                up_to_position=page.entries[-1].position if page.entries else None,
+            )
+        )
+        items = [audit_item(entry, disclose=disclose) for entry in page.entries]
+        return Response({"items": items, "next_cursor": page.next_cursor})
 
     @get("/events", guards=[requires(Permission.AUDIT)], sync_to_thread=True)
     def events(
@@ -156,16 +171,24 @@ class ReadRoutes(Controller):
         limit: int = Parameter(default=100, ge=1, le=1000),
     ) -> dict[str, Any]:
         """The event feed, in position order, with each event's envelope; follow it with
-        `after` = the previous page's `next_after`."""
+        `after` = the previous page's `next_after`. Personal values only with the
+        read_personal permission (a page holding some is counted against the export
+        limit and recorded); without it they are left out and named in `redacted`."""
         crm = crm_of(request)
         notifications = crm.app.recorder.select_notifications(
             start=after, limit=limit, inclusive_of_start=False
         )
-        items = [
-            {"position": n.id, **event_out(crm.app.mapper.to_domain_event(n))}
-            for n in notifications
-        ]
-        return {"items": items, "next_after": items[-1]["position"] if items else after}
+        events = [(n.id, crm.app.mapper.to_domain_event(n)) for n in notifications]
+        last = events[-1][0] if events else after
+        disclose = crm.exports.disclose(
+            envelope(request),
+            personal=any(event_holds_personal(event) for _, event in events),
+            kind="events",
+            filters={"after": after, "limit": limit},
+            up_to_position=last,
+        )
+        items = [event_item(event, disclose=disclose, position=p) for p, event in events]
+        return {"items": items, "next_after": last}
 
     @get("/work-queue", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def work_queue(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.read_models.audit import AuditReadModel
 from api.http import support
 from tests.conftest import fresh_product
 from tests.e2e.conftest import PROBLEM, Api, assert_problem, open_api
@@ -103,7 +105,7 @@ def test_concurrent_retries_with_one_key_record_once(api: Api, round_: int) -> N
     for answers, status in ((registrations, 201), (contacts, 200)):
         assert [a.status_code for a in answers] == [status] * 8, [a.text for a in answers]
         assert len({a.text for a in answers}) == 1
-    feed = api.http.get("/events", params={"after": before}, headers=api.auth("admin")).json()
+    feed = api.http.get("/events", params={"after": before}, headers=api.auth("service")).json()
     types = [e["event_type"] for e in feed["items"]]
     assert types.count("ClientRegistered") == 1
     assert types.count("ContactMade") == 1
@@ -244,13 +246,22 @@ def test_a_given_correlation_id_is_echoed_and_stamped_on_the_events(api: Api) ->
     )
     assert contact.headers["x-correlation-id"] == "req-43"
 
-    history = api.http.get(f"/clients/{client}/history", headers=api.auth("admin")).json()
+    history = api.http.get(
+        f"/clients/{client}/history", headers=api.auth("admin", **{"X-Correlation-ID": "req-44"})
+    ).json()
     ids = {e["event_type"]: e["correlation_id"] for e in history}
     assert ids["ClientRegistered"] == "req-42.a"
     assert ids["ContactMade"] == "req-43"
     api.catch_up()
     trail = api.http.get("/audit", params={"client_id": client}, headers=api.auth("admin")).json()
-    assert {e["correlation_id"] for e in trail["items"]} == {"req-42.a", "req-43"}
+    ids = {e["event_type"]: e["correlation_id"] for e in trail["items"]}
+    # reading the history, personal data, is recorded under the reading request's id
+    assert ids == {
+        "ClientRegistered": "req-42.a",
+        "OwnerAssigned": "req-42.a",
+        "ContactMade": "req-43",
+        "DataExported": "req-44",
+    }
 
 
 @pytest.mark.parametrize(
@@ -367,9 +378,11 @@ def limited(tmp_path: Path) -> Iterator[Api]:
 
 
 def _exports(api: Api) -> list[dict[str, Any]]:
+    """The recorded exports, read beside the API (a read of the trail through it would
+    be one more)."""
     api.catch_up()
-    trail = api.http.get("/audit", params={"limit": 500}, headers=api.auth("admin")).json()
-    return [e for e in trail["items"] if e["event_type"] == "DataExported"]
+    trail = api.crm.model(AuditReadModel).page(limit=500).entries
+    return [asdict(e) for e in trail if e.event_type == "DataExported"]
 
 
 @pytest.mark.parametrize(
@@ -402,7 +415,7 @@ def test_a_subject_export_is_recorded_against_its_client(limited: Api) -> None:
     response = limited.http.get(f"/clients/{client}/export", headers=limited.auth("auditor"))
     assert response.status_code == 200, response.text
     recorded = _exports(limited)
-    assert [(e["actor_id"], e["client_id"]) for e in recorded] == [("aud", client)]
+    assert [(e["actor_id"], str(e["client_id"])) for e in recorded] == [("aud", client)]
 
 
 def test_bulk_exports_over_the_hourly_rate_are_a_429_with_retry_after(limited: Api) -> None:
@@ -420,11 +433,3 @@ def test_bulk_exports_over_the_hourly_rate_are_a_429_with_retry_after(limited: A
     assert limited.head() == head, "a refused export was recorded"
     # the rate is per user: the admin has exports left
     assert limited.http.get("/audit?format=csv", headers=limited.auth("admin")).status_code == 200
-
-
-def test_paging_the_audit_trail_is_not_an_export(limited: Api) -> None:
-    limited.catch_up()
-    for _ in range(5):
-        page = limited.http.get("/audit", headers=limited.auth("auditor"))
-        assert page.status_code == 200
-    assert _exports(limited) == []

@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from application.access import OWNER_ROLES, ROLE_PERMISSIONS, ROLES, Permission, Principal
 from application.errors import NotFound, PermissionDenied
+
+README = Path(__file__).parents[2] / "README.md"
+_HEADER = re.compile(r"^\s*\| permission \|(?P<roles>.*)\| allows \|$")
+_ROW = re.compile(r"^\s*\| `(?P<permission>\w+)` \|(?P<marks>.*?)\|(?P<allows>[^|]*)\|$")
+
+
+def _readme_table() -> dict[str, frozenset[Permission]]:
+    """The role matrix shown in the README, as role -> permissions."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if _HEADER.match(line))
+    header = _HEADER.match(lines[start])
+    assert header is not None
+    roles = [role.strip() for role in header["roles"].split("|")]
+    granted: dict[str, set[Permission]] = {role: set() for role in roles}
+    for line in lines[start + 2 :]:
+        row = _ROW.match(line.replace("\\|", "/"))
+        if row is None:
+            break
+        marks = [mark.strip() for mark in row["marks"].split("|")]
+        assert len(marks) == len(roles), line
+        for role, mark in zip(roles, marks, strict=True):
+            assert mark in ("✓", ""), line
+            if mark:
+                granted[role].add(Permission(row["permission"]))
+    return {role: frozenset(permissions) for role, permissions in granted.items()}
+
+
+def test_the_readme_shows_the_permission_table_the_code_enforces() -> None:
+    assert _readme_table() == dict(ROLE_PERMISSIONS)
 
 
 def test_every_role_a_user_may_have_has_a_row_and_only_managers_and_admins_own() -> None:
