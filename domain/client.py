@@ -42,8 +42,14 @@ ASSIGNMENT_REASONS: tuple[str, ...] = get_args(AssignmentReason)
 
 FieldValue = str | tuple[str, ...] | None
 """A profile field's value: text, a list of contact points, or absent."""
+AttributeChanges = dict[str, str | None]
+"""Attributes as a details change records them: each changed key with its value, or
+``None`` where the attribute is absent (added, or removed)."""
+ChangedValue = str | tuple[str, ...] | AttributeChanges | None
+"""A value in a details change: a profile field's, or the changed attributes'."""
 
 PROFILE_FIELDS = ("name", "kind", "company", "address", "channel", "phones", "emails")
+ATTRIBUTES = "attributes"
 ATTRIBUTE_PREFIX = "attributes."
 MAX_ATTRIBUTES = 100
 MAX_FOLLOW_UP_HORIZON = timedelta(days=50 * 365)
@@ -80,19 +86,46 @@ class Client(CrmAggregate):
         phones: PersonalTexts
         emails: PersonalTexts
         address: PersonalOptionalText
-        channel: str | None
+        channel: PersonalOptionalText
+        """How the client came (free text): personal, as anything typed about them is."""
         attributes: Annotated[dict[str, str], PERSONAL]
+        """Keys and values alike: a key can say as much as its value (``diagnosis_x``)."""
         owner_id: str | None
 
     class ClientDetailsChanged(Event):
+        """``fields`` names the changed profile fields, in clear; ``attributes`` stands
+        for every attribute changed, whose keys are only in ``old`` and ``new``
+        (``{"attributes": {"vip": "yes"}}``): the keys are personal data too."""
+
+        class_version = 2
         fields: tuple[str, ...]
-        old: Annotated[dict[str, FieldValue], PERSONAL]
-        new: Annotated[dict[str, FieldValue], PERSONAL]
+        old: Annotated[dict[str, ChangedValue], PERSONAL]
+        new: Annotated[dict[str, ChangedValue], PERSONAL]
 
         def apply(self, aggregate: Client) -> None:
             for name in self.fields:
                 if name in self.new:  # not, once erased: the new values read as {}
                     aggregate._set_field(name, self.new[name])
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 named each changed attribute as a field of its own
+            (``attributes.vip``), in clear."""
+            state["fields"] = list(
+                dict.fromkeys(
+                    ATTRIBUTES if name.startswith(ATTRIBUTE_PREFIX) else name
+                    for name in state["fields"]
+                )
+            )
+            for side in ("old", "new"):
+                values = state[side]
+                changed = {
+                    name.removeprefix(ATTRIBUTE_PREFIX): values.pop(name)
+                    for name in list(values)
+                    if name.startswith(ATTRIBUTE_PREFIX)
+                }
+                if changed:
+                    values[ATTRIBUTES] = changed
 
     class ContactMade(Event):
         channel: str
@@ -278,27 +311,35 @@ class Client(CrmAggregate):
         value. Fields whose value does not change are left out; no change, no event.
 
         ``patch`` keys are ``name``, ``kind``, ``company``, ``address``, ``channel``,
-        ``phones``, ``emails`` or ``attributes.<key>`` (``None`` removes an attribute).
+        ``phones``, ``emails`` or ``attributes.<key>`` (``None`` removes an attribute);
+        the changed attributes are recorded together as the field ``attributes``.
         """
         self._check_live()
-        new_values: dict[str, FieldValue] = {}
+        old: dict[str, ChangedValue] = {}
+        new: dict[str, ChangedValue] = {}
+        old_attributes: AttributeChanges = {}
+        new_attributes: AttributeChanges = {}
         for name, raw in patch.items():
             value = self._normalise_field(name, raw)
-            if value != self._get_field(name):
-                new_values[name] = value
-        if len(self._attribute_keys_after(new_values)) > MAX_ATTRIBUTES:
+            if name.startswith(ATTRIBUTE_PREFIX):
+                key = name.removeprefix(ATTRIBUTE_PREFIX)
+                if value != self.attributes.get(key):
+                    assert not isinstance(value, tuple)
+                    old_attributes[key] = self.attributes.get(key)
+                    new_attributes[key] = value
+                    # the field takes its place in the order of the first attribute changed
+                    old.setdefault(ATTRIBUTES, old_attributes)
+                    new.setdefault(ATTRIBUTES, new_attributes)
+            elif value != getattr(self, name):
+                old[name] = getattr(self, name)
+                new[name] = value
+        if len(self._attribute_keys_after(new_attributes)) > MAX_ATTRIBUTES:
             raise InvalidValue(
                 f"a client has at most {MAX_ATTRIBUTES} attributes", field="attributes"
             )
-        if not new_values:
+        if not new:
             return
-        fields = tuple(new_values)
-        self.trigger_event(
-            self.ClientDetailsChanged,
-            fields=fields,
-            old={name: self._get_field(name) for name in fields},
-            new=new_values,
-        )
+        self.trigger_event(self.ClientDetailsChanged, fields=tuple(new), old=old, new=new)
 
     def record_contact(
         self,
@@ -562,32 +603,24 @@ class Client(CrmAggregate):
             return raw
         return _optional_line(raw, field=name)
 
-    def _get_field(self, name: str) -> FieldValue:
-        if name.startswith(ATTRIBUTE_PREFIX):
-            return self.attributes.get(name.removeprefix(ATTRIBUTE_PREFIX))
-        value: FieldValue = getattr(self, name)
-        return value
-
-    def _set_field(self, name: str, value: FieldValue) -> None:
-        if name.startswith(ATTRIBUTE_PREFIX):
-            key = name.removeprefix(ATTRIBUTE_PREFIX)
-            if value is None:
-                self.attributes.pop(key, None)
-            else:
-                assert isinstance(value, str)
-                self.attributes[key] = value
+    def _set_field(self, name: str, value: ChangedValue) -> None:
+        if name == ATTRIBUTES:
+            assert isinstance(value, dict)
+            for key, attribute in value.items():
+                if attribute is None:
+                    self.attributes.pop(key, None)
+                else:
+                    self.attributes[key] = attribute
         else:
             setattr(self, name, value)
 
-    def _attribute_keys_after(self, new_values: Mapping[str, FieldValue]) -> set[str]:
+    def _attribute_keys_after(self, changes: AttributeChanges) -> set[str]:
         keys = set(self.attributes)
-        for name, value in new_values.items():
-            if name.startswith(ATTRIBUTE_PREFIX):
-                key = name.removeprefix(ATTRIBUTE_PREFIX)
-                if value is None:
-                    keys.discard(key)
-                else:
-                    keys.add(key)
+        for key, value in changes.items():
+            if value is None:
+                keys.discard(key)
+            else:
+                keys.add(key)
         return keys
 
     def _forget_personal_data(self) -> None:
@@ -596,6 +629,7 @@ class Client(CrmAggregate):
         self.phones = ()
         self.emails = ()
         self.address = None
+        self.channel = None
         self.attributes = {}
 
 

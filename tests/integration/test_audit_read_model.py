@@ -454,7 +454,7 @@ def test_injection_strings_are_stored_and_returned_verbatim(history: History) ->
         (10, 1, "ClientRegistered", actor, "kind", None, "person"),
         (10, 2, "ClientRegistered", actor, "company", None, SCRIPT),
         (10, 3, "ClientRegistered", actor, "owner_id", None, "maria"),
-        (10, 4, "ClientRegistered", actor, "attributes.note", None, "' OR '1'='1"),
+        (10, 4, "ClientRegistered", actor, "attributes", None, """{"note":"' OR '1'='1"}"""),
         (11, 0, "DealOpened", actor, "title", None, SCRIPT),
         (11, 1, "DealOpened", actor, "amount", None, "1"),
         (11, 2, "DealOpened", actor, "currency", None, "EUR"),

@@ -200,12 +200,49 @@ def test_an_attribute_can_be_set_changed_and_removed() -> None:
 
     client.change_details({"attributes.vip": "yes", "attributes.size": "L"})
     assert client.attributes == {"size": "L", "vip": "yes"}
-    assert last_event(client).old == {"attributes.vip": None, "attributes.size": "M"}
+    assert last_event(client).old == {"attributes": {"vip": None, "size": "M"}}
 
     client.change_details({"attributes.vip": None})
     assert client.attributes == {"size": "L"}
-    assert last_event(client).fields == ("attributes.vip",)
-    assert last_event(client).new == {"attributes.vip": None}
+    assert last_event(client).new == {"attributes": {"vip": None}}
+
+
+def test_changed_attributes_are_one_field_whose_keys_are_kept_only_with_the_values() -> None:
+    client = register(attributes={"size": "M"})
+
+    client.change_details(
+        {"name": "Anna Weber", "attributes.vip": "yes", "company": "X", "attributes.size": "L"}
+    )
+
+    event = last_event(client)
+    assert event.fields == ("name", "attributes", "company")  # no key in clear
+    assert event.old == {
+        "name": "Anna Schmidt",
+        "attributes": {"vip": None, "size": "M"},
+        "company": None,
+    }
+    assert event.new == {
+        "name": "Anna Weber",
+        "attributes": {"vip": "yes", "size": "L"},
+        "company": "X",
+    }
+
+
+def test_a_details_change_of_the_first_version_reads_as_the_second() -> None:
+    """Version 1 named each attribute as a field (``attributes.vip``), in clear."""
+    state = {
+        "fields": ["attributes.vip", "name", "attributes.size"],
+        "old": {"attributes.vip": None, "name": "Ann", "attributes.size": "M"},
+        "new": {"attributes.vip": "yes", "name": "Bo", "attributes.size": None},
+    }
+
+    Client.ClientDetailsChanged.upcast_v1_v2(state)
+
+    assert state == {
+        "fields": ["attributes", "name"],
+        "old": {"name": "Ann", "attributes": {"vip": None, "size": "M"}},
+        "new": {"name": "Bo", "attributes": {"vip": "yes", "size": None}},
+    }
 
 
 @pytest.mark.parametrize("field", ["birthday", "owner_id", "id", "erased"])
@@ -776,7 +813,11 @@ def test_a_restricted_client_accepts_no_new_deals_until_lifted() -> None:
 
 def erased_client() -> Client:
     client = register(
-        company="Schmidt GmbH", address="Berlin", attributes={"vip": "yes"}, kind="company"
+        company="Schmidt GmbH",
+        address="Berlin",
+        channel="fair in Leipzig, met by Anna's brother",
+        attributes={"vip": "yes"},
+        kind="company",
     )
     client.erase_personal_data(reason="subject request #12")
     return client
@@ -791,7 +832,7 @@ def test_erasure_is_recorded_and_clears_personal_state() -> None:
     assert client.erased
     assert not client.is_live
     assert client.name == ""
-    assert (client.company, client.address) == (None, None)
+    assert (client.company, client.address, client.channel) == (None, None, None)
     assert (client.phones, client.emails) == ((), ())
     assert client.attributes == {}
     assert client.contact_points == frozenset()

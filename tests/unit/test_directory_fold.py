@@ -241,6 +241,7 @@ def test_erasure_blanks_every_personal_value_and_keeps_the_figures() -> None:
             address="Main St 1",
             phones=["+49 30 1234567"],
             emails=["ann@lee.example"],
+            channel="met her at the Lee family's party",
             attributes={"city": "Berlin"},
             owner_id="maria",
         ),
@@ -255,7 +256,7 @@ def test_erasure_blanks_every_personal_value_and_keeps_the_figures() -> None:
     card = history.cards()[ann.id]
 
     assert card.erased
-    assert (card.name, card.company, card.address) == ("", None, None)
+    assert (card.name, card.company, card.address, card.channel) == ("", None, None, None)
     assert (card.phones, card.emails, card.attributes) == ((), (), {})
     assert card.search_text == ""
     assert card.contact_points == frozenset()
