@@ -40,6 +40,7 @@ from adapters.users import ROLES, UserError
 from api.bootstrap import Crm, StoreMissing, bootstrap, describe_store
 from api.cli_import import register as register_import
 from application.settings import Settings, SettingsError
+from domain.client import ERASURE_REASONS
 from domain.envelope import Envelope
 from projections.kpis import KEYS
 
@@ -724,7 +725,10 @@ def subject_export(
 @subject_app.command("erase")
 def subject_erase(
     client: Annotated[str, typer.Argument(help="The client's id.")],
-    reason: Annotated[str, typer.Option(help="Why (kept for auditors: no personal data).")],
+    reason: Annotated[
+        str,
+        typer.Option(help=f"Why, kept in clear for auditors: one of {', '.join(ERASURE_REASONS)}."),
+    ],
 ) -> None:
     """Erase a client's personal data for ever: their key is destroyed (with the keys of
     cards merged into theirs); dates, amounts and stages stay."""

@@ -32,6 +32,17 @@ Direction = Literal["inbound", "outbound"]
 ContactPurpose = Literal["service", "sales", "marketing"]
 LossReason = Literal["price", "service", "competitor", "moved", "no_need", "inactivity", "other"]
 AssignmentReason = Literal["registration", "round_robin", "manual", "departure"]
+ErasureReason = Literal[
+    "subject_request",
+    "consent_withdrawn",
+    "objection",
+    "no_longer_needed",
+    "retention_expired",
+    "unlawful_processing",
+    "legal_obligation",
+]
+"""Why a client's personal data was erased: the grounds of GDPR art. 17(1), and the end of
+a retention period. A closed set, because the reason stays in clear after the erasure."""
 
 CLIENT_KINDS: tuple[str, ...] = get_args(ClientKind)
 CONTACT_CHANNELS: tuple[str, ...] = get_args(ContactChannel)
@@ -39,6 +50,18 @@ DIRECTIONS: tuple[str, ...] = get_args(Direction)
 CONTACT_PURPOSES: tuple[str, ...] = get_args(ContactPurpose)
 LOSS_REASONS: tuple[str, ...] = get_args(LossReason)
 ASSIGNMENT_REASONS: tuple[str, ...] = get_args(AssignmentReason)
+ERASURE_REASONS: tuple[str, ...] = get_args(ErasureReason)
+DEFAULT_CONSENT_PURPOSES = (
+    "newsletter",
+    "marketing",
+    "marketing_calls",
+    "marketing_emails",
+    "marketing_sms",
+    "profiling",
+    "third_parties",
+)
+"""The purposes a client may consent to unless the business declares its own
+(``CRM_CONSENT_PURPOSES``): a closed set, because purposes stay in clear after erasure."""
 
 FieldValue = str | tuple[str, ...] | None
 """A profile field's value: text, a list of contact points, or absent."""
@@ -215,6 +238,7 @@ class Client(CrmAggregate):
 
     class PersonalDataErased(Event):
         reason: str
+        """One of ``ERASURE_REASONS`` (free text before they were a closed set)."""
 
         def apply(self, aggregate: Client) -> None:
             aggregate.erased = True
@@ -493,14 +517,13 @@ class Client(CrmAggregate):
         )
 
     def erase_personal_data(self, *, reason: str) -> None:
-        """Erasure on the subject's request. The reason is kept in clear for auditors,
-        so it must not contain personal data. After erasure nothing more is recorded."""
+        """Erasure, for one of ``ERASURE_REASONS`` (kept in clear for auditors, so
+        chosen from a closed set: free text could hold the personal data being erased).
+        After erasure nothing more is recorded."""
         if self.erased:
             raise RuleViolation("the client's personal data is already erased")
-        self.trigger_event(
-            self.PersonalDataErased,
-            reason=normalise_text(reason, field="reason", limit=MAX_SHORT_TEXT, required=True),
-        )
+        _check_choice(reason, ERASURE_REASONS, field="reason")
+        self.trigger_event(self.PersonalDataErased, reason=reason)
 
     def absorb(self, duplicate: Client) -> None:
         """Merge ``duplicate`` (the same person on another card) into this client: its

@@ -113,7 +113,7 @@ def test_after_erasure_no_marker_is_left_anywhere_in_the_database(
         projector.catch_up()
         assert findable(MARKERS, database_bytes(crm, tmp_path)), "the read models hold them"
         crm.app.execute(
-            clients.ErasePersonalData(client_id=client, reason="subject request 17"), envelope
+            clients.ErasePersonalData(client_id=client, reason="subject_request"), envelope
         )
         projector.catch_up()
         assert findable(MARKERS, database_bytes(crm, tmp_path)) == []
@@ -137,7 +137,9 @@ def test_erasure_leaves_the_kpis_except_the_client_count_and_keeps_who_changed_w
         now = utc_now() + timedelta(days=1)  # an instant after the erasure, for both reads
         before = KpiQueries(crm.db).values(now)
         eraser = replace(envelope, actor_id="dpo", correlation_id="erasure-1")
-        crm.app.execute(clients.ErasePersonalData(client_id=client, reason="request 17"), eraser)
+        crm.app.execute(
+            clients.ErasePersonalData(client_id=client, reason="subject_request"), eraser
+        )
         projector.catch_up()
         after = KpiQueries(crm.db).values(now)
         assert after["clients_total"] == before["clients_total"] - 1
@@ -167,7 +169,9 @@ def test_erasing_a_survivor_erases_the_cards_merged_into_it(
         crm.app.execute(
             clients.MergeClients(survivor_id=survivor, duplicate_id=duplicate), envelope
         )
-        crm.app.execute(clients.ErasePersonalData(client_id=survivor, reason="request"), envelope)
+        crm.app.execute(
+            clients.ErasePersonalData(client_id=survivor, reason="subject_request"), envelope
+        )
         crm.projector().catch_up()
         assert crm.app.repository.get(duplicate).erased
         assert findable((*MARKERS, "zyx2@m.example"), database_bytes(crm, tmp_path)) == []

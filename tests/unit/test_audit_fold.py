@@ -218,7 +218,7 @@ def test_every_other_client_and_deal_event_is_one_entry_of_its_payload() -> None
     lost = open_deal(survivor, title="Lost deal")
     lost.lose(reason="timing", note="next year")
     keep(lost)
-    survivor.erase_personal_data(reason="subject request 17")
+    survivor.erase_personal_data(reason="subject_request")
     keep(survivor)
 
     payload_keys = {e.event_type: set(orjson.loads(e.details or "{}")) for e in recorded}

@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import pytest
 
-from domain.client import Client
+from domain.client import ERASURE_REASONS, Client
 from domain.envelope import Envelope, recording
 from domain.errors import InvalidValue, MissingEnvelope, RuleViolation
 from tests.conftest import at
@@ -819,7 +819,7 @@ def erased_client() -> Client:
         attributes={"vip": "yes"},
         kind="company",
     )
-    client.erase_personal_data(reason="subject request #12")
+    client.erase_personal_data(reason="subject_request")
     return client
 
 
@@ -828,7 +828,7 @@ def test_erasure_is_recorded_and_clears_personal_state() -> None:
 
     event = last_event(client)
     assert type(event).__name__ == "PersonalDataErased"
-    assert event.reason == "subject request #12"
+    assert event.reason == "subject_request"
     assert client.erased
     assert not client.is_live
     assert client.name == ""
@@ -842,7 +842,7 @@ def test_erasure_keeps_the_non_personal_facts() -> None:
     client = register(owner_id="bob")
     buy(client)
 
-    client.erase_personal_data(reason="subject request")
+    client.erase_personal_data(reason="subject_request")
 
     assert client.purchases_count == 1
     assert client.owner_id == "bob"
@@ -852,25 +852,35 @@ def test_erasure_closes_the_open_follow_ups_so_nobody_calls_an_erased_client() -
     client = register()
     client.schedule_follow_up(due_at=datetime.now(UTC) + timedelta(days=1), assignee_id="bob")
 
-    client.erase_personal_data(reason="subject request")
+    client.erase_personal_data(reason="subject_request")
 
     assert client.follow_ups == {}
 
 
-def test_erasure_needs_a_reason() -> None:
+@pytest.mark.parametrize("reason", ["", "asked by Anna Schmidt on the phone", "Subject_Request"])
+def test_erasure_needs_a_reason_from_the_closed_set_as_it_stays_in_clear(reason: str) -> None:
     client = register()
 
-    with pytest.raises(InvalidValue) as caught:
-        client.erase_personal_data(reason="")
+    with pytest.raises(InvalidValue, match="not one of: subject_request, ") as caught:
+        client.erase_personal_data(reason=reason)
     assert caught.value.field == "reason"
     assert not client.erased
+
+
+@pytest.mark.parametrize("reason", ERASURE_REASONS)
+def test_each_reason_of_the_closed_set_erases(reason: str) -> None:
+    client = register()
+
+    client.erase_personal_data(reason=reason)
+
+    assert (client.erased, last_event(client).reason) == (True, reason)
 
 
 def test_personal_data_cannot_be_erased_twice() -> None:
     client = erased_client()
 
     with pytest.raises(RuleViolation, match="already erased"):
-        client.erase_personal_data(reason="again")
+        client.erase_personal_data(reason="objection")
     assert names(client).count("PersonalDataErased") == 1
 
 
@@ -921,8 +931,8 @@ COMMANDS = [
 def test_after_erasure_every_command_is_refused(command: str) -> None:
     client = register()
     task_id = client.schedule_follow_up(due_at=in_an_hour(), assignee_id="bob")
-    client.give_consent("calls")
-    client.erase_personal_data(reason="subject request")
+    client.give_consent("marketing_calls")
+    client.erase_personal_data(reason="subject_request")
     version = client.version
 
     with pytest.raises(RuleViolation, match="erased"):
@@ -1072,7 +1082,7 @@ def run_every_kind_of_command(client: Client) -> None:
     client.complete_follow_up(task_id)
     client.give_consent("newsletter")
     client.restrict_processing(reason="objection")
-    client.erase_personal_data(reason="subject request")
+    client.erase_personal_data(reason="subject_request")
 
 
 def test_every_event_carries_the_envelope_of_its_command() -> None:

@@ -251,7 +251,7 @@ def test_erasure_blanks_every_personal_value_and_keeps_the_figures() -> None:
     history.at(
         "2024-02-03", lambda: ann.schedule_follow_up(due_at=day("2024-07-01"), assignee_id="m")
     )
-    history.at("2024-06-01", lambda: ann.erase_personal_data(reason="subject request"))
+    history.at("2024-06-01", lambda: ann.erase_personal_data(reason="subject_request"))
 
     card = history.cards()[ann.id]
 
