@@ -762,7 +762,9 @@ def subject_lift(
 @subject_app.command("consent")
 def subject_consent(
     client: Annotated[str, typer.Argument(help="The client's id.")],
-    purpose: Annotated[str, typer.Argument(help="e.g. newsletter, marketing_calls.")],
+    purpose: Annotated[
+        str, typer.Argument(help="One of the declared purposes (CRM_CONSENT_PURPOSES).")
+    ],
     withdraw: Annotated[
         bool, typer.Option("--withdraw", help="Record a withdrawal instead.")
     ] = False,

@@ -123,6 +123,11 @@ class UnitOfWork:
     def books_currency(self) -> str:
         return self._app.settings.currency
 
+    @property
+    def consent_purposes(self) -> tuple[str, ...]:
+        """The purposes the business declared (``CRM_CONSENT_PURPOSES``)."""
+        return self._app.settings.consent_purposes
+
     def next_manager(self) -> str | None:
         """The next active manager in round-robin order, for a lead with no owner."""
         return self._app.staff.next_manager()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -214,6 +214,7 @@ class Client(CrmAggregate):
 
     class ConsentGiven(Event):
         purpose: str
+        """One of the declared purposes (``give_consent``): a closed set, in clear."""
 
         def apply(self, aggregate: Client) -> None:
             aggregate.consents.add(self.purpose)
@@ -479,20 +480,24 @@ class Client(CrmAggregate):
             reason=normalise_text(reason, field="reason", limit=MAX_SHORT_TEXT),
         )
 
-    def give_consent(self, purpose: str) -> None:
-        """The client agreed to processing for ``purpose``; consent already given is a
-        no-op."""
+    def give_consent(
+        self, purpose: str, *, declared: Collection[str] = DEFAULT_CONSENT_PURPOSES
+    ) -> None:
+        """The client agreed to processing for ``purpose``, one of the purposes the
+        business ``declared``; consent already given is a no-op."""
         self._check_live()
-        check_slug(purpose, field="purpose")
+        _check_purpose(purpose, declared)
         if purpose not in self.consents:
             self.trigger_event(self.ConsentGiven, purpose=purpose)
 
-    def withdraw_consent(self, purpose: str) -> None:
+    def withdraw_consent(
+        self, purpose: str, *, declared: Collection[str] = DEFAULT_CONSENT_PURPOSES
+    ) -> None:
         """The client withdrew consent for ``purpose``; only a given consent can be
-        withdrawn."""
+        withdrawn — also one for a purpose the business no longer declares."""
         self._check_live()
-        check_slug(purpose, field="purpose")
         if purpose not in self.consents:
+            _check_purpose(purpose, declared)
             raise RuleViolation(f"no consent for {purpose!r} to withdraw", field="purpose")
         self.trigger_event(self.ConsentWithdrawn, purpose=purpose)
 
@@ -654,6 +659,16 @@ class Client(CrmAggregate):
         self.address = None
         self.channel = None
         self.attributes = {}
+
+
+def _check_purpose(purpose: str, declared: Collection[str]) -> None:
+    """Rule: consent is given for one of the purposes the business declared, never
+    for free text (a purpose stays in clear after the client's erasure)."""
+    if purpose not in declared:
+        raise InvalidValue(
+            f"purpose {purpose!r} is not one of the declared purposes: {', '.join(declared)}",
+            field="purpose",
+        )
 
 
 def _optional_line(raw: str | None, *, field: str) -> str | None:

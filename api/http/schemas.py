@@ -156,7 +156,7 @@ class RestrictionBody(Body):
 
 
 class ConsentBody(Body):
-    purpose: Slug
+    purpose: Slug = Field(description="One of the purposes the business declared")
     given: bool
 
 

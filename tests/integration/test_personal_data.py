@@ -21,7 +21,7 @@ from api.bootstrap import Crm, bootstrap
 from application import clients, deals
 from domain.client import Client
 from domain.envelope import Envelope, utc_now
-from domain.errors import RuleViolation
+from domain.errors import InvalidValue, RuleViolation
 from tests.conftest import POSTGRES_URL, fresh_product, make_settings
 from tests.story import Story, recorded_events
 
@@ -247,7 +247,7 @@ def test_the_consent_history_is_exact(crm: Crm, envelope: Envelope) -> None:
     client = story.register("Ann", "2024-01-01")
     story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-02-01")
     story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-02-15")  # no-op
-    story.run(clients.GiveConsent(client_id=client, purpose="calls"), "2024-03-01")
+    story.run(clients.GiveConsent(client_id=client, purpose="marketing_calls"), "2024-03-01")
     story.run(clients.WithdrawConsent(client_id=client, purpose="newsletter"), "2024-04-01")
     story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-05-01")
     crm.projector().catch_up()
@@ -257,11 +257,22 @@ def test_the_consent_history_is_exact(crm: Crm, envelope: Envelope) -> None:
     ]
     assert history == [
         ("newsletter", True, "2024-02-01"),
-        ("calls", True, "2024-03-01"),
+        ("marketing_calls", True, "2024-03-01"),
         ("newsletter", False, "2024-04-01"),
         ("newsletter", True, "2024-05-01"),
     ]
-    assert crm.app.repository.get(client).consents == {"newsletter", "calls"}
+    assert crm.app.repository.get(client).consents == {"newsletter", "marketing_calls"}
+
+
+def test_consent_is_only_for_the_purposes_the_business_declared(
+    tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product("sqlite", tmp_path, consent_purposes="loyalty_club") as crm:
+        client = crm.app.execute(clients.RegisterClient(name="Ann"), envelope).id
+        crm.app.execute(clients.GiveConsent(client_id=client, purpose="loyalty_club"), envelope)
+        with pytest.raises(InvalidValue, match="not one of the declared purposes: loyalty_club"):
+            crm.app.execute(clients.GiveConsent(client_id=client, purpose="newsletter"), envelope)
+        assert crm.app.repository.get(client).consents == {"loyalty_club"}
 
 
 def _counting_reads(crm: Crm) -> list[UUID]:

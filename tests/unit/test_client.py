@@ -740,12 +740,35 @@ def test_only_a_given_consent_can_be_withdrawn() -> None:
     assert client.consents == {"newsletter"}
 
 
-def test_a_consent_purpose_must_be_a_slug() -> None:
+@pytest.mark.parametrize("purpose", ["News Letter", "calls_from_anna_on_tuesdays", ""])
+def test_consent_is_for_a_declared_purpose_as_purposes_stay_in_clear(purpose: str) -> None:
     client = register()
 
-    with pytest.raises(InvalidValue) as caught:
-        client.give_consent("News Letter")
+    with pytest.raises(InvalidValue, match="not one of the declared purposes") as caught:
+        client.give_consent(purpose)
     assert caught.value.field == "purpose"
+    with pytest.raises(InvalidValue, match="not one of the declared purposes"):
+        client.withdraw_consent(purpose)
+    assert names(client) == ["ClientRegistered"]
+
+
+def test_the_business_declares_its_own_purposes() -> None:
+    client = register()
+
+    client.give_consent("loyalty_club", declared=("loyalty_club",))
+    with pytest.raises(InvalidValue, match="declared purposes: loyalty_club"):
+        client.give_consent("newsletter", declared=("loyalty_club",))
+
+    assert client.consents == {"loyalty_club"}
+
+
+def test_a_consent_stays_withdrawable_after_its_purpose_is_no_longer_declared() -> None:
+    client = register()
+    client.give_consent("newsletter")
+
+    client.withdraw_consent("newsletter", declared=("profiling",))
+
+    assert client.consents == set()
 
 
 # -------------------------------------------------------------------- restriction
@@ -899,7 +922,7 @@ def _commands_on(client: Client, task_id: Any) -> dict[str, Callable[[], object]
         "complete_follow_up": lambda: client.complete_follow_up(task_id),
         "cancel_follow_up": lambda: client.cancel_follow_up(task_id),
         "give_consent": lambda: client.give_consent("newsletter"),
-        "withdraw_consent": lambda: client.withdraw_consent("calls"),
+        "withdraw_consent": lambda: client.withdraw_consent("marketing_calls"),
         "restrict_processing": lambda: client.restrict_processing(reason="objection"),
         "lift_restriction": lambda: client.lift_restriction(reason="resolved"),
         "absorb_a_duplicate": lambda: client.absorb(other),
@@ -1003,7 +1026,7 @@ def test_a_duplicates_open_follow_ups_are_cancelled_by_the_merge() -> None:
 def test_a_merged_duplicate_refuses_every_further_command(command: str) -> None:
     survivor = register()
     duplicate = register(phones=[], emails=[])
-    duplicate.give_consent("calls")
+    duplicate.give_consent("marketing_calls")
     survivor.absorb(duplicate)
     version = duplicate.version
 
