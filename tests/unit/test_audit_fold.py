@@ -387,6 +387,28 @@ def test_erasure_nulls_the_personal_keys_of_details_and_keeps_the_rest() -> None
     }
 
 
+def test_erasure_purges_every_value_of_a_details_change_as_a_rebuild_reads_none() -> None:
+    client = register()
+    client.change_details({"kind": "company", "attributes.vip": "yes"})
+
+    purged = [redacted(e) for e in fold(client)]
+
+    assert changes(purged) == [(0, "kind", None, None), (1, "attributes", None, None)]
+
+
+def test_erasure_purges_the_key_from_an_attribute_entry_of_the_first_version() -> None:
+    """Entries folded before attribute keys were sealed named them: ``attributes.vip``."""
+    client = register()
+    client.change_details({"attributes.vip": "yes"})
+    (entry,) = fold(client)
+    old_style = replace(entry, field="attributes.vip", old_value=None, new_value="yes")
+
+    purged = redacted(old_style)
+
+    assert (purged.field, purged.old_value, purged.new_value) == ("attributes", None, None)
+    assert purged.redacted
+
+
 def test_an_entry_without_personal_values_is_left_as_it_is() -> None:
     client = register()
     client.record_purchase(amount=Decimal("10"), currency=EUR, books_currency=EUR)
