@@ -204,10 +204,13 @@ class CryptoMapper(PydanticMapper):
         if sealed is None or subject is None:
             return frozenset()
         cls = _event_class(stored_event.topic)
+        personal = personal_fields(cls)
         key = self.keys.key(UUID(subject))
         if key is None:  # crypto-shredded: the personal fields read as erased
-            state.update(personal_fields(cls))
-            return frozenset(present)
+            # also those a record written before they were personal holds in clear
+            held = {name for name in personal if state.get(name) not in _EMPTY}
+            state.update(personal)
+            return frozenset(name.split(".", 1)[0] for name in present) | held
         blob = base64.b64decode(sealed)
         aad = _aad(stored_event.originator_id, stored_event.originator_version, stored_event.topic)
         state.update(self.transcoder.decode(AESGCM(key).decrypt(blob[:12], blob[12:], aad)))
@@ -217,18 +220,17 @@ class CryptoMapper(PydanticMapper):
 ERASED_FIELDS = "erased_fields"
 """An event read after its subject's key was destroyed carries, under this
 attribute, the names of the personal fields that held values (``phones``,
-``attributes.vip``): names are not personal, and an audit trail rebuilt after the
-erasure still says which fields were set."""
+``attributes``): field names are not personal, and an audit trail rebuilt after the
+erasure still says which fields were set. (Records written before attribute keys
+were encrypted name them, ``attributes.vip``: they are read as ``attributes``.)"""
+
+_EMPTY: tuple[Any, ...] = (None, "", (), [], {})
 
 
 def _present(secret: dict[str, Any]) -> list[str]:
-    names: list[str] = []
-    for name, value in secret.items():
-        if isinstance(value, dict):
-            names += [f"{name}.{key}" for key in value]
-        elif value not in (None, "", (), []):
-            names.append(name)
-    return names
+    """The personal fields given a value: their names only, never a mapping's keys
+    (attribute keys are personal data)."""
+    return [name for name, value in secret.items() if value not in _EMPTY]
 
 
 def _aad(originator_id: Any, version: int, topic: str) -> bytes:

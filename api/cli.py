@@ -43,6 +43,7 @@ from api.json import dumps
 from api.logs import configure_logging
 from application.access import ROLES
 from application.settings import Settings, SettingsError
+from domain.client import ERASURE_REASONS
 from domain.envelope import Envelope
 from projections.kpis import KEYS
 
@@ -766,7 +767,10 @@ def subject_export(
 @subject_app.command("erase")
 def subject_erase(
     client: Annotated[str, typer.Argument(help="The client's id.")],
-    reason: Annotated[str, typer.Option(help="Why (kept for auditors: no personal data).")],
+    reason: Annotated[
+        str,
+        typer.Option(help=f"Why, kept in clear for auditors: one of {', '.join(ERASURE_REASONS)}."),
+    ],
 ) -> None:
     """Erase a client's personal data for ever: their key is destroyed (with the keys of
     cards merged into theirs); dates, amounts and stages stay."""
@@ -800,7 +804,9 @@ def subject_lift(
 @subject_app.command("consent")
 def subject_consent(
     client: Annotated[str, typer.Argument(help="The client's id.")],
-    purpose: Annotated[str, typer.Argument(help="e.g. newsletter, marketing_calls.")],
+    purpose: Annotated[
+        str, typer.Argument(help="One of the declared purposes (CRM_CONSENT_PURPOSES).")
+    ],
     withdraw: Annotated[
         bool, typer.Option("--withdraw", help="Record a withdrawal instead.")
     ] = False,

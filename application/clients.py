@@ -213,13 +213,13 @@ def merge_clients(uow: UnitOfWork, cmd: MergeClients) -> Outcome:
 
 def give_consent(uow: UnitOfWork, cmd: GiveConsent) -> Outcome:
     client = uow.client(cmd.client_id, cmd.expected_version)
-    client.give_consent(cmd.purpose)
+    client.give_consent(cmd.purpose, declared=uow.consent_purposes)
     return Outcome(client)
 
 
 def withdraw_consent(uow: UnitOfWork, cmd: WithdrawConsent) -> Outcome:
     client = uow.client(cmd.client_id, cmd.expected_version)
-    client.withdraw_consent(cmd.purpose)
+    client.withdraw_consent(cmd.purpose, declared=uow.consent_purposes)
     return Outcome(client)
 
 

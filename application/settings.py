@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from domain.client import DEFAULT_CONSENT_PURPOSES
 from domain.lifecycle import LifecyclePolicy
+from domain.values import SLUG
 
 DEFAULT_DATABASE_URL = "sqlite:///crm.db"
 
@@ -68,6 +70,10 @@ class Settings(BaseModel):
     """Exports (audit trail, client list, a subject's data) and bulk reads of personal
     values (pages of the feed, the directory and the audit trail; histories) a user
     may make in each clock hour, counted in the store for every process."""
+    consent_purposes: tuple[str, ...] = DEFAULT_CONSENT_PURPOSES
+    """The purposes a client may consent to, comma-separated slugs: a closed set, so
+    that no purpose (kept in clear, also after the client's erasure) is personal data.
+    Removing one later leaves given consents withdrawable."""
     master_key: str | None = None
     """Base64 of 32 random bytes; protects the keys that protect personal data."""
     key_file: str = "crm.key"
@@ -105,6 +111,25 @@ class Settings(BaseModel):
         if country.upper() not in SUPPORTED_COUNTRIES:
             raise ValueError(f"{country!r} is not a country code with a numbering plan (UA, DE…)")
         return country.upper()
+
+    @field_validator("consent_purposes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):  # as the environment gives it
+            return [purpose.strip() for purpose in value.split(",") if purpose.strip()]
+        return value
+
+    @field_validator("consent_purposes")
+    @classmethod
+    def _purposes(cls, purposes: tuple[str, ...]) -> tuple[str, ...]:
+        if not purposes:
+            raise ValueError("name at least one purpose")
+        if bad := [purpose for purpose in purposes if not SLUG.fullmatch(purpose)]:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: a purpose is 1-40 lower-case letters, digits"
+                " or '_', starting with a letter"
+            )
+        return tuple(dict.fromkeys(purposes))
 
     @field_validator("bootstrap_admin")
     @classmethod

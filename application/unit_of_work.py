@@ -150,6 +150,11 @@ class UnitOfWork:
         default country (``application.phones``)."""
         return parse_phones(list(raws), country=self._ports.settings.default_country, field=field)
 
+    @property
+    def consent_purposes(self) -> tuple[str, ...]:
+        """The purposes the business declared (``CRM_CONSENT_PURPOSES``)."""
+        return self._ports.settings.consent_purposes
+
     def next_manager(self) -> str | None:
         """The next active manager in round-robin order, for a lead with no owner."""
         return self._ports.staff.next_manager()

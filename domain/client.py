@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +21,6 @@ from domain.values import (
     check_attribute_key,
     check_currency,
     check_phones,
-    check_slug,
     normalise_emails,
     normalise_name,
     normalise_text,
@@ -33,6 +32,17 @@ Direction = Literal["inbound", "outbound"]
 ContactPurpose = Literal["service", "sales", "marketing"]
 LossReason = Literal["price", "service", "competitor", "moved", "no_need", "inactivity", "other"]
 AssignmentReason = Literal["registration", "round_robin", "manual", "departure"]
+ErasureReason = Literal[
+    "subject_request",
+    "consent_withdrawn",
+    "objection",
+    "no_longer_needed",
+    "retention_expired",
+    "unlawful_processing",
+    "legal_obligation",
+]
+"""Why a client's personal data was erased: the grounds of GDPR art. 17(1), and the end of
+a retention period. A closed set, because the reason stays in clear after the erasure."""
 
 CLIENT_KINDS: tuple[str, ...] = get_args(ClientKind)
 CONTACT_CHANNELS: tuple[str, ...] = get_args(ContactChannel)
@@ -40,11 +50,29 @@ DIRECTIONS: tuple[str, ...] = get_args(Direction)
 CONTACT_PURPOSES: tuple[str, ...] = get_args(ContactPurpose)
 LOSS_REASONS: tuple[str, ...] = get_args(LossReason)
 ASSIGNMENT_REASONS: tuple[str, ...] = get_args(AssignmentReason)
+ERASURE_REASONS: tuple[str, ...] = get_args(ErasureReason)
+DEFAULT_CONSENT_PURPOSES = (
+    "newsletter",
+    "marketing",
+    "marketing_calls",
+    "marketing_emails",
+    "marketing_sms",
+    "profiling",
+    "third_parties",
+)
+"""The purposes a client may consent to unless the business declares its own
+(``CRM_CONSENT_PURPOSES``): a closed set, because purposes stay in clear after erasure."""
 
 FieldValue = str | tuple[str, ...] | None
 """A profile field's value: text, a list of contact points, or absent."""
+AttributeChanges = dict[str, str | None]
+"""Attributes as a details change records them: each changed key with its value, or
+``None`` where the attribute is absent (added, or removed)."""
+ChangedValue = str | tuple[str, ...] | AttributeChanges | None
+"""A value in a details change: a profile field's, or the changed attributes'."""
 
 PROFILE_FIELDS = ("name", "kind", "company", "address", "channel", "phones", "emails")
+ATTRIBUTES = "attributes"
 ATTRIBUTE_PREFIX = "attributes."
 MAX_ATTRIBUTES = 100
 MAX_FOLLOW_UP_HORIZON = timedelta(days=50 * 365)
@@ -81,19 +109,46 @@ class Client(CrmAggregate):
         phones: PersonalTexts
         emails: PersonalTexts
         address: PersonalOptionalText
-        channel: str | None
+        channel: PersonalOptionalText
+        """How the client came (free text): personal, as anything typed about them is."""
         attributes: Annotated[dict[str, str], PERSONAL]
+        """Keys and values alike: a key can say as much as its value (``diagnosis_x``)."""
         owner_id: str | None
 
     class ClientDetailsChanged(Event):
+        """``fields`` names the changed profile fields, in clear; ``attributes`` stands
+        for every attribute changed, whose keys are only in ``old`` and ``new``
+        (``{"attributes": {"vip": "yes"}}``): the keys are personal data too."""
+
+        class_version = 2
         fields: tuple[str, ...]
-        old: Annotated[dict[str, FieldValue], PERSONAL]
-        new: Annotated[dict[str, FieldValue], PERSONAL]
+        old: Annotated[dict[str, ChangedValue], PERSONAL]
+        new: Annotated[dict[str, ChangedValue], PERSONAL]
 
         def apply(self, aggregate: Client) -> None:
             for name in self.fields:
                 if name in self.new:  # not, once erased: the new values read as {}
                     aggregate._set_field(name, self.new[name])
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 named each changed attribute as a field of its own
+            (``attributes.vip``), in clear."""
+            state["fields"] = list(
+                dict.fromkeys(
+                    ATTRIBUTES if name.startswith(ATTRIBUTE_PREFIX) else name
+                    for name in state["fields"]
+                )
+            )
+            for side in ("old", "new"):
+                values = state[side]
+                changed = {
+                    name.removeprefix(ATTRIBUTE_PREFIX): values.pop(name)
+                    for name in list(values)
+                    if name.startswith(ATTRIBUTE_PREFIX)
+                }
+                if changed:
+                    values[ATTRIBUTES] = changed
 
     class ContactMade(Event):
         channel: str
@@ -159,6 +214,7 @@ class Client(CrmAggregate):
 
     class ConsentGiven(Event):
         purpose: str
+        """One of the declared purposes (``give_consent``): a closed set, in clear."""
 
         def apply(self, aggregate: Client) -> None:
             aggregate.consents.add(self.purpose)
@@ -183,6 +239,7 @@ class Client(CrmAggregate):
 
     class PersonalDataErased(Event):
         reason: str
+        """One of ``ERASURE_REASONS`` (free text before they were a closed set)."""
 
         def apply(self, aggregate: Client) -> None:
             aggregate.erased = True
@@ -280,27 +337,35 @@ class Client(CrmAggregate):
         value. Fields whose value does not change are left out; no change, no event.
 
         ``patch`` keys are ``name``, ``kind``, ``company``, ``address``, ``channel``,
-        ``phones``, ``emails`` or ``attributes.<key>`` (``None`` removes an attribute).
+        ``phones``, ``emails`` or ``attributes.<key>`` (``None`` removes an attribute);
+        the changed attributes are recorded together as the field ``attributes``.
         """
         self._check_live()
-        new_values: dict[str, FieldValue] = {}
+        old: dict[str, ChangedValue] = {}
+        new: dict[str, ChangedValue] = {}
+        old_attributes: AttributeChanges = {}
+        new_attributes: AttributeChanges = {}
         for name, raw in patch.items():
             value = self._normalise_field(name, raw)
-            if value != self._get_field(name):
-                new_values[name] = value
-        if len(self._attribute_keys_after(new_values)) > MAX_ATTRIBUTES:
+            if name.startswith(ATTRIBUTE_PREFIX):
+                key = name.removeprefix(ATTRIBUTE_PREFIX)
+                if value != self.attributes.get(key):
+                    assert not isinstance(value, tuple)
+                    old_attributes[key] = self.attributes.get(key)
+                    new_attributes[key] = value
+                    # the field takes its place in the order of the first attribute changed
+                    old.setdefault(ATTRIBUTES, old_attributes)
+                    new.setdefault(ATTRIBUTES, new_attributes)
+            elif value != getattr(self, name):
+                old[name] = getattr(self, name)
+                new[name] = value
+        if len(self._attribute_keys_after(new_attributes)) > MAX_ATTRIBUTES:
             raise InvalidValue(
                 f"a client has at most {MAX_ATTRIBUTES} attributes", field="attributes"
             )
-        if not new_values:
+        if not new:
             return
-        fields = tuple(new_values)
-        self.trigger_event(
-            self.ClientDetailsChanged,
-            fields=fields,
-            old={name: self._get_field(name) for name in fields},
-            new=new_values,
-        )
+        self.trigger_event(self.ClientDetailsChanged, fields=tuple(new), old=old, new=new)
 
     def record_contact(
         self,
@@ -416,20 +481,24 @@ class Client(CrmAggregate):
             reason=normalise_text(reason, field="reason", limit=MAX_SHORT_TEXT),
         )
 
-    def give_consent(self, purpose: str) -> None:
-        """The client agreed to processing for ``purpose``; consent already given is a
-        no-op."""
+    def give_consent(
+        self, purpose: str, *, declared: Collection[str] = DEFAULT_CONSENT_PURPOSES
+    ) -> None:
+        """The client agreed to processing for ``purpose``, one of the purposes the
+        business ``declared``; consent already given is a no-op."""
         self._check_live()
-        check_slug(purpose, field="purpose")
+        _check_purpose(purpose, declared)
         if purpose not in self.consents:
             self.trigger_event(self.ConsentGiven, purpose=purpose)
 
-    def withdraw_consent(self, purpose: str) -> None:
+    def withdraw_consent(
+        self, purpose: str, *, declared: Collection[str] = DEFAULT_CONSENT_PURPOSES
+    ) -> None:
         """The client withdrew consent for ``purpose``; only a given consent can be
-        withdrawn."""
+        withdrawn — also one for a purpose the business no longer declares."""
         self._check_live()
-        check_slug(purpose, field="purpose")
         if purpose not in self.consents:
+            _check_purpose(purpose, declared)
             raise RuleViolation(f"no consent for {purpose!r} to withdraw", field="purpose")
         self.trigger_event(self.ConsentWithdrawn, purpose=purpose)
 
@@ -454,14 +523,13 @@ class Client(CrmAggregate):
         )
 
     def erase_personal_data(self, *, reason: str) -> None:
-        """Erasure on the subject's request. The reason is kept in clear for auditors,
-        so it must not contain personal data. After erasure nothing more is recorded."""
+        """Erasure, for one of ``ERASURE_REASONS`` (kept in clear for auditors, so
+        chosen from a closed set: free text could hold the personal data being erased).
+        After erasure nothing more is recorded."""
         if self.erased:
             raise RuleViolation("the client's personal data is already erased")
-        self.trigger_event(
-            self.PersonalDataErased,
-            reason=normalise_text(reason, field="reason", limit=MAX_SHORT_TEXT, required=True),
-        )
+        _check_choice(reason, ERASURE_REASONS, field="reason")
+        self.trigger_event(self.PersonalDataErased, reason=reason)
 
     def absorb(self, duplicate: Client) -> None:
         """Merge ``duplicate`` (the same person on another card) into this client: its
@@ -564,32 +632,24 @@ class Client(CrmAggregate):
             return raw
         return _optional_line(raw, field=name)
 
-    def _get_field(self, name: str) -> FieldValue:
-        if name.startswith(ATTRIBUTE_PREFIX):
-            return self.attributes.get(name.removeprefix(ATTRIBUTE_PREFIX))
-        value: FieldValue = getattr(self, name)
-        return value
-
-    def _set_field(self, name: str, value: FieldValue) -> None:
-        if name.startswith(ATTRIBUTE_PREFIX):
-            key = name.removeprefix(ATTRIBUTE_PREFIX)
-            if value is None:
-                self.attributes.pop(key, None)
-            else:
-                assert isinstance(value, str)
-                self.attributes[key] = value
+    def _set_field(self, name: str, value: ChangedValue) -> None:
+        if name == ATTRIBUTES:
+            assert isinstance(value, dict)
+            for key, attribute in value.items():
+                if attribute is None:
+                    self.attributes.pop(key, None)
+                else:
+                    self.attributes[key] = attribute
         else:
             setattr(self, name, value)
 
-    def _attribute_keys_after(self, new_values: Mapping[str, FieldValue]) -> set[str]:
+    def _attribute_keys_after(self, changes: AttributeChanges) -> set[str]:
         keys = set(self.attributes)
-        for name, value in new_values.items():
-            if name.startswith(ATTRIBUTE_PREFIX):
-                key = name.removeprefix(ATTRIBUTE_PREFIX)
-                if value is None:
-                    keys.discard(key)
-                else:
-                    keys.add(key)
+        for key, value in changes.items():
+            if value is None:
+                keys.discard(key)
+            else:
+                keys.add(key)
         return keys
 
     def _forget_personal_data(self) -> None:
@@ -598,7 +658,18 @@ class Client(CrmAggregate):
         self.phones = ()
         self.emails = ()
         self.address = None
+        self.channel = None
         self.attributes = {}
+
+
+def _check_purpose(purpose: str, declared: Collection[str]) -> None:
+    """Rule: consent is given for one of the purposes the business declared, never
+    for free text (a purpose stays in clear after the client's erasure)."""
+    if purpose not in declared:
+        raise InvalidValue(
+            f"purpose {purpose!r} is not one of the declared purposes: {', '.join(declared)}",
+            field="purpose",
+        )
 
 
 def _optional_line(raw: str | None, *, field: str) -> str | None:

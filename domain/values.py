@@ -59,7 +59,8 @@ _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _EMAIL_LOCAL = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_SLUG = re.compile(r"[a-z][a-z0-9_]{0,39}")
+SLUG = re.compile(r"[a-z][a-z0-9_]{0,39}")
+"""Identifiers chosen by people: stages, consent purposes, attribute keys."""
 
 
 def _has_control_characters(text: str) -> bool:
@@ -179,7 +180,7 @@ def check_currency(code: str, *, books: str, field: str = "currency") -> str:
 
 def check_slug(value: str, *, field: str) -> str:
     """Identifiers chosen by people (stages, consent purposes, attribute keys)."""
-    if not _SLUG.fullmatch(value):
+    if not SLUG.fullmatch(value):
         raise InvalidValue(
             f"{field} {value!r} must be 1-40 lower-case letters, digits or '_', "
             "starting with a letter",

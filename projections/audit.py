@@ -27,7 +27,7 @@ import orjson
 
 from domain.access import DataAccess
 from domain.base import CrmAggregate
-from domain.client import ATTRIBUTE_PREFIX, Client
+from domain.client import ATTRIBUTES, PROFILE_FIELDS, Client
 from domain.deal import Deal
 from domain.pipeline import Pipeline
 from domain.values import personal_fields
@@ -182,13 +182,14 @@ def _changes(event: Any) -> list[Change] | None:  # noqa: ARG001
 
 
 def _given(event: CrmAggregate.Event, changes: list[Change]) -> list[Change]:
-    """At creation, the fields given a value (absent and empty lists are not) — and,
-    for an event read after its subject's erasure, those that held one then."""
+    """At creation, the fields given a value (absent, empty lists and empty mappings are
+    not) — and, for an event read after its subject's erasure, those that held one
+    then."""
     erased = _erased_fields(event)
     return [
         (name, old, new)
         for name, old, new in changes
-        if (new is not None and new != ()) or name in erased
+        if new not in (None, (), {}) or name in erased
     ]
 
 
@@ -199,17 +200,13 @@ def _erased_fields(event: CrmAggregate.Event) -> frozenset[str]:
 
 @_changes.register
 def _(event: Client.ClientRegistered) -> list[Change]:
-    names = ("name", "kind", "company", "phones", "emails", "address", "channel", "owner_id")
-    changes: list[Change] = [(name, None, getattr(event, name)) for name in names]
-    attributes: dict[str, str | None] = dict(event.attributes) or {
-        name.removeprefix("attributes."): None
-        for name in _erased_fields(event)
-        if name.startswith("attributes.")
-    }
-    changes += [
-        (f"{ATTRIBUTE_PREFIX}{key}", None, value) for key, value in sorted(attributes.items())
-    ]
-    return _given(event, changes)
+    # The attributes are one field, their keys and values one JSON object: the keys
+    # are personal data as much as the values.
+    names = (
+        "name", "kind", "company", "phones", "emails", "address", "channel", "owner_id",
+        ATTRIBUTES,
+    )  # fmt: skip
+    return _given(event, [(name, None, getattr(event, name)) for name in names])
 
 
 @_changes.register
@@ -262,14 +259,17 @@ def _(event: Pipeline.PipelineRedefined) -> list[Change]:
 
 
 def as_text(value: object) -> str | None:
-    """A field value as text: strings as they are, lists as JSON arrays, decimals as
-    their string (exact), ``None`` absent."""
+    """A field value as text: strings as they are, lists as JSON arrays, mappings (the
+    attributes) as JSON objects with sorted keys, decimals as their string (exact),
+    ``None`` absent."""
     if value is None:
         return None
     if isinstance(value, str):
         return value
     if isinstance(value, list | tuple):
         return orjson.dumps(list(value), default=_json_default).decode()
+    if isinstance(value, dict):
+        return _dumps(value)
     return str(value)
 
 
@@ -301,12 +301,15 @@ def _json_default(value: object) -> object:
 
 def _personal_profile() -> Mapping[str, frozenset[str]]:
     # A profile field is personal if the creation event marks it so ("attributes"
-    # covers every "attributes.<key>").
+    # covers the attributes' keys and values). A details change seals all its values
+    # under the client's key, so after the erasure a rebuild reads none of them: the
+    # live purge drops them all too (``kind`` included), and both give one trail.
     client = personal_fields(Client.ClientRegistered)
     deal = personal_fields(Deal.DealOpened)
     by_type: dict[str, frozenset[str]] = {}
     for events, fields in ((CLIENT_EVENTS, client), (DEAL_EVENTS, deal)):
         by_type.update({cls.__name__: fields for cls in events})
+    by_type[Client.ClientDetailsChanged.__name__] = frozenset((*PROFILE_FIELDS, ATTRIBUTES))
     return by_type
 
 
@@ -325,12 +328,15 @@ def redacted(entry: AuditEntry) -> AuditEntry:
     on every entry that held personal fields — also when a rebuild folded them from
     events whose key was already destroyed (they read as empty), so a rebuild gives
     the same trail as the live purge did. Other entries are returned as they are.
+    An entry folded before attribute keys were encrypted names its key
+    (``attributes.vip``): the key is purged from the field name too.
     """
-    old, new, details = entry.old_value, entry.new_value, entry.details
+    field, old, new, details = entry.field, entry.old_value, entry.new_value, entry.details
     personal_entry = False
-    if entry.field is not None:
+    if field is not None:
         personal = PERSONAL_FIELDS.get(entry.event_type, frozenset())
-        if entry.field.split(".", 1)[0] in personal:
+        if field.split(".", 1)[0] in personal:
+            field = field.split(".", 1)[0]
             old = new = None
             personal_entry = True
     if details is not None and (keys := PERSONAL_DETAILS.get(entry.event_type)):
@@ -340,4 +346,6 @@ def redacted(entry: AuditEntry) -> AuditEntry:
             personal_entry = True
     if not personal_entry:
         return entry
-    return dataclasses.replace(entry, old_value=old, new_value=new, details=details, redacted=True)
+    return dataclasses.replace(
+        entry, field=field, old_value=old, new_value=new, details=details, redacted=True
+    )

@@ -30,7 +30,7 @@ from functools import singledispatch
 from typing import Any
 from uuid import UUID
 
-from domain.client import ATTRIBUTE_PREFIX, Client
+from domain.client import ATTRIBUTES, Client
 from projections.base import Recorded, topics_of
 
 
@@ -187,22 +187,25 @@ def _apply(event: Any, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG0
 @_apply.register
 def _(event: Client.ClientDetailsChanged, card: ClientCard, cards: Cards) -> Changes:  # noqa: ARG001
     values: dict[str, Any] = {}
-    attributes = dict(card.attributes)
     for name in event.fields:
-        new = event.new.get(name)
-        if name.startswith(ATTRIBUTE_PREFIX):
-            key = name.removeprefix(ATTRIBUTE_PREFIX)
-            if new is None:
-                attributes.pop(key, None)
-            else:
-                attributes[key] = str(new)
+        if name not in event.new:  # erased since: its erasure blanks the card anyway
+            continue
+        new = event.new[name]
+        if name == ATTRIBUTES:
+            attributes = dict(card.attributes)
+            for key, value in (new if isinstance(new, dict) else {}).items():
+                if value is None:
+                    attributes.pop(key, None)
+                else:
+                    attributes[key] = value
+            values[name] = attributes
         elif name in ("phones", "emails"):
             values[name] = tuple(new or ())
         elif name == "name":
             values[name] = str(new or "")
         elif name in ("kind", "company", "address", "channel"):
             values[name] = new
-    return {"attributes": attributes, **values}
+    return values
 
 
 @_apply.register
@@ -253,6 +256,7 @@ def _(event: Client.PersonalDataErased, card: ClientCard, cards: Cards) -> Chang
         "name": "",
         "company": None,
         "address": None,
+        "channel": None,
         "phones": (),
         "emails": (),
         "attributes": {},

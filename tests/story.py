@@ -51,7 +51,7 @@ class Story:
         self.run(clients.MarkClientLost(client_id=client_id, reason=reason), when)
 
     def erase(self, client_id: UUID, when: str) -> None:
-        self.run(clients.ErasePersonalData(client_id=client_id, reason="subject request"), when)
+        self.run(clients.ErasePersonalData(client_id=client_id, reason="subject_request"), when)
 
 
 def recorded_events(crm: Crm) -> list[Recorded]:

@@ -168,12 +168,12 @@ class AuditReadModel(SqlReadModel):
             entry = _entry(row)
             purged = audit.redacted(entry)
             if purged is not entry:
-                values = (purged.old_value, purged.new_value, purged.details, True)
+                values = (purged.field, purged.old_value, purged.new_value, purged.details, True)
                 updates.append((*values, entry.position, entry.seq))
         if updates:
             cursor.executemany(
                 f"UPDATE {self.t['entries']}"
-                " SET old_value = %s, new_value = %s, details = %s, redacted = %s"
+                " SET field = %s, old_value = %s, new_value = %s, details = %s, redacted = %s"
                 " WHERE position = %s AND seq = %s",
                 updates,
             )

@@ -14,7 +14,13 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from domain.client import CONTACT_CHANNELS, CONTACT_PURPOSES, DIRECTIONS, LOSS_REASONS
+from domain.client import (
+    CONTACT_CHANNELS,
+    CONTACT_PURPOSES,
+    DIRECTIONS,
+    ERASURE_REASONS,
+    LOSS_REASONS,
+)
 from domain.deal import DEAL_LOSS_REASONS
 
 ContactChannel = Literal[CONTACT_CHANNELS]  # type: ignore[valid-type]
@@ -22,6 +28,7 @@ Direction = Literal[DIRECTIONS]  # type: ignore[valid-type]
 Purpose = Literal[CONTACT_PURPOSES]  # type: ignore[valid-type]
 LossReason = Literal[LOSS_REASONS]  # type: ignore[valid-type]
 DealLossReason = Literal[DEAL_LOSS_REASONS]  # type: ignore[valid-type]
+ErasureReason = Literal[ERASURE_REASONS]  # type: ignore[valid-type]
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Line = Annotated[str, Field(max_length=500)]
@@ -138,7 +145,9 @@ class MergeBody(Body):
 
 
 class ErasureBody(Body):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: ErasureReason = Field(
+        description="Kept in clear for auditors after the erasure, so one of a closed set"
+    )
 
 
 class RestrictionBody(Body):
@@ -147,7 +156,7 @@ class RestrictionBody(Body):
 
 
 class ConsentBody(Body):
-    purpose: Slug
+    purpose: Slug = Field(description="One of the purposes the business declared")
     given: bool
 
 

@@ -182,7 +182,7 @@ def _request(
         case ("POST", "/consents"):
             body = {"purpose": "marketing", "given": True}
         case ("POST", "/erasure"):
-            body = {"reason": "the subject asked"}
+            body = {"reason": "subject_request"}
         case ("POST", "/restriction"):
             body = {"restricted": True, "reason": "the subject objected"}
         case ("POST", "/deals"):
@@ -399,7 +399,7 @@ def test_every_write_on_another_managers_client_is_a_404_and_records_nothing(boo
         ("POST", f"{theirs}/merge", {"duplicate_id": book.mine}, 404),
         ("POST", f"/clients/{book.mine}/merge", {"duplicate_id": book.theirs}, 404),
         ("POST", f"{theirs}/consents", {"purpose": "marketing", "given": True}, 404),
-        ("POST", f"{theirs}/erasure", {"reason": "asked"}, 403),
+        ("POST", f"{theirs}/erasure", {"reason": "subject_request"}, 403),
         ("POST", f"{theirs}/restriction", {"restricted": True, "reason": "asked"}, 403),
         ("POST", "/deals", {"client_id": book.theirs, "title": "Mine now", "amount": "5"}, 404),
         ("POST", f"/deals/{book.their_deal}/stage", {"stage": "interest"}, 404),

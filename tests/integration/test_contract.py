@@ -124,7 +124,7 @@ def test_changing_details_to_another_clients_email_is_refused(crm: Crm, envelope
 def test_erasure_frees_the_clients_contact_points(crm: Crm, envelope: Envelope) -> None:
     first = register(crm, envelope, phones=("+4930111222",))
     crm.app.execute(
-        clients.ErasePersonalData(client_id=first.id, reason="subject request 17"), envelope
+        clients.ErasePersonalData(client_id=first.id, reason="subject_request"), envelope
     )
     assert register(crm, envelope, name="New owner", phones=("+4930111222",)).id != first.id
 
@@ -295,7 +295,9 @@ def test_a_refused_win_records_neither_the_win_nor_the_purchase(
         deals.OpenDeal(client_id=client.id, title="Windows", amount=Decimal("10"), currency="EUR"),
         envelope,
     )
-    crm.app.execute(clients.ErasePersonalData(client_id=client.id, reason="request"), envelope)
+    crm.app.execute(
+        clients.ErasePersonalData(client_id=client.id, reason="subject_request"), envelope
+    )
     count = event_count(crm)
     with pytest.raises(RuleViolation):
         crm.app.execute(deals.WinDeal(deal_id=opened.id), envelope)
@@ -360,7 +362,9 @@ def test_the_deals_of_an_erased_client_change_no_more(crm: Crm, envelope: Envelo
         deals.OpenDeal(client_id=client.id, title="Roof", amount=Decimal(10), currency="EUR"),
         envelope,
     )
-    crm.app.execute(clients.ErasePersonalData(client_id=client.id, reason="request"), envelope)
+    crm.app.execute(
+        clients.ErasePersonalData(client_id=client.id, reason="subject_request"), envelope
+    )
     count = event_count(crm)
     for command in (
         deals.MoveDealStage(deal_id=opened.id, stage="interest"),
@@ -388,7 +392,9 @@ def test_the_deals_of_an_erased_duplicate_change_no_more_on_a_live_card(
     crm.app.execute(
         clients.MergeClients(survivor_id=survivor.id, duplicate_id=duplicate.id), envelope
     )
-    crm.app.execute(clients.ErasePersonalData(client_id=duplicate.id, reason="request"), envelope)
+    crm.app.execute(
+        clients.ErasePersonalData(client_id=duplicate.id, reason="subject_request"), envelope
+    )
     count = event_count(crm)
     with pytest.raises(RuleViolation, match="erased"):
         crm.app.execute(deals.LoseDeal(deal_id=opened.id, reason="timing"), envelope)
@@ -409,7 +415,9 @@ def test_an_erased_client_whose_emails_changed_still_loads_and_refuses_changes(
     crm.app.execute(
         clients.MergeClients(survivor_id=survivor.id, duplicate_id=duplicate.id), envelope
     )
-    crm.app.execute(clients.ErasePersonalData(client_id=survivor.id, reason="request"), envelope)
+    crm.app.execute(
+        clients.ErasePersonalData(client_id=survivor.id, reason="subject_request"), envelope
+    )
     replayed = crm.app.repository.get(survivor.id)
     assert (replayed.erased, replayed.emails, replayed.phones) == (True, (), ())
     with pytest.raises(RuleViolation, match="erased"):

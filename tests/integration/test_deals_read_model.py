@@ -72,7 +72,7 @@ def test_erasing_a_client_blanks_their_deals_titles(crm: Crm, envelope: Envelope
         deals.OpenDeal(client_id=client, title="Ann's roof", amount=Decimal(9), currency="EUR"),
         "2024-01-02",
     ).id
-    crm.app.execute(clients.ErasePersonalData(client_id=client, reason="request"), envelope)
+    crm.app.execute(clients.ErasePersonalData(client_id=client, reason="subject_request"), envelope)
     crm.projector(["deals"]).catch_up()
     card = crm.read_model("deals").card(deal)  # type: ignore[attr-defined]
     assert (card.title, card.amount, card.stage) == ("", Decimal(9), "attraction")

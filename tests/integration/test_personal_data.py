@@ -3,6 +3,8 @@ restriction and consent, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
 import subprocess
 from dataclasses import replace
@@ -12,16 +14,23 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import StoredEvent
 
 from adapters.keys import MasterKeyError, generate_master_key
+from adapters.mapper import ERASED_FIELDS
+from adapters.read_models import registry
 from adapters.read_models.audit import AuditReadModel
 from adapters.read_models.kpis import KpiQueries
 from api.bootstrap import Crm, bootstrap
+from api.rebuild import rebuild_groups
+from api.subject import event_out
 from application import clients, deals
 from domain.client import Client
-from domain.envelope import Envelope, utc_now
-from domain.errors import RuleViolation
+from domain.envelope import Envelope, recording, utc_now
+from domain.errors import InvalidValue, RuleViolation
 from tests.conftest import POSTGRES_URL, fresh_product, make_settings
 from tests.story import Story, recorded_events
 
@@ -113,7 +122,7 @@ def test_after_erasure_no_marker_is_left_anywhere_in_the_database(
         projector.catch_up()
         assert findable(MARKERS, database_bytes(crm, tmp_path)), "the read models hold them"
         crm.app.execute(
-            clients.ErasePersonalData(client_id=client, reason="subject request 17"), envelope
+            clients.ErasePersonalData(client_id=client, reason="subject_request"), envelope
         )
         projector.catch_up()
         assert findable(MARKERS, database_bytes(crm, tmp_path)) == []
@@ -137,7 +146,9 @@ def test_erasure_leaves_the_kpis_except_the_client_count_and_keeps_who_changed_w
         now = utc_now() + timedelta(days=1)  # an instant after the erasure, for both reads
         before = KpiQueries(crm.db).values(now)
         eraser = replace(envelope, actor_id="dpo", correlation_id="erasure-1")
-        crm.app.execute(clients.ErasePersonalData(client_id=client, reason="request 17"), eraser)
+        crm.app.execute(
+            clients.ErasePersonalData(client_id=client, reason="subject_request"), eraser
+        )
         projector.catch_up()
         after = KpiQueries(crm.db).values(now)
         assert after["clients_total"] == before["clients_total"] - 1
@@ -167,7 +178,9 @@ def test_erasing_a_survivor_erases_the_cards_merged_into_it(
         crm.app.execute(
             clients.MergeClients(survivor_id=survivor, duplicate_id=duplicate), envelope
         )
-        crm.app.execute(clients.ErasePersonalData(client_id=survivor, reason="request"), envelope)
+        crm.app.execute(
+            clients.ErasePersonalData(client_id=survivor, reason="subject_request"), envelope
+        )
         crm.projector().catch_up()
         assert crm.app.repository.get(duplicate).erased
         assert findable((*MARKERS, "zyx2@m.example"), database_bytes(crm, tmp_path)) == []
@@ -243,7 +256,7 @@ def test_the_consent_history_is_exact(crm: Crm, envelope: Envelope) -> None:
     client = story.register("Ann", "2024-01-01")
     story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-02-01")
     story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-02-15")  # no-op
-    story.run(clients.GiveConsent(client_id=client, purpose="calls"), "2024-03-01")
+    story.run(clients.GiveConsent(client_id=client, purpose="marketing_calls"), "2024-03-01")
     story.run(clients.WithdrawConsent(client_id=client, purpose="newsletter"), "2024-04-01")
     story.run(clients.GiveConsent(client_id=client, purpose="newsletter"), "2024-05-01")
     crm.projector().catch_up()
@@ -253,11 +266,22 @@ def test_the_consent_history_is_exact(crm: Crm, envelope: Envelope) -> None:
     ]
     assert history == [
         ("newsletter", True, "2024-02-01"),
-        ("calls", True, "2024-03-01"),
+        ("marketing_calls", True, "2024-03-01"),
         ("newsletter", False, "2024-04-01"),
         ("newsletter", True, "2024-05-01"),
     ]
-    assert crm.app.repository.get(client).consents == {"newsletter", "calls"}
+    assert crm.app.repository.get(client).consents == {"newsletter", "marketing_calls"}
+
+
+def test_consent_is_only_for_the_purposes_the_business_declared(
+    tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product("sqlite", tmp_path, consent_purposes="loyalty_club") as crm:
+        client = crm.app.execute(clients.RegisterClient(name="Ann"), envelope).id
+        crm.app.execute(clients.GiveConsent(client_id=client, purpose="loyalty_club"), envelope)
+        with pytest.raises(InvalidValue, match="not one of the declared purposes: loyalty_club"):
+            crm.app.execute(clients.GiveConsent(client_id=client, purpose="newsletter"), envelope)
+        assert crm.app.repository.get(client).consents == {"loyalty_club"}
 
 
 def _counting_reads(crm: Crm) -> list[UUID]:
@@ -299,3 +323,112 @@ def test_on_postgresql_a_key_destroyed_elsewhere_is_seen_at_the_next_load(
         reads = _counting_reads(crm)
         assert crm.keys.key(client) is None
         assert reads == []
+
+
+# ------------------------------------------------------------------ an upgraded store
+
+LEGACY_CHANNEL = "Legacychannelmarker fair"
+LEGACY_KEYS = ("legacykeymarker", "legacychangedkeymarker")
+LEGACY_MARKERS = (LEGACY_CHANNEL, *LEGACY_KEYS)
+
+
+def _resealed(crm: Crm, stored: StoredEvent, change: Any) -> StoredEvent:
+    """``stored`` as an older version of the product wrote it: ``change(state,
+    secret)`` edits its clear state and its sealed personal fields in place."""
+    transcoder = crm.app.mapper.transcoder
+    state = transcoder.decode(stored.state)
+    key = crm.keys.key(UUID(state["_subject"]))
+    assert key is not None
+    aad = f"{stored.originator_id}:{stored.originator_version}:{stored.topic}".encode()
+    blob = base64.b64decode(state["_personal"])
+    secret = transcoder.decode(AESGCM(key).decrypt(blob[:12], blob[12:], aad))
+    change(state, secret)
+    nonce = os.urandom(12)
+    sealed = nonce + AESGCM(key).encrypt(nonce, transcoder.encode(secret), aad)
+    state["_personal"] = base64.b64encode(sealed).decode()
+    return replace(stored, state=transcoder.encode(state))
+
+
+def _channel_in_clear(state: dict[str, Any], secret: dict[str, Any]) -> None:
+    state["channel"] = secret.pop("channel")
+    state["_present"] = ["name", f"attributes.{LEGACY_KEYS[0]}"]  # keys named in clear
+
+
+def _details_version_1(state: dict[str, Any], secret: dict[str, Any]) -> None:
+    del state["class_version"]
+    state["fields"] = [f"attributes.{LEGACY_KEYS[1]}", "name"]
+    for side in ("old", "new"):
+        values = secret[side]
+        for key, value in values.pop("attributes").items():
+            values[f"attributes.{key}"] = value
+    state["_present"] = [f"new.attributes.{LEGACY_KEYS[1]}", "new.name", "old.name"]
+
+
+def legacy_client(crm: Crm, envelope: Envelope) -> UUID:
+    """A client stored by the version before this one: the channel of registration in
+    clear, and attribute keys named in clear (``attributes.<key>``) in the stored list
+    of the fields present and in a details change's ``fields``."""
+    with recording(replace(envelope, occurred_at=utc_now() - timedelta(days=2))):
+        client = Client.register(
+            name=NAME, channel=LEGACY_CHANNEL, attributes={LEGACY_KEYS[0]: "gold"}
+        )
+    with recording(replace(envelope, occurred_at=utc_now() - timedelta(days=1))):
+        client.change_details({f"attributes.{LEGACY_KEYS[1]}": "yes", "name": NAME + " Jr"})
+    registered, changed = (crm.app.mapper.to_stored_event(e) for e in client.collect_events())
+    crm.app.recorder.insert_events(
+        [_resealed(crm, registered, _channel_in_clear), _resealed(crm, changed, _details_version_1)]
+    )
+    return client.id
+
+
+def _read_models_text(crm: Crm) -> bytes:
+    tables = ("directory_cards", "audit_entries", "deals_cards")
+    return b"".join(repr(crm.db.query(f"SELECT * FROM {table}")).encode() for table in tables)
+
+
+@BACKENDS
+def test_a_store_written_before_the_channel_and_attribute_keys_were_sealed_keeps_working(
+    backend: str, tmp_path: Path, envelope: Envelope
+) -> None:
+    with fresh_product(backend, tmp_path) as crm:
+        client = legacy_client(crm, envelope)
+        stored = b"".join(bytes(state) for (state,) in crm.db.query("SELECT state FROM events"))
+        assert findable(LEGACY_MARKERS, stored) == list(LEGACY_MARKERS)  # as the old version wrote
+
+        loaded: Client = crm.app.repository.get(client)
+        assert (loaded.name, loaded.channel) == (NAME + " Jr", LEGACY_CHANNEL)
+        assert loaded.attributes == {LEGACY_KEYS[0]: "gold", LEGACY_KEYS[1]: "yes"}
+        changed = list(crm.app.repository.event_store.get(client))[1]
+        assert isinstance(changed, Client.ClientDetailsChanged)
+        assert changed.fields == ("attributes", "name")  # read as the current version
+        projector = crm.projector()
+        projector.catch_up()
+        # ... and the audit trail as the old version folded it: one entry per key
+        crm.db.execute(
+            "UPDATE audit_entries SET field = %s WHERE client_id = %s AND field = %s",
+            (f"attributes.{LEGACY_KEYS[0]}", client, "attributes"),
+        )
+        old_style = "SELECT COUNT(*) FROM audit_entries WHERE substr(field, 1, 11) = 'attributes.'"
+        assert crm.db.query(old_style) == [(2,)]
+        assert findable(LEGACY_MARKERS, _read_models_text(crm)) == list(LEGACY_MARKERS)
+
+        crm.app.execute(
+            clients.ErasePersonalData(client_id=client, reason="subject_request"), envelope
+        )
+        projector.catch_up()
+        assert findable(LEGACY_MARKERS, _read_models_text(crm)) == []
+        assert crm.db.query(old_style) == [(0,)]
+        fed = orjson.dumps([event_out(r.event) for r in recorded_events(crm)], default=str)
+        assert findable(LEGACY_MARKERS, fed) == []  # what the feed, history and export show
+        registered = next(iter(crm.app.repository.event_store.get(client)))
+        assert getattr(registered, ERASED_FIELDS) == {"name", "channel", "attributes"}
+
+        rebuild_groups(crm, [registry.NAMES])  # what an operator runs after upgrading
+        assert findable(LEGACY_MARKERS, _read_models_text(crm)) == []
+        trail = crm.model(AuditReadModel).page(client_id=client, limit=100).entries
+        fields = [e.field for e in trail if e.field]
+        assert fields == ["name", "kind", "channel", "attributes", "attributes", "name"]
+        # The events themselves stay as they were written, clear values and all: the
+        # hash chain covers their stored bytes.
+        stored = b"".join(bytes(state) for (state,) in crm.db.query("SELECT state FROM events"))
+        assert findable(LEGACY_MARKERS, stored) == list(LEGACY_MARKERS)

@@ -116,7 +116,7 @@ def command(step: Step, ids: list[UUID], deal_ids: list[UUID]) -> Any:
         "open": deals.OpenDeal(
             client_id=client, title=step.text, amount=Decimal(step.two * 100), currency="EUR"
         ),
-        "erase": clients.ErasePersonalData(client_id=client, reason="subject request"),
+        "erase": clients.ErasePersonalData(client_id=client, reason="subject_request"),
         "merge": clients.MergeClients(
             survivor_id=client, duplicate_id=ids[(step.one + step.two + 1) % len(ids)]
         ),

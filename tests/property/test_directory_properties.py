@@ -103,7 +103,7 @@ def run(crm: Crm, op: Op, ids: list[UUID], tasks: dict[UUID, list[UUID]]) -> Non
         "merge": lambda: clients.MergeClients(
             survivor_id=client, duplicate_id=ids[op.other % len(ids)]
         ),
-        "erase": lambda: clients.ErasePersonalData(client_id=client, reason="subject request"),
+        "erase": lambda: clients.ErasePersonalData(client_id=client, reason="subject_request"),
         "owner": lambda: clients.AssignOwner(client_id=client, owner_id=ACTORS[1 + op.other % 2]),
     }
     try:

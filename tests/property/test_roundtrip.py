@@ -21,7 +21,7 @@ names = texts.filter(lambda t: t.strip() != "")
 phones = st.from_regex(r"\+[1-9][0-9]{7,13}", fullmatch=True)
 emails = st.from_regex(r"[a-z]{1,8}(\.[a-z0-9]{1,5})?@[a-z]{2,8}\.(com|de|ru)", fullmatch=True)
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999.9999"), places=4)
-purposes = st.sampled_from(["marketing", "newsletter", "analytics"])
+purposes = st.sampled_from(["marketing", "newsletter", "profiling"])
 
 commands = st.one_of(
     st.tuples(

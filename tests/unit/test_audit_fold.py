@@ -74,8 +74,7 @@ def test_registration_is_one_entry_per_field_given_a_value() -> None:
         (2, "phones", None, '["+49301234567","+442079460958"]'),
         (3, "channel", None, "website"),
         (4, "owner_id", None, "bob"),
-        (5, "attributes.tier", None, "gold"),
-        (6, "attributes.vip", None, "yes"),
+        (5, "attributes", None, '{"tier":"gold","vip":"yes"}'),
     ]
     assert {(e.client_id, e.deal_id, e.details) for e in found} == {(client.id, None, None)}
     assert {(e.position, e.event_type) for e in found} == {(7, "ClientRegistered")}
@@ -123,7 +122,7 @@ def test_a_details_change_is_one_entry_per_changed_field_with_old_and_new_values
     assert changes(fold(client)) == [
         (0, "name", "Anna Schmidt", "Anna Weber"),
         (1, "phones", '["+49301234567"]', '["+49301234567","+4930555666"]'),
-        (2, "attributes.vip", "yes", None),
+        (2, "attributes", '{"vip":"yes"}', '{"vip":null}'),
         (3, "company", None, "Weber GmbH"),
     ]
 
@@ -219,7 +218,7 @@ def test_every_other_client_and_deal_event_is_one_entry_of_its_payload() -> None
     lost = open_deal(survivor, title="Lost deal")
     lost.lose(reason="timing", note="next year")
     keep(lost)
-    survivor.erase_personal_data(reason="subject request 17")
+    survivor.erase_personal_data(reason="subject_request")
     keep(survivor)
 
     payload_keys = {e.event_type: set(orjson.loads(e.details or "{}")) for e in recorded}
@@ -364,11 +363,11 @@ def test_erasure_purges_personal_field_values_and_keeps_who_when_and_which_field
         (0, "name", None, None),
         (1, "kind", None, "person"),
         (2, "phones", None, None),
-        (3, "channel", None, "website"),
+        (3, "channel", None, None),
         (4, "owner_id", None, "bob"),
-        (5, "attributes.vip", None, None),
+        (5, "attributes", None, None),
     ]
-    assert [e.redacted for e in purged] == [True, False, True, False, False, True]
+    assert [e.redacted for e in purged] == [True, False, True, True, False, True]
     assert {(e.actor_id, e.event_type) for e in purged} == {("alice", "ClientRegistered")}
 
 
@@ -386,6 +385,28 @@ def test_erasure_nulls_the_personal_keys_of_details_and_keeps_the_rest() -> None
         "summary": None,
         "outcome": None,
     }
+
+
+def test_erasure_purges_every_value_of_a_details_change_as_a_rebuild_reads_none() -> None:
+    client = register()
+    client.change_details({"kind": "company", "attributes.vip": "yes"})
+
+    purged = [redacted(e) for e in fold(client)]
+
+    assert changes(purged) == [(0, "kind", None, None), (1, "attributes", None, None)]
+
+
+def test_erasure_purges_the_key_from_an_attribute_entry_of_the_first_version() -> None:
+    """Entries folded before attribute keys were sealed named them: ``attributes.vip``."""
+    client = register()
+    client.change_details({"attributes.vip": "yes"})
+    (entry,) = fold(client)
+    old_style = replace(entry, field="attributes.vip", old_value=None, new_value="yes")
+
+    purged = redacted(old_style)
+
+    assert (purged.field, purged.old_value, purged.new_value) == ("attributes", None, None)
+    assert purged.redacted
 
 
 def test_an_entry_without_personal_values_is_left_as_it_is() -> None:

@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import pytest
 
-from domain.client import Client
+from domain.client import ERASURE_REASONS, Client
 from domain.envelope import Envelope, recording
 from domain.errors import InvalidValue, MissingEnvelope, RuleViolation
 from tests.conftest import at
@@ -200,12 +200,49 @@ def test_an_attribute_can_be_set_changed_and_removed() -> None:
 
     client.change_details({"attributes.vip": "yes", "attributes.size": "L"})
     assert client.attributes == {"size": "L", "vip": "yes"}
-    assert last_event(client).old == {"attributes.vip": None, "attributes.size": "M"}
+    assert last_event(client).old == {"attributes": {"vip": None, "size": "M"}}
 
     client.change_details({"attributes.vip": None})
     assert client.attributes == {"size": "L"}
-    assert last_event(client).fields == ("attributes.vip",)
-    assert last_event(client).new == {"attributes.vip": None}
+    assert last_event(client).new == {"attributes": {"vip": None}}
+
+
+def test_changed_attributes_are_one_field_whose_keys_are_kept_only_with_the_values() -> None:
+    client = register(attributes={"size": "M"})
+
+    client.change_details(
+        {"name": "Anna Weber", "attributes.vip": "yes", "company": "X", "attributes.size": "L"}
+    )
+
+    event = last_event(client)
+    assert event.fields == ("name", "attributes", "company")  # no key in clear
+    assert event.old == {
+        "name": "Anna Schmidt",
+        "attributes": {"vip": None, "size": "M"},
+        "company": None,
+    }
+    assert event.new == {
+        "name": "Anna Weber",
+        "attributes": {"vip": "yes", "size": "L"},
+        "company": "X",
+    }
+
+
+def test_a_details_change_of_the_first_version_reads_as_the_second() -> None:
+    """Version 1 named each attribute as a field (``attributes.vip``), in clear."""
+    state = {
+        "fields": ["attributes.vip", "name", "attributes.size"],
+        "old": {"attributes.vip": None, "name": "Ann", "attributes.size": "M"},
+        "new": {"attributes.vip": "yes", "name": "Bo", "attributes.size": None},
+    }
+
+    Client.ClientDetailsChanged.upcast_v1_v2(state)
+
+    assert state == {
+        "fields": ["attributes", "name"],
+        "old": {"name": "Ann", "attributes": {"vip": None, "size": "M"}},
+        "new": {"name": "Bo", "attributes": {"vip": "yes", "size": None}},
+    }
 
 
 @pytest.mark.parametrize("field", ["birthday", "owner_id", "id", "erased"])
@@ -704,12 +741,35 @@ def test_only_a_given_consent_can_be_withdrawn() -> None:
     assert client.consents == {"newsletter"}
 
 
-def test_a_consent_purpose_must_be_a_slug() -> None:
+@pytest.mark.parametrize("purpose", ["News Letter", "calls_from_anna_on_tuesdays", ""])
+def test_consent_is_for_a_declared_purpose_as_purposes_stay_in_clear(purpose: str) -> None:
     client = register()
 
-    with pytest.raises(InvalidValue) as caught:
-        client.give_consent("News Letter")
+    with pytest.raises(InvalidValue, match="not one of the declared purposes") as caught:
+        client.give_consent(purpose)
     assert caught.value.field == "purpose"
+    with pytest.raises(InvalidValue, match="not one of the declared purposes"):
+        client.withdraw_consent(purpose)
+    assert names(client) == ["ClientRegistered"]
+
+
+def test_the_business_declares_its_own_purposes() -> None:
+    client = register()
+
+    client.give_consent("loyalty_club", declared=("loyalty_club",))
+    with pytest.raises(InvalidValue, match="declared purposes: loyalty_club"):
+        client.give_consent("newsletter", declared=("loyalty_club",))
+
+    assert client.consents == {"loyalty_club"}
+
+
+def test_a_consent_stays_withdrawable_after_its_purpose_is_no_longer_declared() -> None:
+    client = register()
+    client.give_consent("newsletter")
+
+    client.withdraw_consent("newsletter", declared=("profiling",))
+
+    assert client.consents == set()
 
 
 # -------------------------------------------------------------------- restriction
@@ -777,9 +837,13 @@ def test_a_restricted_client_accepts_no_new_deals_until_lifted() -> None:
 
 def erased_client() -> Client:
     client = register(
-        company="Schmidt GmbH", address="Berlin", attributes={"vip": "yes"}, kind="company"
+        company="Schmidt GmbH",
+        address="Berlin",
+        channel="fair in Leipzig, met by Anna's brother",
+        attributes={"vip": "yes"},
+        kind="company",
     )
-    client.erase_personal_data(reason="subject request #12")
+    client.erase_personal_data(reason="subject_request")
     return client
 
 
@@ -788,11 +852,11 @@ def test_erasure_is_recorded_and_clears_personal_state() -> None:
 
     event = last_event(client)
     assert type(event).__name__ == "PersonalDataErased"
-    assert event.reason == "subject request #12"
+    assert event.reason == "subject_request"
     assert client.erased
     assert not client.is_live
     assert client.name == ""
-    assert (client.company, client.address) == (None, None)
+    assert (client.company, client.address, client.channel) == (None, None, None)
     assert (client.phones, client.emails) == ((), ())
     assert client.attributes == {}
     assert client.contact_points == frozenset()
@@ -802,7 +866,7 @@ def test_erasure_keeps_the_non_personal_facts() -> None:
     client = register(owner_id="bob")
     buy(client)
 
-    client.erase_personal_data(reason="subject request")
+    client.erase_personal_data(reason="subject_request")
 
     assert client.purchases_count == 1
     assert client.owner_id == "bob"
@@ -812,25 +876,35 @@ def test_erasure_closes_the_open_follow_ups_so_nobody_calls_an_erased_client() -
     client = register()
     client.schedule_follow_up(due_at=datetime.now(UTC) + timedelta(days=1), assignee_id="bob")
 
-    client.erase_personal_data(reason="subject request")
+    client.erase_personal_data(reason="subject_request")
 
     assert client.follow_ups == {}
 
 
-def test_erasure_needs_a_reason() -> None:
+@pytest.mark.parametrize("reason", ["", "asked by Anna Schmidt on the phone", "Subject_Request"])
+def test_erasure_needs_a_reason_from_the_closed_set_as_it_stays_in_clear(reason: str) -> None:
     client = register()
 
-    with pytest.raises(InvalidValue) as caught:
-        client.erase_personal_data(reason="")
+    with pytest.raises(InvalidValue, match="not one of: subject_request, ") as caught:
+        client.erase_personal_data(reason=reason)
     assert caught.value.field == "reason"
     assert not client.erased
+
+
+@pytest.mark.parametrize("reason", ERASURE_REASONS)
+def test_each_reason_of_the_closed_set_erases(reason: str) -> None:
+    client = register()
+
+    client.erase_personal_data(reason=reason)
+
+    assert (client.erased, last_event(client).reason) == (True, reason)
 
 
 def test_personal_data_cannot_be_erased_twice() -> None:
     client = erased_client()
 
     with pytest.raises(RuleViolation, match="already erased"):
-        client.erase_personal_data(reason="again")
+        client.erase_personal_data(reason="objection")
     assert names(client).count("PersonalDataErased") == 1
 
 
@@ -849,7 +923,7 @@ def _commands_on(client: Client, task_id: Any) -> dict[str, Callable[[], object]
         "complete_follow_up": lambda: client.complete_follow_up(task_id),
         "cancel_follow_up": lambda: client.cancel_follow_up(task_id),
         "give_consent": lambda: client.give_consent("newsletter"),
-        "withdraw_consent": lambda: client.withdraw_consent("calls"),
+        "withdraw_consent": lambda: client.withdraw_consent("marketing_calls"),
         "restrict_processing": lambda: client.restrict_processing(reason="objection"),
         "lift_restriction": lambda: client.lift_restriction(reason="resolved"),
         "absorb_a_duplicate": lambda: client.absorb(other),
@@ -881,8 +955,8 @@ COMMANDS = [
 def test_after_erasure_every_command_is_refused(command: str) -> None:
     client = register()
     task_id = client.schedule_follow_up(due_at=in_an_hour(), assignee_id="bob")
-    client.give_consent("calls")
-    client.erase_personal_data(reason="subject request")
+    client.give_consent("marketing_calls")
+    client.erase_personal_data(reason="subject_request")
     version = client.version
 
     with pytest.raises(RuleViolation, match="erased"):
@@ -953,7 +1027,7 @@ def test_a_duplicates_open_follow_ups_are_cancelled_by_the_merge() -> None:
 def test_a_merged_duplicate_refuses_every_further_command(command: str) -> None:
     survivor = register()
     duplicate = register(phones=[], emails=[])
-    duplicate.give_consent("calls")
+    duplicate.give_consent("marketing_calls")
     survivor.absorb(duplicate)
     version = duplicate.version
 
@@ -1032,7 +1106,7 @@ def run_every_kind_of_command(client: Client) -> None:
     client.complete_follow_up(task_id)
     client.give_consent("newsletter")
     client.restrict_processing(reason="objection")
-    client.erase_personal_data(reason="subject request")
+    client.erase_personal_data(reason="subject_request")
 
 
 def test_every_event_carries_the_envelope_of_its_command() -> None:

@@ -137,7 +137,7 @@ def test_no_deal_opens_for_a_client_with_restricted_processing(
 
 
 def test_no_deal_opens_for_an_erased_client(client: Client, pipeline: Pipeline) -> None:
-    client.erase_personal_data(reason="subject request")
+    client.erase_personal_data(reason="subject_request")
 
     with pytest.raises(RuleViolation, match="erased"):
         open_deal(client, pipeline)

@@ -156,6 +156,27 @@ def test_a_details_change_applies_each_new_value_and_attributes_by_key() -> None
     assert card.version == 2
 
 
+def test_a_details_change_read_after_the_erasure_changes_no_field_of_the_rebuilt_card() -> None:
+    """Once the key is destroyed a details change reads with empty old and new values
+    (``adapters.mapper``): a rebuild must not take them for a change to nothing."""
+    history = History()
+    ann = history.at("2024-01-10", register("Ann Lee", attributes={"city": "Berlin"}))
+    history.at(
+        "2024-02-01", lambda: ann.change_details({"kind": "company", "attributes.tier": "gold"})
+    )
+    history.at("2024-06-01", lambda: ann.erase_personal_data(reason="subject_request"))
+    as_read = [
+        replace(r, event=replace(r.event, old={}, new={}))
+        if isinstance(r.event, Client.ClientDetailsChanged)
+        else r
+        for r in history.recorded
+    ]
+
+    card = directory.fold(as_read)[ann.id]
+
+    assert (card.kind, card.attributes, card.erased, card.version) == ("person", {}, True, 3)
+
+
 def test_open_follow_ups_are_those_scheduled_and_neither_completed_nor_cancelled() -> None:
     history = History()
     ann = history.at("2024-01-10", register("Ann Lee"))
@@ -241,6 +262,7 @@ def test_erasure_blanks_every_personal_value_and_keeps_the_figures() -> None:
             address="Main St 1",
             phones=["+49301234567"],
             emails=["ann@lee.example"],
+            channel="met her at the Lee family's party",
             attributes={"city": "Berlin"},
             owner_id="maria",
         ),
@@ -250,12 +272,12 @@ def test_erasure_blanks_every_personal_value_and_keeps_the_figures() -> None:
     history.at(
         "2024-02-03", lambda: ann.schedule_follow_up(due_at=day("2024-07-01"), assignee_id="m")
     )
-    history.at("2024-06-01", lambda: ann.erase_personal_data(reason="subject request"))
+    history.at("2024-06-01", lambda: ann.erase_personal_data(reason="subject_request"))
 
     card = history.cards()[ann.id]
 
     assert card.erased
-    assert (card.name, card.company, card.address) == ("", None, None)
+    assert (card.name, card.company, card.address, card.channel) == ("", None, None, None)
     assert (card.phones, card.emails, card.attributes) == ((), (), {})
     assert card.search_text == ""
     assert card.contact_points == frozenset()

@@ -96,7 +96,7 @@ def test_erasure_cancels_the_open_follow_ups_of_that_client_only() -> None:
     open_: UUID = history.at("2024-06-01", schedule(ann, "2024-06-20"))
     bobs: UUID = history.at("2024-06-01", schedule(bob, "2024-06-20"))
     history.at("2024-06-04", lambda: ann.complete_follow_up(done))
-    history.at("2024-06-10", lambda: ann.erase_personal_data(reason="subject request"))
+    history.at("2024-06-10", lambda: ann.erase_personal_data(reason="subject_request"))
 
     queue = work_queue.fold(history.recorded)
 
