@@ -19,7 +19,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import TypeAdapter, ValidationError
 
 from adapters.keystore import KeyStore
-from domain.values import Personal
+from domain.values import personal_fields
 
 
 @cache
@@ -116,22 +116,18 @@ class PydanticMapper(Mapper[UUID]):
 # ------------------------------------------------------------ personal data
 
 
-def personal_fields(cls: type[Any]) -> dict[str, Any]:
-    """The fields of an event class marked ``PERSONAL`` in the domain, each with the
-    value it reads as once its subject's key is destroyed."""
-    cached = _personal.get(cls)
+def erased_values(cls: type[Any]) -> dict[str, Any]:
+    """The fields of an event class marked ``PERSONAL`` in the domain
+    (``domain.values.personal_fields``), each with the value it reads as once its
+    subject's key is destroyed."""
+    cached = _erased.get(cls)
     if cached is None:
         hints = typing.get_type_hints(cls, include_extras=True)
-        cached = _personal[cls] = {
-            name: _erased_value(hint)
-            for name, hint in hints.items()
-            if typing.get_origin(hint) is typing.Annotated
-            and any(isinstance(mark, Personal) for mark in hint.__metadata__)
-        }
+        cached = _erased[cls] = {name: _erased_value(hints[name]) for name in personal_fields(cls)}
     return cached
 
 
-_personal: dict[type[Any], dict[str, Any]] = {}
+_erased: dict[type[Any], dict[str, Any]] = {}
 
 
 def _erased_value(hint: Any) -> Any:
@@ -164,7 +160,7 @@ class CryptoMapper(PydanticMapper):
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         cls = type(domain_event)
-        personal = personal_fields(cls)
+        personal = erased_values(cls)
         subject = getattr(domain_event, "subject_id", None)
         if not personal or subject is None:
             return super().to_stored_event(domain_event)
@@ -204,7 +200,7 @@ class CryptoMapper(PydanticMapper):
         if sealed is None or subject is None:
             return frozenset()
         cls = _event_class(stored_event.topic)
-        personal = personal_fields(cls)
+        personal = erased_values(cls)
         key = self.keys.key(UUID(subject))
         if key is None:  # crypto-shredded: the personal fields read as erased
             # also those a record written before they were personal holds in clear

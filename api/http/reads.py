@@ -108,7 +108,7 @@ class ReadRoutes(Controller):
         crm = crm_of(request)
         wait_for_position(crm, min_position)
         at = _now_or(as_of)
-        return {"as_of": at, **KpiQueries(crm.db).values(at, owner_id=owner)}
+        return {"as_of": at, **KpiQueries(crm.read_db).values(at, owner_id=owner)}
 
     @get("/audit", guards=[requires(Permission.AUDIT)])
     async def audit(
