@@ -814,8 +814,8 @@ def import_file(
     kinds = tuple(dict.fromkeys(r.kind for r in layouts if r.kind is not None))
     header_problems = [p for r in layouts for p in r.problems]
     rows = sum(len(r.sheet.rows) for r in layouts)
-    if header_problems:
-        outcome = ImportOutcome(rows=rows, problems=tuple(header_problems))
+
+    def report(outcome: ImportOutcome) -> ImportReport:
         return ImportReport(
             kinds,
             sha256,
@@ -826,29 +826,24 @@ def import_file(
             workbook,
             tuple(layouts),
         )
+
+    if header_problems:
+        return report(ImportOutcome(rows=rows, problems=tuple(header_problems)))
     mappers = [_Mapper(r, base, app.settings.currency) for r in layouts]
 
     def mapped() -> Iterator[ImportRow]:
         for mapper in mappers:
             yield from mapper.rows()
 
-    outcome = import_rows(
-        app,
-        mapped,
-        sha256=sha256,
-        country=options.country,
-        dry_run=options.dry_run,
-        skip_invalid=options.skip_invalid,
-        total=rows,
-        progress=progress,
-    )
-    return ImportReport(
-        kinds,
-        sha256,
-        rows,
-        outcome,
-        options.dry_run,
-        options.skip_invalid,
-        workbook,
-        tuple(layouts),
+    return report(
+        import_rows(
+            app,
+            mapped,
+            sha256=sha256,
+            country=options.country,
+            dry_run=options.dry_run,
+            skip_invalid=options.skip_invalid,
+            total=rows,
+            progress=progress,
+        )
     )
