@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_MASTER_KEY, OwnDatabase
+from api.bootstrap import Crm, bootstrap
+from tests.conftest import TEST_MASTER_KEY, OwnDatabase, make_settings
 from tests.e2e.server import CLI, HOST, add_user, crm_environment, free_port
 
 STARTUP_SECONDS = 30.0
@@ -123,6 +124,51 @@ def processes() -> Iterator[list[Process]]:
     yield started
     for process in started:
         process.stop()
+
+
+@dataclass
+class Rig:
+    """What a chaos test works with: a database of its own, the ``crm`` environment
+    pointing at it, an admin's token, a working directory, and the processes it
+    starts (each stopped at the test's end, whatever happened)."""
+
+    database: OwnDatabase
+    environment: dict[str, str]
+    token: str
+    directory: Path
+    processes: list[Process]
+
+    def api(self, *options: str) -> Api:
+        """``crm serve OPTIONS``, started."""
+        api = Api(self.environment, self.directory, *options)
+        self.processes.append(api)
+        api.start()
+        return api
+
+    def process(self, *args: str, start: bool = True, **settings: str) -> Process:
+        """``crm ARGS`` in the background with extra ``CRM_*`` ``settings``."""
+        process = Process({**self.environment, **settings}, self.directory, *args)
+        self.processes.append(process)
+        if start:
+            process.start()
+        return process
+
+    def product(self) -> Crm:
+        """The product in this process, on the rig's database."""
+        return bootstrap(
+            make_settings("postgresql", self.directory, database_url=self.database.url)
+        )
+
+
+@pytest.fixture
+def rig(
+    own_database: OwnDatabase,
+    environment: dict[str, str],
+    admin_token: str,
+    tmp_path: Path,
+    processes: list[Process],
+) -> Rig:
+    return Rig(own_database, environment, admin_token, tmp_path, processes)
 
 
 @dataclass

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 import psycopg
 from eventsourcing.utils import get_topic
 
 from adapters.read_models import registry
-from api.bootstrap import Crm, bootstrap
 from api.demo import load_demo
 from domain.client import Client
-from tests.chaos.conftest import Api, Load, Process
-from tests.conftest import OwnDatabase, make_settings
+from tests.chaos.conftest import Load, Rig
+from tests.conftest import OwnDatabase
 from tests.e2e.server import CLI
 from tests.integration.test_projector import assert_same_as_a_clean_rebuild
 
@@ -51,26 +49,14 @@ def wait_until_projected(database: OwnDatabase, *, timeout: float = 60.0) -> Non
         time.sleep(0.1)
 
 
-def product(database: OwnDatabase, directory: Path) -> Crm:
-    return bootstrap(make_settings("postgresql", directory, database_url=database.url))
-
-
 def server_errors(load: Load) -> dict[int, int]:
     """Answers 500 and up other than 503 (which asks for a retry)."""
     return {status: n for status, n in load.statuses.items() if status >= 500 and status != 503}
 
 
-def test_every_acknowledged_write_is_stored_once_with_the_api_killed_twice(
-    own_database: OwnDatabase,
-    environment: dict[str, str],
-    admin_token: str,
-    tmp_path: Path,
-    processes: list[Process],
-) -> None:
-    api = Api(environment, tmp_path)
-    processes.append(api)
-    api.start()
-    load = Load(api.base_url, admin_token, writers=16, per_writer=40)
+def test_every_acknowledged_write_is_stored_once_with_the_api_killed_twice(rig: Rig) -> None:
+    api = rig.api()
+    load = Load(api.base_url, rig.token, writers=16, per_writer=40)
 
     def kill_twice(load: Load) -> None:
         for share in (4, 2):
@@ -85,28 +71,21 @@ def test_every_acknowledged_write_is_stored_once_with_the_api_killed_twice(
     assert server_errors(load) == {}
     assert len(load.acknowledged) == load.total
     # Each write once: retries of the unanswered ones recorded nothing twice.
-    assert registered_ids(own_database) == sorted(load.acknowledged.values())
+    assert registered_ids(rig.database) == sorted(load.acknowledged.values())
 
 
 def test_the_api_and_a_projector_carry_on_after_every_database_session_was_ended_twice(
-    own_database: OwnDatabase,
-    environment: dict[str, str],
-    admin_token: str,
-    tmp_path: Path,
-    processes: list[Process],
+    rig: Rig,
 ) -> None:
-    api = Api(environment, tmp_path, "--no-projector")
-    projector = Process(environment, tmp_path, "project")
-    processes.extend([api, projector])
-    api.start()
-    projector.start()
-    load = Load(api.base_url, admin_token, writers=16, per_writer=20, read_back=True)
+    api = rig.api("--no-projector")
+    projector = rig.process("project")
+    load = Load(api.base_url, rig.token, writers=16, per_writer=20, read_back=True)
     ended: list[int] = []
 
     def end_every_session_twice(load: Load) -> None:
         for share in (4, 2):
             load.wait_for_acks(load.total // share)
-            ended.append(own_database.end_sessions())
+            ended.append(rig.database.end_sessions())
 
     load.run(end_every_session_twice)
 
@@ -114,34 +93,26 @@ def test_the_api_and_a_projector_carry_on_after_every_database_session_was_ended
     assert load.unexpected == [], load.unexpected
     assert server_errors(load) == {}, api.output()
     assert len(load.acknowledged) == load.total
-    assert registered_ids(own_database) == sorted(load.acknowledged.values())
+    assert registered_ids(rig.database) == sorted(load.acknowledged.values())
     assert api.alive(), api.output()
     assert projector.alive(), projector.output()  # it healed by itself
-    wait_until_projected(own_database)
-    with product(own_database, tmp_path) as crm:
+    wait_until_projected(rig.database)
+    with rig.product() as crm:
         (clients,) = crm.db.query("SELECT COUNT(*) FROM lifecycle_clients")[0]
         assert clients == load.total
         assert_same_as_a_clean_rebuild(crm)
 
 
-def test_a_projector_killed_during_a_rebuild_resumes_and_converges(
-    own_database: OwnDatabase,
-    environment: dict[str, str],
-    admin_token: str,
-    tmp_path: Path,
-    processes: list[Process],
-) -> None:
-    with product(own_database, tmp_path) as crm:
+def test_a_projector_killed_during_a_rebuild_resumes_and_converges(rig: Rig) -> None:
+    with rig.product() as crm:
         load_demo(crm, clients_count=40)
         crm.projector().catch_up()
-    store_head = head(own_database)
-    rebuild = Process(environment, tmp_path, "project", "--rebuild", "all", "--batch-size", "20")
-    processes.append(rebuild)
-    rebuild.start()
+    store_head = head(rig.database)
+    rebuild = rig.process("project", "--rebuild", "all", "--batch-size", "20")
     deadline = time.monotonic() + 60
     rebuilding: dict[str, int] = {}
     while time.monotonic() < deadline and rebuild.alive():
-        rebuilding = {n: p for n, p in tracked(own_database).items() if n.startswith("rebuild_")}
+        rebuilding = {n: p for n, p in tracked(rig.database).items() if n.startswith("rebuild_")}
         if rebuilding and min(rebuilding.values()) > 0:
             break
         time.sleep(0.005)
@@ -151,14 +122,14 @@ def test_a_projector_killed_during_a_rebuild_resumes_and_converges(
 
     resumed = subprocess.run(  # noqa: PLW1510 - the return code is checked below, with output
         [*CLI, "project", "--rebuild", "all"],
-        env=environment,
-        cwd=tmp_path,
+        env=rig.environment,
+        cwd=rig.directory,
         capture_output=True,
         text=True,
         timeout=120,
     )
 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert tracked(own_database) == dict.fromkeys(registry.NAMES, store_head)  # swapped in
-    with product(own_database, tmp_path) as crm:
+    assert tracked(rig.database) == dict.fromkeys(registry.NAMES, store_head)  # swapped in
+    with rig.product() as crm:
         assert_same_as_a_clean_rebuild(crm)

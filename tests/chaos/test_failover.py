@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 
@@ -14,8 +13,8 @@ from adapters.projector import ACTIVE_LOCK_PREFIX, STANDBY_POLL_SECONDS
 from adapters.read_models import registry
 from application import clients
 from domain.envelope import Envelope
-from tests.chaos.conftest import Process
-from tests.chaos.test_chaos import head, product, tracked, wait_until_projected
+from tests.chaos.conftest import Rig
+from tests.chaos.test_chaos import head, tracked, wait_until_projected
 from tests.conftest import OwnDatabase
 from tests.integration.test_projector import assert_same_as_a_clean_rebuild
 
@@ -41,23 +40,16 @@ def active_projector(database: OwnDatabase) -> int | None:
 
 
 def test_a_standby_projector_takes_over_within_seconds_of_the_active_ones_death(
-    own_database: OwnDatabase,
-    environment: dict[str, str],
-    admin_token: str,
-    tmp_path: Path,
-    processes: list[Process],
-    envelope: Envelope,
+    rig: Rig, envelope: Envelope
 ) -> None:
-    logging_info = {**environment, "CRM_LOG_LEVEL": "info"}
-    first, second = (Process(logging_info, tmp_path, "project") for _ in range(2))
-    processes.extend([first, second])
-    with product(own_database, tmp_path) as crm:
+    first, second = (rig.process("project", start=False, CRM_LOG_LEVEL="info") for _ in range(2))
+    with rig.product() as crm:
         crm.projector()
         first.start()
         second.start()
         pids = {p.process.pid: p for p in (first, second) if p.process is not None}
         deadline = time.monotonic() + 30
-        while (active := active_projector(own_database)) not in pids:
+        while (active := active_projector(rig.database)) not in pids:
             assert time.monotonic() < deadline, first.output() + second.output()
             time.sleep(0.05)
         standby = next(p for pid, p in pids.items() if pid != active)
@@ -78,10 +70,10 @@ def test_a_standby_projector_takes_over_within_seconds_of_the_active_ones_death(
             assert standby.alive()
             assert "standing by" in standby.output()
             pids[active].kill()
-            killed_at, reached = time.monotonic(), head(own_database)
+            killed_at, reached = time.monotonic(), head(rig.database)
             while not (
-                active_projector(own_database) == standby.process.pid  # type: ignore[union-attr]
-                and min(tracked(own_database).values()) > reached
+                active_projector(rig.database) == standby.process.pid  # type: ignore[union-attr]
+                and min(tracked(rig.database).values()) > reached
             ):
                 assert time.monotonic() - killed_at < TAKEOVER_SECONDS + 30, standby.output()
                 time.sleep(0.02)
@@ -91,6 +83,6 @@ def test_a_standby_projector_takes_over_within_seconds_of_the_active_ones_death(
             writer.join(timeout=60)
         print(f"takeover in {takeover:.2f} s (standby polls every {STANDBY_POLL_SECONDS} s)")
         assert takeover < TAKEOVER_SECONDS
-        wait_until_projected(own_database)
+        wait_until_projected(rig.database)
         assert standby.alive()
         assert_same_as_a_clean_rebuild(crm)
