@@ -21,9 +21,17 @@ import pytest
 
 from api.bootstrap import Crm, bootstrap
 from tests.conftest import TEST_MASTER_KEY, OwnDatabase, make_settings
-from tests.e2e.server import CLI, HOST, add_user, crm_environment, free_port
+from tests.e2e.server import (
+    CLI,
+    HOST,
+    STARTUP_SECONDS,
+    Server,
+    add_user,
+    crm_environment,
+    free_port,
+    wait_until_healthy,
+)
 
-STARTUP_SECONDS = 30.0
 LOAD_SECONDS = 90.0
 """No writer goes on longer than this, whatever happens."""
 
@@ -103,18 +111,8 @@ class Api(Process):
 
     def start(self) -> None:
         super().start()
-        deadline = time.monotonic() + STARTUP_SECONDS
-        with httpx.Client(base_url=self.base_url, timeout=2.0, trust_env=False) as http:
-            while time.monotonic() < deadline:
-                if not self.alive():
-                    raise RuntimeError(f"crm serve exited:\n{self.output()}")
-                try:
-                    if http.get("/health/live").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        raise RuntimeError(f"crm serve did not answer in {STARTUP_SECONDS} s:\n{self.output()}")
+        assert self.process is not None
+        wait_until_healthy(Server(self.process, self.base_url, self.log), STARTUP_SECONDS)
 
 
 @pytest.fixture

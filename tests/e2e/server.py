@@ -73,7 +73,7 @@ class Server:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _wait_until_healthy(server: Server, timeout: float) -> None:
+def wait_until_healthy(server: Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=server.base_url, timeout=2.0, trust_env=False) as http:
         while time.monotonic() < deadline:
@@ -83,12 +83,12 @@ def _wait_until_healthy(server: Server, timeout: float) -> None:
                     + server.output()
                 )
             try:
-                if http.get("/health").status_code == 200:
+                if http.get("/health/live").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-    raise RuntimeError(f"crm serve did not answer /health within {timeout} s:\n{server.output()}")
+    raise RuntimeError(f"crm serve did not answer /health/live in {timeout} s:\n{server.output()}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -121,7 +121,7 @@ def running_server(
         )
     server = Server(process, f"http://{HOST}:{port}", log)
     try:
-        _wait_until_healthy(server, STARTUP_SECONDS)
+        wait_until_healthy(server, STARTUP_SECONDS)
         yield server
     finally:
         stop(process)
