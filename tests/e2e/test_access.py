@@ -37,8 +37,8 @@ from tests.conftest import fresh_product, make_settings
 from tests.e2e.conftest import Api, admin_envelope, assert_problem, open_api
 
 NAME, PHONE, EMAIL, SUMMARY = "Ann Secret", "+49301112233", "ann@secret.example", "owes us"
-CLIENT_PERSONAL = ["address", "attributes", "company", "emails", "name", "phones"]
-CARD_PERSONAL = ["address", "attributes", "company", "emails", "name", "phones"]
+CLIENT_PERSONAL = ["address", "attributes", "channel", "company", "emails", "name", "phones"]
+CARD_PERSONAL = ["address", "attributes", "channel", "company", "emails", "name", "phones"]
 
 
 def _personal_history(api: Api, owner: str = "mia") -> UUID:
