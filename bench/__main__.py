@@ -1,4 +1,5 @@
-"""``python -m bench [append|rebuild|replay|http|scale|import|all] [options]`` (``make bench``).
+"""``python -m bench [append|rebuild|replay|http|writes|scale|import|all] [options]``
+(``make bench``).
 
 Prints the machine, then each benchmark's parameters and figures next to its raw
 baseline, measured in the same run. See docs/PERFORMANCE.md.
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bench import append, http_load, import_, rebuild, replay, scale
+from bench import append, http_load, http_writes, import_, rebuild, replay, scale
 from bench.common import Histories, Options, note, print_machine
 
 BENCHMARKS: dict[str, Callable[[Options, Histories], None]] = {
@@ -21,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[Options, Histories], None]] = {
     "rebuild": rebuild.run,
     "replay": replay.run,
     "http": http_load.run,
+    "writes": http_writes.run,
     "scale": scale.run,
     "import": import_.run,
 }

@@ -77,13 +77,18 @@ class Load:
 
 
 def load(
-    port: int, requests: Sequence[Request], headers: dict[str, str], budget: float = 60.0
+    port: int,
+    requests: Sequence[Request],
+    headers: dict[str, str],
+    budget: float = 60.0,
+    *,
+    senders: int = CONCURRENCY,
 ) -> Load:
-    """Send ``requests`` over ``CONCURRENCY`` connections (thread ``t`` sends every
+    """Send ``requests`` over ``senders`` connections (thread ``t`` sends every
     ``t``-th one, in order), stopping early after ``budget`` seconds; the wall time and
     each request's latency."""
-    ready = threading.Barrier(CONCURRENCY + 1)
-    latencies: list[list[float]] = [[] for _ in range(CONCURRENCY)]
+    ready = threading.Barrier(senders + 1)
+    latencies: list[list[float]] = [[] for _ in range(senders)]
     statuses: dict[int, int] = {}
     errors: list[str] = []
     lock = threading.Lock()
@@ -93,7 +98,7 @@ def load(
         try:
             ready.wait()
             deadline = time.perf_counter() + budget
-            for request in requests[t::CONCURRENCY]:
+            for request in requests[t::senders]:
                 started = time.perf_counter()
                 if started > deadline:
                     break
@@ -110,7 +115,7 @@ def load(
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=sender, args=(t,), daemon=True) for t in range(CONCURRENCY)]
+    threads = [threading.Thread(target=sender, args=(t,), daemon=True) for t in range(senders)]
     for thread in threads:
         thread.start()
     ready.wait()
