@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from domain.client import DEFAULT_CONSENT_PURPOSES
 from domain.lifecycle import LifecyclePolicy
@@ -159,11 +166,15 @@ class Settings(BaseModel):
 
     @field_validator("read_database_url")
     @classmethod
-    def _postgres_replicas(cls, urls: str | None) -> str | None:
-        if urls is not None and not all(
+    def _postgres_replicas(cls, urls: str | None, info: ValidationInfo) -> str | None:
+        if urls is None:
+            return None
+        if not all(
             url.strip().startswith(("postgresql://", "postgres://")) for url in urls.split(",")
         ):
             raise ValueError("must be postgresql:// URLs, separated by commas")
+        if not str(info.data.get("database_url", "")).startswith(("postgresql://", "postgres://")):
+            raise ValueError("replicas are for a PostgreSQL store: set CRM_DATABASE_URL to it")
         return urls
 
     @property

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from eventsourcing.persistence import OperationalError
 
 from adapters.replicas import ReplicaRouter, RoutedDatabase, Target
+from application.settings import Settings, SettingsError
 
 
 class FakeDatabase:
@@ -76,3 +78,22 @@ def test_a_pinned_request_reads_from_one_place_even_if_the_choice_changes_meanwh
         replica.down = False
         assert routed.query("SELECT answer") == [("replica",)]  # still this request's
     assert routed.query("SELECT answer") == [("primary",)]
+
+
+def test_replicas_are_postgresql_urls_for_a_postgresql_store() -> None:
+    both = Settings.from_env(
+        {
+            "CRM_DATABASE_URL": "postgresql://crm@primary/crm",
+            "CRM_READ_DATABASE_URL": "postgresql://crm@replica1/crm, postgresql://crm@replica2/crm",
+        }
+    )
+    assert both.read_database_urls == [
+        "postgresql://crm@replica1/crm",
+        "postgresql://crm@replica2/crm",
+    ]
+    with pytest.raises(SettingsError, match=r"CRM_READ_DATABASE_URL: .*PostgreSQL store"):
+        Settings.from_env({"CRM_READ_DATABASE_URL": "postgresql://crm@replica1/crm"})  # SQLite
+    with pytest.raises(SettingsError, match=r"CRM_READ_DATABASE_URL: .*postgresql:// URLs"):
+        Settings.from_env(
+            {"CRM_DATABASE_URL": "postgresql://crm@primary/crm", "CRM_READ_DATABASE_URL": "x"}
+        )
