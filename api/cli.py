@@ -395,7 +395,7 @@ def replay(
 ) -> None:
     """Fold the stored history through a KPI class, in memory, and print its result
     next to the built-in KPI with the same key."""
-    from adapters.read_models.kpis import KpiQueries
+    from adapters.read_models.kpis import KPI_MODELS, KpiQueries
     from adapters.replay import KpiLoadError, load_kpi
     from adapters.replay import replay as run_replay
 
@@ -420,9 +420,11 @@ def replay(
         current: Any = None
         built_in = subject.key in KEYS
         if built_in and position is None:
-            projector = crm.projector(["lifecycle"])
+            projector = crm.projector(KPI_MODELS)
             projector.catch_up()
-            current = KpiQueries(crm.db).values(report.as_of)[subject.key]
+            current = KpiQueries(crm.db, crm.settings.lead_response).values(report.as_of)[
+                subject.key
+            ]
         if output == "json":
             out.print_json(
                 orjson.dumps(
@@ -486,12 +488,12 @@ def kpis(
     as_of: Annotated[str | None, typer.Option("--as-of", help="ISO instant (default now).")] = None,
 ) -> None:
     """The business KPIs at an instant."""
-    from adapters.read_models.kpis import KpiQueries
+    from adapters.read_models.kpis import KPI_MODELS, KpiQueries
 
     at = _instant(as_of, option="--as-of") or datetime.now(UTC)
     with _product() as crm:
-        crm.projector(["lifecycle"]).catch_up()
-        values = KpiQueries(crm.db).values(at)
+        crm.projector(KPI_MODELS).catch_up()
+        values = KpiQueries(crm.db, crm.settings.lead_response).values(at)
         table = Table(title=f"KPIs as of {at.isoformat(timespec='seconds')}")
         table.add_column("kpi")
         table.add_column("value")

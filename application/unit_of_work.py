@@ -17,6 +17,7 @@ from domain.client import Client
 from domain.deal import Deal
 from domain.envelope import current_envelope
 from domain.pipeline import DEFAULT_PIPELINE, Pipeline, pipeline_id
+from domain.subscription import Subscription
 
 if TYPE_CHECKING:
     from application.app import CrmApplication
@@ -83,6 +84,9 @@ class UnitOfWork:
             return self.pipeline(pipeline_id(name))
         except NotFound:
             return None
+
+    def subscription(self, subscription_id: UUID) -> Subscription:
+        return self._load(subscription_id, Subscription, "subscription", None)
 
     def add(self, aggregate: A) -> A:
         """A new aggregate created by the command."""

@@ -10,15 +10,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from adapters.read_models.leads import LeadsReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.sql import Database, as_datetime, from_units
 from projections.kpis import (
     CHURN_PERIOD_DAYS,
+    DEFAULT_RESPONSE_TIME,
     NO_CONTACT_DAYS,
     KpiInputs,
     Paying,
     kpi_values,
 )
+
+KPI_MODELS = ("lifecycle", "leads")
+"""The read models the KPIs are read from (catch them up before reading)."""
 
 _CONTAINS = "{i}.valid_from <= %s AND ({i}.valid_to IS NULL OR {i}.valid_to > %s)"
 
@@ -26,14 +31,21 @@ _CONTAINS = "{i}.valid_from <= %s AND ({i}.valid_to IS NULL OR {i}.valid_to > %s
 class KpiQueries:
     """KPIs as of any instant, read from the live lifecycle tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, response_time: timedelta = DEFAULT_RESPONSE_TIME) -> None:
         self.db = db
+        self.response_time = response_time
+        self.leads = LeadsReadModel(db)
         self.clients = LifecycleReadModel.physical("clients")
         self.facts = LifecycleReadModel.physical("facts")
         self.intervals = LifecycleReadModel.physical("intervals")
 
     def values(self, as_of: datetime) -> dict[str, Any]:
-        return kpi_values(self.inputs(as_of))
+        """Every KPI at ``as_of``: SPEC §4's from the lifecycle tables, the leads' two
+        from the leads table."""
+        return {
+            **kpi_values(self.inputs(as_of)),
+            **self.leads.values(as_of, self.response_time),
+        }
 
     def inputs(self, as_of: datetime) -> KpiInputs:
         c, f, i = self.clients, self.facts, self.intervals

@@ -101,7 +101,7 @@ class ReadRoutes(Controller):
         crm = crm_of(request)
         wait_for_position(crm, min_position)
         at = _now_or(as_of)
-        return {"as_of": at, **KpiQueries(crm.db).values(at)}
+        return {"as_of": at, **KpiQueries(crm.db, crm.settings.lead_response).values(at)}
 
     @get("/audit", guards=[allow(*AUDIT_READERS)])
     async def audit(
