@@ -22,6 +22,21 @@ _COLUMNS = (
 )
 
 
+STATE_DDL = {
+    "postgresql": "CREATE TABLE IF NOT EXISTS webhook_state ("
+    " subscription_id uuid PRIMARY KEY, deliveries bigint NOT NULL DEFAULT 0,"
+    " failures bigint NOT NULL DEFAULT 0, last_error text, last_attempt_at timestamptz,"
+    " failing_since timestamptz, last_delivered_at timestamptz,"
+    " replay_applied bigint NOT NULL DEFAULT 0)",
+    "sqlite": "CREATE TABLE IF NOT EXISTS webhook_state ("
+    " subscription_id TEXT PRIMARY KEY, deliveries INTEGER NOT NULL DEFAULT 0,"
+    " failures INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_attempt_at TEXT,"
+    " failing_since TEXT, last_delivered_at TEXT, replay_applied INTEGER NOT NULL DEFAULT 0)",
+}
+"""How each subscription's deliveries go (not events: a failing receiver would flood
+the store); its delivered position is in ``projection_tracking``."""
+
+
 class SubscriptionsReadModel(SqlReadModel):
     name = "subscriptions"
     tables = (
@@ -36,6 +51,11 @@ class SubscriptionsReadModel(SqlReadModel):
         ),
     )
     topics = subscriptions.TOPICS
+
+    def create_statements(self) -> list[str]:
+        """The model's table, and beside it (not rebuilt: not derived from events)
+        the delivery state table."""
+        return [*super().create_statements(), STATE_DDL[self.dialect]]
 
     def apply(self, cursor: Cursor, batch: Sequence[Recorded]) -> None:
         wanted = sorted({r.event.originator_id for r in batch})

@@ -20,6 +20,7 @@ from litestar.types import ExceptionHandlersMap
 
 from adapters.projector import follow_until_stopped
 from adapters.sql import ThreadedReads
+from api import push
 from api.bootstrap import Crm, bootstrap
 from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
@@ -35,6 +36,7 @@ from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
 from api.http.reads import ReadRoutes
+from api.http.subscriptions import SubscriptionRoutes
 from api.http.support import ExportLimiter, OrjsonResponse
 from api.logs import configure_logging
 from application.settings import Settings
@@ -132,6 +134,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
                 target=_follow_store, args=(product, stop), name="crm-projector", daemon=True
             )
             worker.start()
+            push.run_in_background(product, stop, own_models=False)  # webhooks, reminders
         try:
             async with product.reads() as reads:
                 app.state["reads"] = reads
@@ -152,6 +155,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
             DealRoutes,
             PipelineRoutes,
             ReadRoutes,
+            SubscriptionRoutes,
             health,
             live,
             ready,
