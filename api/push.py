@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from adapters.mapper import personal_fields
 from adapters.projector import Backoff
+from adapters.read_models.leads import LeadsReadModel
 from adapters.read_models.subscriptions import SubscriptionsReadModel
+from adapters.read_models.work_queue import ManagerActivity, WorkQueueReadModel
 from adapters.reminders import ReminderTimer
 from adapters.telemetry import DATABASE_ERRORS, PROJECTOR_RETRIES, TRANSIENT_ERRORS
 from adapters.webhooks import (
@@ -34,9 +37,10 @@ from adapters.webhooks import (
 from api.bootstrap import Crm
 from api.http.support import dumps
 from api.subject import event_out
+from application.access import Principal
 from application.app import CommandResult
 from application.errors import NotFound
-from application.personal_data import reads_everyones_personal
+from application.personal_data import reads_everyones_personal, reads_personal
 from application.subscriptions import CreateSubscription
 from domain.envelope import Envelope
 from domain.subscription import check_url
@@ -258,3 +262,55 @@ def run_in_background(crm: Crm, stop: threading.Event, *, own_models: bool) -> t
     thread = threading.Thread(target=run, name="crm-webhooks", daemon=True)
     thread.start()
     return thread
+
+
+# ------------------------------------------------------------------ work queue
+
+
+def work_queue_items(
+    crm: Crm, reader: Principal, *, within_hours: int, assignee_id: str | None
+) -> list[dict[str, Any]]:
+    """The work queue's due list as ``reader`` may see it: a manager their own items;
+    names, phones and notes only of clients whose personal values they may read
+    (else ``None`` and named in ``redacted``)."""
+    if reader.role == "manager":
+        assignee_id = reader.user_id
+    items = crm.model(WorkQueueReadModel).items(
+        now=datetime.now(UTC), within=timedelta(hours=within_hours), assignee_id=assignee_id
+    )
+    shown = []
+    for found in items:
+        item = (
+            found
+            if reads_personal(reader, found.owner_id)
+            else replace(
+                found, client_name=None, phones=None, note=None, redacted=PERSONAL_ITEM_FIELDS
+            )
+        )
+        body = asdict(item)
+        if not body["redacted"]:
+            del body["redacted"]
+        shown.append(body)
+    return shown
+
+
+PERSONAL_ITEM_FIELDS = ("client_name", "note", "phones")
+
+
+def activity_with_leads(
+    crm: Crm, *, since: datetime, until: datetime, actor_id: str | None
+) -> list[dict[str, Any]]:
+    """Per person: what they did in [since, until), with their leads unanswered at
+    ``until`` and the median first response over their leads registered in the
+    period (``None`` where none was contacted)."""
+    done = {
+        a.actor_id: asdict(a)
+        for a in crm.model(WorkQueueReadModel).activity(since=since, until=until, actor_id=actor_id)
+    }
+    leads = crm.model(LeadsReadModel).per_owner(until, crm.settings.lead_response, since)
+    if actor_id is not None:
+        leads = {owner: v for owner, v in leads.items() if owner == actor_id}
+    for owner in leads:
+        done.setdefault(owner, asdict(ManagerActivity(owner)))
+    empty = {"unanswered_leads": 0, "median_first_response_minutes": None}
+    return [{**done[actor], **leads.get(actor, empty)} for actor in sorted(done)]

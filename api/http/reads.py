@@ -18,7 +18,7 @@ from adapters.read_models.audit import AuditFilter, AuditReadModel
 from adapters.read_models.funnel import FunnelReadModel
 from adapters.read_models.kpis import KpiQueries
 from adapters.read_models.lifecycle import LifecycleReadModel
-from adapters.read_models.work_queue import WorkQueueReadModel
+from api import push
 from api.http import schemas
 from api.http.auth import allow
 from api.http.support import (
@@ -169,17 +169,16 @@ class ReadRoutes(Controller):
         within_hours: int = Parameter(default=24, ge=0, le=24 * 90),
         min_position: int | None = MinPosition,
     ) -> list[dict[str, Any]]:
-        """Follow-ups due in the next hours and overdue ones; a manager sees their own."""
+        """Follow-ups due in the next hours and overdue ones (`kind` FollowUpScheduled,
+        or FollowUpDue once due) and leads left unanswered (LeadUnanswered), with the
+        client's name, phones and the note where the caller may read them (else listed
+        in `redacted`); a manager sees their own, unassigned leads are the admins'."""
         crm = crm_of(request)
         wait_for_position(crm, min_position)
         user = principal(request)
         if user.role == "manager":
             assignee_id = user.user_id
-        model = crm.model(WorkQueueReadModel)
-        rows = model.due(
-            now=datetime.now(UTC), within=timedelta(hours=within_hours), assignee_id=assignee_id
-        )
-        return [asdict(row) for row in rows]
+        return push.work_queue_items(crm, user, within_hours=within_hours, assignee_id=assignee_id)
 
     @get("/activity", guards=[allow("admin", "auditor")], sync_to_thread=True)
     def activity(
@@ -190,11 +189,12 @@ class ReadRoutes(Controller):
         actor_id: str | None = Parameter(default=None, max_length=63),
     ) -> list[dict[str, Any]]:
         """What each manager did over a period (default: the last 30 days): contacts,
-        follow-ups done on time or late, deals moved and won."""
+        follow-ups done on time or late, deals moved and won; their leads unanswered
+        at the period's end and the median minutes from registration to first contact
+        over their leads registered in the period."""
         end = _now_or(until)
         start = _now_or(since) if since else end - timedelta(days=30)
-        model = crm_of(request).model(WorkQueueReadModel)
-        return [asdict(a) for a in model.activity(since=start, until=end, actor_id=actor_id)]
+        return push.activity_with_leads(crm_of(request), since=start, until=end, actor_id=actor_id)
 
 
 def _audit_export(

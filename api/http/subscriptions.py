@@ -8,7 +8,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import PermissionDeniedException
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from pydantic import Field
 
 from api.http.auth import allow
@@ -102,7 +102,7 @@ class SubscriptionRoutes(Controller):
     def get_one(
         self,
         request: Request[Any, Any, Any],
-        subscription_id: UUID,
+        subscription_id: FromPath[UUID],
         min_position: int | None = MinPosition,
     ) -> dict[str, Any]:
         """One subscription (404 if unknown or removed)."""
@@ -112,17 +112,23 @@ class SubscriptionRoutes(Controller):
         return found
 
     @delete("/{subscription_id:uuid}", status_code=200, sync_to_thread=True)
-    def remove(self, request: Request[Any, Any, Any], subscription_id: UUID) -> Response[Written]:
+    def remove(
+        self, request: Request[Any, Any, Any], subscription_id: FromPath[UUID]
+    ) -> Response[Written]:
         """Remove a subscription: deliveries stop and its secret is destroyed."""
         return run_command(request, RemoveSubscription(subscription_id=subscription_id), None)
 
     @post("/{subscription_id:uuid}/pause", status_code=200, sync_to_thread=True)
-    def pause(self, request: Request[Any, Any, Any], subscription_id: UUID) -> Response[Written]:
+    def pause(
+        self, request: Request[Any, Any, Any], subscription_id: FromPath[UUID]
+    ) -> Response[Written]:
         """Stop deliveries where they are, until resumed."""
         return run_command(request, PauseSubscription(subscription_id=subscription_id), None)
 
     @post("/{subscription_id:uuid}/resume", status_code=200, sync_to_thread=True)
-    def resume(self, request: Request[Any, Any, Any], subscription_id: UUID) -> Response[Written]:
+    def resume(
+        self, request: Request[Any, Any, Any], subscription_id: FromPath[UUID]
+    ) -> Response[Written]:
         """Deliver again from where deliveries stopped (after a pause or `failing`)."""
         return run_command(request, ResumeSubscription(subscription_id=subscription_id), None)
 
@@ -130,7 +136,7 @@ class SubscriptionRoutes(Controller):
     def replay(
         self,
         request: Request[Any, Any, Any],
-        subscription_id: UUID,
+        subscription_id: FromPath[UUID],
         data: JSONBody[ReplayBody],
     ) -> Response[Written]:
         """Deliver every matching event again from store position `from_position` on

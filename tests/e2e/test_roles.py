@@ -19,8 +19,10 @@ import pytest
 from litestar.routes import HTTPRoute
 
 from api.bootstrap import Crm
+from api.push import create_subscription
 from application.clients import RegisterClient, ScheduleFollowUp
 from application.deals import LoseDeal, OpenDeal
+from application.subscriptions import PauseSubscription
 from tests.e2e.conftest import Api, admin_envelope, assert_problem, open_api
 
 ROLES: tuple[str | None, ...] = ("admin", "manager", "auditor", "service", None)
@@ -71,6 +73,13 @@ MATRIX: list[tuple[str, str, int, int, int, int, int]] = [
     ("GET",   "/events",                                            200, 403, 200, 200, 401),
     ("GET",   "/work-queue",                                        200, 200, 403, 403, 401),
     ("GET",   "/activity",                                          200, 403, 200, 403, 401),
+    ("POST",  "/subscriptions",                                     201, 403, 403, 403, 401),
+    ("GET",   "/subscriptions",                                     200, 403, 403, 403, 401),
+    ("GET",   "/subscriptions/{subscription_id}",                   200, 403, 403, 403, 401),
+    ("DELETE", "/subscriptions/{subscription_id}",                  200, 403, 403, 403, 401),
+    ("POST",  "/subscriptions/{subscription_id}/pause",             200, 403, 403, 403, 401),
+    ("POST",  "/subscriptions/{subscription_id}/resume",            200, 403, 403, 403, 401),
+    ("POST",  "/subscriptions/{subscription_id}/replay",            200, 403, 403, 403, 401),
     ("GET",   "/health",                                            200, 200, 200, 200, 200),
     ("GET",   "/health/live",                                       200, 200, 200, 200, 200),
     ("GET",   "/health/ready",                                      200, 200, 200, 200, 200),
@@ -116,6 +125,16 @@ class Target:
         )
         self.ids["task_id"] = result.extra["task_id"]
 
+    def subscription(self, *, paused: bool = False) -> None:
+        created = create_subscription(
+            self.api.crm, admin_envelope(), url="http://127.0.0.1:9/hook", events=["*"]
+        )
+        if paused:  # so that resuming records something
+            self.api.crm.app.execute(
+                PauseSubscription(subscription_id=created.result.id), admin_envelope()
+            )
+        self.ids["subscription_id"] = str(created.result.id)
+
     def deal(self, *, lost: bool = False) -> None:
         result = self.api.crm.app.execute(
             OpenDeal(client_id=self.client(), title="Windows", amount=Decimal(500), currency="EUR"),
@@ -135,6 +154,8 @@ def _request(
     params: dict[str, str] = {}
     if "{task_id}" in route:
         target.follow_up()
+    elif route.startswith("/subscriptions/{subscription_id}"):
+        target.subscription(paused=route.endswith("/resume"))
     elif route.startswith("/deals/{deal_id}"):
         target.deal(lost=route.endswith("/reopen"))
     elif "{client_id}" in route or route in ("/clients/lookup", "/deals"):
@@ -176,6 +197,10 @@ def _request(
             body = {}
         case ("POST", "/deals/{deal_id}/lose"):
             body = {"reason": "competitor"}
+        case ("POST", "/subscriptions"):
+            body = {"url": "http://127.0.0.1:9/hook", "events": ["Client.*"]}
+        case ("POST", "/subscriptions/{subscription_id}/replay"):
+            body = {"from_position": 1}
         case ("POST", "/pipelines"):
             body = {"name": f"fitter-{next(_serial)}", "stages": ["lead", "measurement"]}
     url = route.format(path="no-such-page", **target.ids)
