@@ -1,4 +1,4 @@
-"""``python -m bench [append|rebuild|replay|http|scale|all] [options]`` (``make bench``).
+"""``python -m bench [append|rebuild|replay|http|scale|webhooks|all] [options]`` (``make bench``).
 
 Prints the machine, then each benchmark's parameters and figures next to its raw
 baseline, measured in the same run. See docs/PERFORMANCE.md.
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bench import append, http_load, rebuild, replay, scale
+from bench import append, http_load, rebuild, replay, scale, webhooks
 from bench.common import Histories, Options, note, print_machine
 
 BENCHMARKS: dict[str, Callable[[Options, Histories], None]] = {
@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[Options, Histories], None]] = {
     "replay": replay.run,
     "http": http_load.run,
     "scale": scale.run,
+    "webhooks": webhooks.run,
 }
 
 

@@ -22,9 +22,11 @@ import pytest
 
 from adapters.read_models.kpis import KPI_MODELS, KpiQueries
 from adapters.read_models.leads import LeadsReadModel
+from adapters.replay import replay
 from api.bootstrap import Crm
 from application import clients
 from domain.envelope import Envelope
+from examples.kpis import MedianFirstResponse, UnansweredLeads
 from projections import kpis
 from tests.story import Story, day, recorded_events
 
@@ -110,3 +112,13 @@ def test_the_response_time_is_a_setting(crm: Crm, history: dict[str, UUID]) -> N
     quick = KpiQueries(crm.db, settings.lead_response)
     # with 30 seconds, D (an hour old) is unanswered too
     assert quick.values(at)["unanswered_leads"] == 3
+
+
+@pytest.mark.parametrize("kpi", [UnansweredLeads, MedianFirstResponse])
+def test_the_replay_sandbox_gives_the_read_models_figures(
+    crm: Crm, history: dict[str, UUID], kpi: type[UnansweredLeads | MedianFirstResponse]
+) -> None:
+    at = day("2024-06-30T12:00")
+    report = replay(crm.app, kpi(response_time=crm.settings.lead_response), until=at)
+    served = KpiQueries(crm.db, crm.settings.lead_response).values(at)
+    assert report.value == served[report.key]
