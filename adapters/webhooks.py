@@ -10,7 +10,7 @@ time, in position order, at least once:
   process that lost the subscription cannot move it;
 * on PostgreSQL a session advisory lock per subscription, held on one connection of
   the process, lets several delivery processes share the subscriptions (a process
-  that dies releases its locks with its connection); SQLite has one process;
+  that dies releases its locks with its connection); on SQLite a lease row does;
 * a failed delivery (not 2xx, a timeout, a refused connection) is retried with a
   growing, jittered pause; after ``webhook_max_age`` seconds of failures the
   subscription is marked ``failing`` (an event) and left where it stopped;
@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 from uuid import UUID, uuid5
@@ -49,7 +49,7 @@ from standardwebhooks.webhooks import Webhook
 from adapters.keystore import KeyStore
 from adapters.projector import Backoff, decode_all
 from adapters.read_models.subscriptions import STATE_DDL
-from adapters.sql import Database, as_optional_datetime
+from adapters.sql import Database, as_datetime, as_optional_datetime
 from adapters.telemetry import TRANSIENT_ERRORS
 from application.app import CrmApplication
 from application.errors import ApplicationError
@@ -230,18 +230,81 @@ class Leases(Protocol):
     """Which subscriptions this process delivers: at most one process holds each."""
 
     def acquire(self, subscription_id: UUID) -> bool: ...
+    def renew(self, subscription_ids: Sequence[UUID]) -> set[UUID]:
+        """Keep holding these; the ones lost meanwhile (to stop delivering)."""
+        ...
+
     def release(self, subscription_id: UUID) -> None: ...
     def close(self) -> None: ...
 
 
 class LocalLeases:
-    """SQLite and memory stores: one delivery process, which holds everything."""
+    """The in-memory store: one process, which holds everything."""
 
     def acquire(self, subscription_id: UUID) -> bool:  # noqa: ARG002
         return True
 
+    def renew(self, subscription_ids: Sequence[UUID]) -> set[UUID]:  # noqa: ARG002
+        return set()
+
     def release(self, subscription_id: UUID) -> None:
         pass
+
+    def close(self) -> None:
+        pass
+
+
+LEASE_SECONDS = 15.0
+"""How long a lease row holds without renewal (a process renews twice a second)."""
+
+
+class TableLeases:
+    """SQLite (and any store without advisory locks): a lease row per subscription
+    (``webhook_leases``), taken when free or expired and renewed twice a second; a
+    process that dies loses its leases ``LEASE_SECONDS`` later. Several ``crm serve``
+    workers on one SQLite file thus deliver each subscription once."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.holder = f"{socket.gethostname()}:{uuid5(UUID(int=0), str(time.time_ns()))}"
+        self._made = False
+
+    def _table(self) -> None:
+        if not self._made:
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS webhook_leases (subscription_id TEXT PRIMARY KEY,"
+                " holder TEXT NOT NULL, expires_at TEXT NOT NULL)"
+            )
+            self._made = True
+
+    def acquire(self, subscription_id: UUID) -> bool:
+        self._table()
+        now = datetime.now(UTC)
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "SELECT holder, expires_at FROM webhook_leases WHERE subscription_id = %s",
+                (subscription_id,),
+            )
+            row = cursor.fetchone()
+            if row is not None and row[0] != self.holder and as_datetime(row[1]) > now:
+                return False
+            cursor.execute(
+                "INSERT INTO webhook_leases (subscription_id, holder, expires_at)"
+                " VALUES (%s, %s, %s) ON CONFLICT (subscription_id) DO UPDATE"
+                " SET holder = excluded.holder, expires_at = excluded.expires_at",
+                (subscription_id, self.holder, now + timedelta(seconds=LEASE_SECONDS)),
+            )
+        return True
+
+    def renew(self, subscription_ids: Sequence[UUID]) -> set[UUID]:
+        return {s for s in subscription_ids if not self.acquire(s)}
+
+    def release(self, subscription_id: UUID) -> None:
+        self._table()
+        self.db.execute(
+            "DELETE FROM webhook_leases WHERE subscription_id = %s AND holder = %s",
+            (subscription_id, self.holder),
+        )
 
     def close(self) -> None:
         pass
@@ -277,6 +340,14 @@ class AdvisoryLeases:
                 .fetchone()
             )
             return bool(row and row[0])
+
+    def renew(self, subscription_ids: Sequence[UUID]) -> set[UUID]:
+        """Locks last as long as their connection: check it still answers (a lost
+        one raises, and the caller stops every worker)."""
+        if subscription_ids:
+            with self._lock:
+                self._connection().execute("SELECT 1")
+        return set()
 
     def release(self, subscription_id: UUID) -> None:
         with self._lock:
@@ -559,6 +630,9 @@ class Deliverer:
         those no longer active, and apply replays asked for since."""
         rows = {row.subscription_id: row for row in self.subscriptions()}
         states = self._replays_applied()
+        for lost in self.leases.renew(list(self.workers)):
+            log.warning("webhook %s: taken over by another process", lost)
+            self.workers[lost].halt()
         for subscription_id, worker in list(self.workers.items()):
             row = rows.get(subscription_id)
             replay = row is not None and (row.replay_position or 0) > states.get(subscription_id, 0)

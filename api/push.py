@@ -28,6 +28,7 @@ from adapters.webhooks import (
     DeliveryState,
     Leases,
     LocalLeases,
+    TableLeases,
     check_destination,
     delivery_states,
     fingerprint,
@@ -199,11 +200,13 @@ def make_deliverer(
     """The delivery process role on ``crm``'s store; with ``own_models``, it keeps
     the read models it reads current itself (``crm deliver``)."""
     settings = crm.settings
-    leases: Leases = (
-        AdvisoryLeases(settings.database_url, settings.database_schema)
-        if settings.backend == "postgresql"
-        else LocalLeases()
-    )
+    leases: Leases
+    if settings.backend == "postgresql":
+        leases = AdvisoryLeases(settings.database_url, settings.database_schema)
+    elif settings.backend == "sqlite":
+        leases = TableLeases(crm.db)
+    else:
+        leases = LocalLeases()
     projector = crm.projector(list(OWN_MODELS)) if own_models else None
     model = subscriptions_model(crm)
     reminders = ReminderTimer(crm.app, crm.db) if timer else None

@@ -320,3 +320,18 @@ def timezone_plus_two() -> Any:
     from datetime import timezone
 
     return timezone(timedelta(hours=2))
+
+
+def test_two_delivery_processes_deliver_each_subscription_once(crm: Crm, hook: Receiver) -> None:
+    created = create_subscription(crm, ADMIN, url=hook.url, events=["Client.*"])
+    ann = register(crm, "Ann")
+    for amount in ("1", "2", "3"):
+        buy(crm, ann, amount)
+    with delivering(crm), delivering(crm):  # each with its own lock or lease
+        expected = positions_after(crm, created.result.position or 0)
+        assert hook.wait_for(lambda r: len(r.delivered()) >= len(expected))
+        buy(crm, ann, "4")
+        expected = positions_after(crm, created.result.position or 0)
+        assert hook.wait_for(lambda r: len(r.delivered()) >= len(expected))
+        time.sleep(0.3)
+    assert hook.positions() == expected  # none twice
