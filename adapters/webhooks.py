@@ -451,8 +451,11 @@ class Worker:
             self.position = self.committed = deliverer.position_of(self.id)
             pending, since = 0, time.monotonic()
             while not self.stop.is_set():
+                head = deliverer.head  # read before the page: positions become visible in order
                 page = deliverer.feed.page(self.position, self.topics)
                 if not page:
+                    # nothing it wants up to the head: delivered that far (its lag is 0)
+                    self.position = max(self.position, head)
                     self._commit()
                     deliverer.wait_for_events(self.position, self.stop)
                     continue
@@ -620,6 +623,11 @@ class Deliverer:
                 self._head = head
                 self._moved.notify_all()
 
+    @property
+    def head(self) -> int:
+        """The store's head as last seen (every event up to it is visible)."""
+        return self._head
+
     def wait_for_events(self, position: int, stop: threading.Event) -> None:
         with self._moved:
             if self._head <= position and not stop.is_set():
@@ -675,9 +683,16 @@ class Deliverer:
                 (subscription_id,),
             )
             if row.replay_position and row.replay_from and row.replay_position > replay_applied:
+                # back to just before ``replay_from``; never forward (that would skip)
                 cursor.execute(
-                    "UPDATE projection_tracking SET position = %s, updated_at = %s WHERE name = %s",
-                    (row.replay_from - 1, datetime.now(UTC), tracking_name(subscription_id)),
+                    "UPDATE projection_tracking SET position = %s, updated_at = %s"
+                    " WHERE name = %s AND position > %s",
+                    (
+                        row.replay_from - 1,
+                        datetime.now(UTC),
+                        tracking_name(subscription_id),
+                        row.replay_from - 1,
+                    ),
                 )
                 cursor.execute(
                     "UPDATE webhook_state SET replay_applied = %s WHERE subscription_id = %s",

@@ -218,6 +218,9 @@ def test_a_replay_delivers_again_from_a_position_and_a_pause_stops_deliveries(
         )
         assert hook.wait_for(lambda r: len(r.delivered()) == 3)
         assert hook.positions() == [*first, first[1]]
+        crm.app.execute(  # "again from" a position not reached yet: skips nothing
+            ReplaySubscription(subscription_id=created.result.id, from_position=10**9), ADMIN
+        )
         crm.app.execute(PauseSubscription(subscription_id=created.result.id), ADMIN)
         assert hook.wait_for(lambda _: status(crm) == ["paused"])
         time.sleep(0.6)  # the delivery process has seen the pause
@@ -226,6 +229,11 @@ def test_a_replay_delivers_again_from_a_position_and_a_pause_stops_deliveries(
         assert len(hook.delivered()) == 3
         crm.app.execute(ResumeSubscription(subscription_id=created.result.id), ADMIN)
         assert hook.wait_for(lambda r: len(r.delivered()) == 4)
+        register(crm, "Bob")  # not a purchase: nothing to send, yet no lag either
+        head = crm.app.recorder.max_notification_id()
+        assert hook.wait_for(lambda _: list_subscriptions(crm)[0]["delivered_position"] == head)
+        assert list_subscriptions(crm)[0]["lag"] == 0
+    assert len(hook.delivered()) == 4
 
 
 def test_a_destination_on_a_private_network_is_refused_unless_allowed(tmp_path: Path) -> None:
