@@ -435,6 +435,8 @@ class Worker:
         self.committed = 0
         self.delivered = 0
         """Deliveries since the last commit (counted into ``webhook_state``)."""
+        self.recovering = True
+        """Whether a failing spell recorded before this worker may need closing."""
 
     def start(self) -> None:
         self.thread.start()
@@ -493,7 +495,6 @@ class Worker:
         deliverer = self.deliverer
         body = deliverer.feed.body(item, self.personal)
         backoff = deliverer.backoff()
-        failing_since: float | None = None
         failures = 0
         msg_id = message_id(self.id, item.position)
         while not self.stop.is_set():
@@ -501,18 +502,18 @@ class Worker:
             if outcome.ok:
                 DELIVERIES.labels(self.label).inc()
                 self.delivered += 1
-                if failures:
+                if failures or self.recovering:
                     deliverer.record_recovery(self.id)
+                    self.recovering = False
                 return True
             FAILURES.labels(self.label).inc()
             failures += 1
-            now = time.monotonic()
-            if failing_since is None:
-                failing_since = now
+            if failures == 1:
                 log.warning("webhook %s: delivery failed: %s", self.label, outcome.error)
             self._commit()  # what was delivered before stays delivered
-            deliverer.record_failure(self.id, outcome.error, failures)
-            if now - failing_since >= deliverer.settings.webhook_max_age:
+            failing_since = deliverer.record_failure(self.id, outcome.error)
+            failing_for = (datetime.now(UTC) - failing_since).total_seconds()
+            if failing_for >= deliverer.settings.webhook_max_age:
                 deliverer.mark_failing(self.id, failures, outcome.error)
                 self.stop.set()
                 return False
@@ -682,6 +683,12 @@ class Deliverer:
                 " ON CONFLICT (subscription_id) DO NOTHING",
                 (subscription_id,),
             )
+            if row.updated_at is not None:  # resumed since the spell began: a new clock
+                cursor.execute(
+                    "UPDATE webhook_state SET failing_since = NULL"
+                    " WHERE subscription_id = %s AND failing_since < %s",
+                    (subscription_id, row.updated_at),
+                )
             if row.replay_position and row.replay_from and row.replay_position > replay_applied:
                 # back to just before ``replay_from``; never forward (that would skip)
                 cursor.execute(
@@ -749,15 +756,23 @@ class Deliverer:
                 )
         return True
 
-    def record_failure(self, subscription_id: UUID, error: str, failures: int) -> None:
+    def record_failure(self, subscription_id: UUID, error: str) -> datetime:
+        """Count a failed delivery; since when deliveries have been failing (kept in
+        the store: a restart or another process carries the same clock on)."""
         now = datetime.now(UTC)
-        self.db.execute(
-            "UPDATE webhook_state SET failures = failures + 1, last_error = %s,"
-            " last_attempt_at = %s,"
-            " failing_since = CASE WHEN %s = 1 THEN %s ELSE failing_since END"
-            " WHERE subscription_id = %s",
-            (error[:500], now, failures, now, subscription_id),
-        )
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "UPDATE webhook_state SET failures = failures + 1, last_error = %s,"
+                " last_attempt_at = %s, failing_since = COALESCE(failing_since, %s)"
+                " WHERE subscription_id = %s",
+                (error[:500], now, now, subscription_id),
+            )
+            cursor.execute(
+                "SELECT failing_since FROM webhook_state WHERE subscription_id = %s",
+                (subscription_id,),
+            )
+            row = cursor.fetchone()
+        return now if row is None or row[0] is None else as_datetime(row[0])
 
     def record_recovery(self, subscription_id: UUID) -> None:
         self.db.execute(

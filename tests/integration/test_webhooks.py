@@ -192,6 +192,7 @@ def test_after_the_max_age_of_failures_it_is_failing_and_resumes_where_it_stoppe
         assert hook.delivered() == []
         (listed,) = list_subscriptions(crm)
         assert listed["delivered_position"] == created.result.position
+        assert listed["failing_since"] is not None
         hook.fail_for = lambda _: False
         crm.app.execute(ResumeSubscription(subscription_id=created.result.id), ADMIN)
         buy(crm, ann, "5")
@@ -200,6 +201,9 @@ def test_after_the_max_age_of_failures_it_is_failing_and_resumes_where_it_stoppe
         with delivering(crm):
             assert hook.wait_for(lambda r: len(r.delivered()) >= len(expected))
         assert hook.positions() == expected
+        (listed,) = list_subscriptions(crm)
+        assert (listed["status"], listed["failing_since"]) == ("active", None)
+        assert listed["last_error"] == "HTTP 500"  # what went wrong last, kept
 
 
 def test_a_replay_delivers_again_from_a_position_and_a_pause_stops_deliveries(
