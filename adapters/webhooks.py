@@ -150,25 +150,57 @@ def message_id(subscription_id: UUID, position: int) -> str:
 # ------------------------------------------------------------------ destinations
 
 
-def check_destination(url: str, *, allow_private: bool) -> None:
+def check_destination(url: str, *, allow_private: bool) -> str | None:
     """Refuse a destination whose host resolves to a loopback, private, link-local,
     multicast or otherwise reserved address (``InvalidValue`` naming ``url``), unless
-    ``allow_private``; a host that does not resolve is refused too."""
+    ``allow_private``; a host that does not resolve is refused too. Returns the first
+    address it resolved to (``None`` when not checked)."""
     if allow_private:
-        return
+        return None
     host = urlsplit(url).hostname or ""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as error:
         raise InvalidValue(f"url: {host} does not resolve ({error})", field="url") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    for address in addresses:
         if not address.is_global or address.is_multicast:
             raise InvalidValue(
                 f"url: {host} is on a loopback, private or reserved network ({address});"
                 " CRM_WEBHOOK_ALLOW_PRIVATE=true allows it",
                 field="url",
             )
+    if not addresses:
+        raise InvalidValue(f"url: {host} does not resolve", field="url")
+    return str(addresses[0])
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery connects: the URL with its host replaced by the address that
+    was checked (so that a name answering otherwise a moment later — DNS rebinding —
+    cannot send the request elsewhere), the ``Host`` header and, for https, the name
+    TLS presents and verifies the certificate against."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+def pinned(url: str, address: str | None) -> Target:
+    """``url`` sent to ``address`` (``None``: as it is)."""
+    if address is None:
+        return Target(url)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return Target(
+        parts._replace(netloc=netloc).geturl(),
+        {"host": host if parts.port is None else f"{host}:{parts.port}"},
+        extensions,
+    )
 
 
 # ------------------------------------------------------------------ the feed
@@ -525,17 +557,20 @@ class Worker:
     def _post(self, msg_id: str, body: str) -> Outcome:
         deliverer = self.deliverer
         try:
-            deliverer.check(self.row.url)
+            target = deliverer.target(self.row.url)
         except InvalidValue as error:
             return Outcome(ok=False, error=error.message)
         now = datetime.now(UTC)
         headers = {
+            **target.headers,
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": self.signer.sign(msg_id, now, body),
         }
         try:
-            response = self.client.post(self.row.url, content=body.encode(), headers=headers)
+            response = self.client.post(
+                target.url, content=body.encode(), headers=headers, extensions=target.extensions
+            )
         except httpx.TimeoutException:
             return Outcome(ok=False, error="timed out")
         except httpx.HTTPError as error:
@@ -577,7 +612,7 @@ class Deliverer:
         self.workers: dict[UUID, Worker] = {}
         self._head = 0
         self._moved = threading.Condition()
-        self._checked: dict[str, float] = {}
+        self._checked: dict[str, tuple[float, Target]] = {}
 
     # -------------------------------------------------------------- setup
 
@@ -718,16 +753,20 @@ class Deliverer:
 
     # -------------------------------------------------------------- for workers
 
-    def check(self, url: str) -> None:
-        """The destination check, again before each delivery (names may move to
-        other addresses), at most once a minute per URL."""
+    def target(self, url: str) -> Target:
+        """Where to send a delivery for ``url``: the destination is checked again
+        (names may move to other addresses) at most once a minute per URL, and the
+        request goes to the address checked (``pinned``)."""
         if self.settings.webhook_allow_private:
-            return
+            return Target(url)
         now = time.monotonic()
-        if now - self._checked.get(url, -1e9) < 60:
-            return
-        check_destination(url, allow_private=False)
-        self._checked[url] = now
+        checked = self._checked.get(url)
+        if checked is None or now - checked[0] >= 60:
+            checked = self._checked[url] = (
+                now,
+                pinned(url, check_destination(url, allow_private=False)),
+            )
+        return checked[1]
 
     def position_of(self, subscription_id: UUID) -> int:
         rows = self.db.query(
