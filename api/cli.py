@@ -346,7 +346,7 @@ def _follow(crm: Crm, *, once: bool, metrics_port: int | None) -> None:
         err.print("following new events (Ctrl-C or SIGTERM to stop)")
         from api import push
 
-        push.run_in_background(crm, stop, own_models=False)  # webhooks and reminders too
+        pusher = push.run_in_background(crm, stop, own_models=False)  # webhooks, reminders
     with _progress() as progress:
         task = progress.add_task("catching up", total=projector.head(), rate="-")
         started = time.perf_counter()
@@ -363,6 +363,10 @@ def _follow(crm: Crm, *, once: bool, metrics_port: int | None) -> None:
             stop.set()
         except Exception as error:  # noqa: BLE001 - retrying cannot fix it: say which
             raise _fail(f"the projector stopped: {type(error).__name__}: {error}") from None
+        finally:
+            stop.set()
+            if not once:
+                pusher.join(timeout=10)  # the deliveries in hand are committed
     if once:
         out.print(f"read models at position {projector.head()}")
 

@@ -128,13 +128,13 @@ def create_app(crm: Crm | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         stop = threading.Event()
-        worker = None
+        worker = pusher = None
         if product.settings.embedded_projector:
             worker = threading.Thread(
                 target=_follow_store, args=(product, stop), name="crm-projector", daemon=True
             )
             worker.start()
-            push.run_in_background(product, stop, own_models=False)  # webhooks, reminders
+            pusher = push.run_in_background(product, stop, own_models=False)  # webhooks, reminders
         try:
             async with product.reads() as reads:
                 app.state["reads"] = reads
@@ -146,6 +146,8 @@ def create_app(crm: Crm | None = None) -> Litestar:
             stop.set()
             if worker is not None:
                 worker.join(timeout=10)
+            if pusher is not None:
+                pusher.join(timeout=10)
             if owned:
                 product.close()
 
