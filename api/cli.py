@@ -64,6 +64,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(subject_app, name="subject")
+webhooks_app = typer.Typer(
+    no_args_is_help=True, help="Webhook subscriptions (Standard Webhooks): push events out."
+)
+app.add_typer(webhooks_app, name="webhooks")
 register_import(app)
 
 DEMO_USER = "demo-admin"
@@ -358,6 +362,9 @@ def _follow(crm: Crm, *, once: bool, metrics_port: int | None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after the batch in hand
     if not once:
         err.print("following new events (Ctrl-C or SIGTERM to stop)")
+        from api import push
+
+        pusher = push.run_in_background(crm, stop, own_models=False)  # webhooks, reminders
     with _progress() as progress:
         task = progress.add_task("catching up", total=projector.head(), rate="-")
         started = time.perf_counter()
@@ -374,6 +381,10 @@ def _follow(crm: Crm, *, once: bool, metrics_port: int | None) -> None:
             stop.set()
         except Exception as error:  # noqa: BLE001 - retrying cannot fix it: say which
             raise _fail(f"the projector stopped: {type(error).__name__}: {error}") from None
+        finally:
+            stop.set()
+            if not once:
+                pusher.join(timeout=10)  # the deliveries in hand are committed
     if once:
         out.print(f"read models at position {projector.head()}")
 
@@ -413,7 +424,7 @@ def replay(
 ) -> None:
     """Fold the stored history through a KPI class, in memory, and print its result
     next to the built-in KPI with the same key."""
-    from adapters.read_models.kpis import KpiQueries
+    from adapters.read_models.kpis import KPI_MODELS, KpiQueries
     from adapters.replay import KpiLoadError, load_kpi
     from adapters.replay import replay as run_replay
 
@@ -436,9 +447,11 @@ def replay(
         current: Any = None
         built_in = subject.key in KEYS
         if built_in and position is None:
-            projector = crm.projector(["lifecycle"])
+            projector = crm.projector(KPI_MODELS)
             projector.catch_up()
-            current = KpiQueries(crm.db).values(report.as_of)[subject.key]
+            current = KpiQueries(crm.db, crm.settings.lead_response).values(report.as_of)[
+                subject.key
+            ]
         if output == Format.json:
             _print_json(
                 {
@@ -504,12 +517,12 @@ def kpis(
     output: FormatOption = Format.table,
 ) -> None:
     """The business KPIs at an instant."""
-    from adapters.read_models.kpis import KpiQueries
+    from adapters.read_models.kpis import KPI_MODELS, KpiQueries
 
     at = _instant(as_of, option="--as-of") or datetime.now(UTC)
     with _product() as crm:
-        crm.projector(["lifecycle"]).catch_up()
-        values = KpiQueries(crm.db).values(at)
+        crm.projector(KPI_MODELS).catch_up()
+        values = KpiQueries(crm.db, crm.settings.lead_response).values(at)
         if output == Format.json:
             _print_json({"as_of": at, **values})
             return
@@ -917,6 +930,160 @@ def keys_rotate(
 def keys_generate() -> None:
     """Print a new random master key (for CRM_MASTER_KEY or a key file)."""
     out.print(generate_master_key(), highlight=False)
+
+
+# ------------------------------------------------------------------ webhooks
+
+
+def _subscription_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise _fail(f"{text!r} is not a subscription id") from None
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="The receiver's http(s) URL.")],
+    events: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--events",
+            help="*, Aggregate.* or Aggregate.Event (Client.PurchaseMade, Deal.*, "
+            "FollowUp.Due, Lead.Unanswered); repeat, or separate with commas. Default *.",
+        ),
+    ] = None,
+    description: Annotated[str, typer.Option(help="What it is for.")] = "",
+    include_personal: Annotated[
+        bool, typer.Option("--include-personal", help="Send personal fields too.")
+    ] = False,
+) -> None:
+    """Subscribe a receiver; prints the subscription's id and its signing secret
+    (shown once: keep it)."""
+    from api.push import PersonalDataNotAllowed, create_subscription
+    from application.errors import ApplicationError
+    from domain.errors import DomainError
+
+    patterns = [p.strip() for item in events or ["*"] for p in item.split(",") if p.strip()]
+    with _product() as crm:
+        try:
+            created = create_subscription(
+                crm,
+                _cli_envelope(),
+                url=url,
+                events=patterns,
+                description=description,
+                include_personal=include_personal,
+            )
+        except (DomainError, ApplicationError) as error:
+            raise _fail(error.message) from None
+        except PersonalDataNotAllowed as error:
+            raise _fail(str(error)) from None
+    err.print(f"subscription {created.result.id} created; its signing secret (shown once):")
+    out.print(f"{created.result.id} {created.secret}", highlight=False, soft_wrap=True)
+
+
+@webhooks_app.command("list")
+def webhooks_list() -> None:
+    """Every subscription: status, delivered position, lag, failures, last error."""
+    from api.push import list_subscriptions
+
+    with _product() as crm:
+        crm.projector(["subscriptions"]).catch_up()
+        found = list_subscriptions(crm)
+    table = Table()
+    for column in ("id", "url", "events", "status", "delivered", "lag", "failures", "last error"):
+        table.add_column(column, overflow="fold")
+    for s in found:
+        table.add_row(
+            str(s["id"]),
+            s["url"],
+            ", ".join(s["events"]),
+            s["status"],
+            str(s["delivered_position"]),
+            str(s["lag"]),
+            str(s["failures"]),
+            s["last_error"] or "",
+        )
+    out.print(table)
+
+
+def _webhook_command(command: object) -> None:
+    from application.errors import ApplicationError
+    from domain.errors import DomainError
+
+    with _product() as crm:
+        try:
+            result = crm.app.execute(command, _cli_envelope())
+        except (DomainError, ApplicationError) as error:
+            raise _fail(error.message) from None
+    out.print(f"done (subscription {result.id}, position {result.position})")
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(subscription: Annotated[str, typer.Argument(help="Its id.")]) -> None:
+    """Remove a subscription: deliveries stop, its secret is destroyed."""
+    from application.subscriptions import RemoveSubscription
+
+    _webhook_command(RemoveSubscription(subscription_id=_subscription_id(subscription)))
+
+
+@webhooks_app.command("pause")
+def webhooks_pause(subscription: Annotated[str, typer.Argument(help="Its id.")]) -> None:
+    """Stop deliveries where they are."""
+    from application.subscriptions import PauseSubscription
+
+    _webhook_command(PauseSubscription(subscription_id=_subscription_id(subscription)))
+
+
+@webhooks_app.command("resume")
+def webhooks_resume(subscription: Annotated[str, typer.Argument(help="Its id.")]) -> None:
+    """Deliver again from where deliveries stopped (after a pause or failing)."""
+    from application.subscriptions import ResumeSubscription
+
+    _webhook_command(ResumeSubscription(subscription_id=_subscription_id(subscription)))
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    subscription: Annotated[str, typer.Argument(help="Its id.")],
+    from_position: Annotated[int, typer.Option("--from", min=1, help="A store position.")],
+) -> None:
+    """Deliver every matching event again from a store position on."""
+    from application.subscriptions import ReplaySubscription
+
+    _webhook_command(
+        ReplaySubscription(
+            subscription_id=_subscription_id(subscription), from_position=from_position
+        )
+    )
+
+
+@app.command()
+def deliver(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(metavar="PORT", help="Serve Prometheus metrics on this port of CRM_HOST."),
+    ] = None,
+) -> None:
+    """Deliver webhooks and ring reminders (follow-ups due, leads unanswered) until
+    interrupted, without projecting every read model: it keeps the subscriptions,
+    work queue and leads models current itself. `crm project` and `crm serve` do
+    this too; several may run at once on PostgreSQL (each subscription is delivered
+    by one at a time)."""
+    from api import push
+
+    with _product() as crm:
+        if metrics_port is not None:
+            REGISTRY.register(PoolCollector(crm.pools))
+            start_http_server(metrics_port, addr=crm.settings.host)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        err.print("delivering webhooks (Ctrl-C or SIGTERM to stop)")
+        try:
+            push.deliver_until_stopped(crm, stop, own_models=True)
+        except KeyboardInterrupt:
+            stop.set()
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Map
 from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import Environment
 
-from application import clients, deals, exports, pipelines
+from application import clients, deals, exports, pipelines, reminders, subscriptions
 from application.aggregate_cache import AggregateCache
 from application.errors import ApplicationError, ConcurrencyConflict, IdempotencyKeyReused
 from application.ports import BlindIndex, EventRecorder, IdempotencyRecord, SideEffects, Staff
@@ -27,6 +27,7 @@ from application.unit_of_work import Outcome, Ports, UnitOfWork
 from domain.client import Client
 from domain.envelope import Envelope, recording
 from domain.errors import DomainError
+from domain.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,20 @@ HANDLERS: dict[type[Any], Handler] = {
     deals.ReopenDeal: deals.reopen_deal,
     pipelines.DefinePipeline: pipelines.define_pipeline,
     exports.RecordExport: exports.record_export,
+    subscriptions.CreateSubscription: subscriptions.create_subscription,
+    subscriptions.PauseSubscription: subscriptions.pause_subscription,
+    subscriptions.ResumeSubscription: subscriptions.resume_subscription,
+    subscriptions.MarkSubscriptionFailing: subscriptions.mark_subscription_failing,
+    subscriptions.ReplaySubscription: subscriptions.replay_subscription,
+    subscriptions.RemoveSubscription: subscriptions.remove_subscription,
+    reminders.MarkFollowUpDue: reminders.mark_follow_up_due,
+    reminders.FlagUnansweredLead: reminders.flag_unanswered_lead,
 }
+
+
+KEY_DESTROYING_EVENTS = (Client.PersonalDataErased, Subscription.SubscriptionRemoved)
+"""Events whose aggregate's data key is destroyed in their transaction: a client's
+erasure; a removed webhook subscription's (its signing secret derives from it)."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +268,7 @@ class CrmApplication(Application[UUID]):
                     if len(results) > 1
                     else dict(results[-1].extra),
                 )
-            erased = [e.originator_id for e in events if isinstance(e, Client.PersonalDataErased)]
+            erased = [e.originator_id for e in events if isinstance(e, KEY_DESTROYING_EVENTS)]
             try:
                 positions = self._record_events(
                     events,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,7 @@ from domain.lifecycle import LifecyclePolicy
 from domain.values import SLUG
 
 DEFAULT_DATABASE_URL = "sqlite:///crm.db"
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class SettingsError(ValueError):
@@ -95,6 +97,19 @@ class Settings(BaseModel):
     access log correlation id, method, route, status, duration)."""
     access_log: bool = True
     """``crm serve`` logs one line per request (logger ``crm.access``, level info)."""
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds a webhook receiver has to answer before the delivery counts as failed."""
+    webhook_max_age: float = Field(default=24 * 3600.0, gt=0)
+    """Seconds of failed deliveries after which a subscription is paused as
+    ``failing`` (``CRM_WEBHOOK_MAX_AGE``: seconds, or a number with ``s``, ``m``, ``h``
+    or ``d``: ``24h``)."""
+    webhook_allow_private: bool = False
+    """Webhook destinations on loopback, private, link-local or otherwise reserved
+    addresses are refused unless this is true (a test rig, a receiver on the same
+    host)."""
+    lead_response_minutes: float = Field(default=120.0, gt=0, le=60 * 24 * 365)
+    """A lead neither contacted nor given a follow-up this long after its registration
+    is unanswered (``Lead.Unanswered``, the ``unanswered_leads`` KPI)."""
     bootstrap_admin: str | None = None
     """A user name: when ``crm serve`` starts and no user of that name exists, it creates
     one with the admin role and prints its token once, so that a fresh deployment has
@@ -137,6 +152,17 @@ class Settings(BaseModel):
                 " or '_', starting with a letter"
             )
         return tuple(dict.fromkeys(purposes))
+
+    @field_validator("webhook_max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip()[-1:].lower() in _UNITS:
+            text = value.strip()
+            try:
+                return float(text[:-1]) * _UNITS[text[-1].lower()]
+            except ValueError:
+                raise ValueError("must be seconds, or a number with s, m, h or d") from None
+        return value
 
     @field_validator("bootstrap_admin")
     @classmethod
@@ -207,3 +233,7 @@ class Settings(BaseModel):
             loyal_window_days=self.loyal_window_days,
             dormancy_days=self.dormancy_days,
         )
+
+    @property
+    def lead_response(self) -> timedelta:
+        return timedelta(minutes=self.lead_response_minutes)

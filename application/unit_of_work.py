@@ -20,6 +20,7 @@ from domain.client import Client
 from domain.deal import Deal
 from domain.envelope import current_envelope
 from domain.pipeline import DEFAULT_PIPELINE, Pipeline, pipeline_id
+from domain.subscription import Subscription
 
 A = TypeVar("A", bound=CrmAggregate)
 
@@ -105,6 +106,9 @@ class UnitOfWork:
             return self.pipeline(pipeline_id(name))
         except NotFound:
             return None
+
+    def subscription(self, subscription_id: UUID) -> Subscription:
+        return self._load(subscription_id, Subscription, "subscription", None)
 
     def add(self, aggregate: A) -> A:
         """A new aggregate created by the command."""

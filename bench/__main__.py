@@ -1,5 +1,5 @@
-"""``python -m bench [append|rebuild|replay|http|writes|scale|import|all] [options]``
-(``make bench``).
+"""``python -m bench [append|rebuild|replay|http|writes|scale|import|webhooks|all]
+[options]`` (``make bench``).
 
 Prints the machine, then each benchmark's parameters and figures next to its raw
 baseline, measured in the same run. See docs/PERFORMANCE.md.
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bench import append, http_load, http_writes, import_, rebuild, replay, scale
+from bench import append, http_load, http_writes, import_, rebuild, replay, scale, webhooks
 from bench.common import Histories, Options, note, print_machine
 
 BENCHMARKS: dict[str, Callable[[Options, Histories], None]] = {
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[Options, Histories], None]] = {
     "writes": http_writes.run,
     "scale": scale.run,
     "import": import_.run,
+    "webhooks": webhooks.run,
 }
 
 

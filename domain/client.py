@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self, get_args
 from uuid import UUID, uuid4, uuid5
 
 from domain.base import CrmAggregate
+from domain.envelope import utc_now
 from domain.errors import InvalidValue, RuleViolation
 from domain.values import (
     MAX_SHORT_TEXT,
@@ -85,6 +86,9 @@ class FollowUp:
     task_id: UUID
     due_at: datetime
     assignee_id: str
+    note: str = ""
+    rung: bool = False
+    """Whether it has fallen due (``FollowUpDue`` recorded)."""
 
 
 def _check_choice(value: str, choices: tuple[str, ...], *, field: str) -> None:
@@ -195,8 +199,9 @@ class Client(CrmAggregate):
 
         def apply(self, aggregate: Client) -> None:
             aggregate.follow_ups[self.task_id] = FollowUp(
-                self.task_id, self.due_at, self.assignee_id
+                self.task_id, self.due_at, self.assignee_id, self.note
             )
+            aggregate.follow_ups_count += 1
 
     class FollowUpCompleted(Event):
         task_id: UUID
@@ -211,6 +216,35 @@ class Client(CrmAggregate):
 
         def apply(self, aggregate: Client) -> None:
             aggregate.follow_ups.pop(self.task_id, None)
+
+    class FollowUpDue(Event):
+        """An open follow-up's due instant came (recorded by the reminder timer, with
+        the due instant as business time); what the assignee needs to act on it."""
+
+        task_id: UUID
+        due_at: datetime
+        assignee_id: str
+        note: PersonalText
+        name: PersonalText
+        phones: PersonalTexts
+
+        def apply(self, aggregate: Client) -> None:
+            task = aggregate.follow_ups.get(self.task_id)
+            if task is not None:
+                aggregate.follow_ups[self.task_id] = replace(task, rung=True)
+
+    class LeadUnanswered(Event):
+        """A lead was neither contacted nor given a follow-up within the response
+        time (recorded by the timer, with the deadline as business time)."""
+
+        registered_at: datetime
+        deadline: datetime
+        owner_id: str | None
+        name: PersonalText
+        phones: PersonalTexts
+
+        def apply(self, aggregate: Client) -> None:
+            aggregate.flagged_unanswered = True
 
     class ConsentGiven(Event):
         purpose: str
@@ -289,6 +323,8 @@ class Client(CrmAggregate):
         self.last_purchase_at: datetime | None = None
         self.lost_at: datetime | None = None
         self.follow_ups: dict[UUID, FollowUp] = {}
+        self.follow_ups_count = 0
+        self.flagged_unanswered = False
         self.consents: set[str] = set()
         self.restricted = False
         self.erased = False
@@ -457,7 +493,7 @@ class Client(CrmAggregate):
         self.trigger_event(
             self.FollowUpScheduled,
             task_id=task_id,
-            due_at=due_at.astimezone(UTC),
+            due_at=due_at,  # with the offset it was given: the assignee's local time
             assignee_id=assignee_id,
             note=normalise_text(note, field="note"),
         )
@@ -479,6 +515,56 @@ class Client(CrmAggregate):
             self.FollowUpCancelled,
             task_id=task_id,
             reason=normalise_text(reason, field="reason", limit=MAX_SHORT_TEXT),
+        )
+
+    def mark_follow_up_due(self, task_id: UUID) -> None:
+        """Rule: a follow-up falls due once, at its due instant, and only while it is
+        open (never one completed or cancelled before). Anything else — not open,
+        already due, not due yet — records nothing."""
+        self._check_live()
+        task = self.follow_ups.get(task_id)
+        if task is None or task.rung or task.due_at > utc_now():
+            return
+        self.trigger_event(
+            self.FollowUpDue,
+            task_id=task_id,
+            due_at=task.due_at,
+            assignee_id=task.assignee_id,
+            note=task.note,
+            name=self.name,
+            phones=self.phones,
+        )
+
+    def response_deadline(self, response_time: timedelta) -> datetime:
+        """When a lead must have been answered: its registration plus the response
+        time."""
+        return self.born_at + response_time
+
+    def flag_unanswered(self, *, response_time: timedelta) -> None:
+        """Rule: "incoming requests get lost" — a lead neither contacted nor given a
+        follow-up within ``response_time`` of its registration is flagged, once. Not a
+        lead any more (it bought or was lost), answered, not yet past the deadline, or
+        registered only after its deadline had passed (history brought in later,
+        an import of old leads) — nothing is recorded."""
+        self._check_live()
+        deadline = self.response_deadline(response_time)
+        if (
+            self.flagged_unanswered
+            or self.contacts_count
+            or self.follow_ups_count
+            or self.purchases_count
+            or self.lost_at is not None
+            or deadline > utc_now()
+            or self.created_on >= deadline
+        ):
+            return
+        self.trigger_event(
+            self.LeadUnanswered,
+            registered_at=self.born_at,
+            deadline=deadline,
+            owner_id=self.owner_id,
+            name=self.name,
+            phones=self.phones,
         )
 
     def give_consent(

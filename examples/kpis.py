@@ -2,18 +2,23 @@
 
 crm replay examples.kpis:RepeatPurchaseRate
 crm replay examples.kpis:AvgCheck --until 2025-12-31
+crm replay examples.kpis:UnansweredLeads --until 2025-12-31T12:00
+crm replay examples.kpis:MedianFirstResponse
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from application.settings import Settings
 from domain.client import Client
 from projections.base import Recorded
+from projections.kpis import LeadKpi
 
 
 class RepeatPurchaseRate:
@@ -52,3 +57,24 @@ class AvgCheck:
     def result(self, state: tuple[Decimal, int], as_of: datetime) -> Decimal | None:
         revenue, purchases = state
         return (revenue / purchases).quantize(Decimal("0.0001")) if purchases else None
+
+
+def _response_time() -> timedelta:
+    return Settings.from_env().lead_response
+
+
+@dataclass(frozen=True)
+class UnansweredLeads(LeadKpi):
+    """The built-in ``unanswered_leads``, run through the replay sandbox (with
+    ``CRM_LEAD_RESPONSE_MINUTES`` as the built-in reads it)."""
+
+    key: str = "unanswered_leads"
+    response_time: timedelta = field(default_factory=_response_time)
+
+
+@dataclass(frozen=True)
+class MedianFirstResponse(LeadKpi):
+    """The built-in ``median_first_response_minutes`` in the replay sandbox."""
+
+    key: str = "median_first_response_minutes"
+    response_time: timedelta = field(default_factory=_response_time)

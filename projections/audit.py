@@ -30,6 +30,7 @@ from domain.base import CrmAggregate
 from domain.client import ATTRIBUTES, PROFILE_FIELDS, Client
 from domain.deal import Deal
 from domain.pipeline import Pipeline
+from domain.subscription import Subscription
 from domain.values import personal_fields
 from projections.base import Recorded, topics_of
 
@@ -43,6 +44,8 @@ CLIENT_EVENTS: tuple[type[Client.Event], ...] = (
     Client.FollowUpScheduled,
     Client.FollowUpCompleted,
     Client.FollowUpCancelled,
+    Client.FollowUpDue,
+    Client.LeadUnanswered,
     Client.ConsentGiven,
     Client.ConsentWithdrawn,
     Client.ProcessingRestricted,
@@ -65,12 +68,22 @@ PIPELINE_EVENTS: tuple[type[Pipeline.Event], ...] = (
 )
 
 ACCESS_EVENTS: tuple[type[DataAccess.Event], ...] = (DataAccess.DataExported,)
+SUBSCRIPTION_EVENTS: tuple[type[Subscription.Event], ...] = (
+    Subscription.SubscriptionCreated,
+    Subscription.SubscriptionPaused,
+    Subscription.SubscriptionResumed,
+    Subscription.SubscriptionFailing,
+    Subscription.SubscriptionReplayed,
+    Subscription.SubscriptionRemoved,
+)
 
 ERASED_FIELDS = "erased_fields"
 """Set by the store on events read after their subject's erasure: the names of the
 personal fields that held values then (see ``adapters.mapper``)."""
 
-TOPICS = topics_of(*CLIENT_EVENTS, *DEAL_EVENTS, *PIPELINE_EVENTS, *ACCESS_EVENTS)
+TOPICS = topics_of(
+    *CLIENT_EVENTS, *DEAL_EVENTS, *PIPELINE_EVENTS, *ACCESS_EVENTS, *SUBSCRIPTION_EVENTS
+)
 
 ERASURE = Client.PersonalDataErased.__name__
 """The event type after which the adapter purges the client's personal values."""

@@ -45,6 +45,7 @@ from domain.lifecycle import (
     interval_at,
     stage_intervals,
 )
+from projections import leads
 from projections.base import Recorded
 
 S = TypeVar("S")
@@ -306,12 +307,69 @@ KEYS = (
     "avg_lifecycle_days",
     "churn_rate",
     "clv",
+    "unanswered_leads",
+    "median_first_response_minutes",
 )
+LEAD_KEYS = ("unanswered_leads", "median_first_response_minutes")
+DEFAULT_RESPONSE_TIME = timedelta(minutes=120)
 
 
-def built_in(policy: LifecyclePolicy) -> dict[str, BuiltInKpi]:
-    """The KPIs of SPEC §4, by key."""
-    return {key: BuiltInKpi(key, policy) for key in KEYS}
+def lead_values(
+    rows: Iterable[leads.Lead], as_of: datetime, response_time: timedelta
+) -> dict[str, Any]:
+    """``unanswered_leads`` (open at ``as_of``) and ``median_first_response_minutes``
+    (over leads registered in the 30 days before ``as_of``), by the rules of
+    ``projections.leads``; the folds and the SQL read model both finish here."""
+    unanswered, minutes = 0, []
+    for lead in rows:
+        if lead.registered_at > as_of:
+            continue
+        unanswered += leads.unanswered_at(lead, as_of, response_time)
+        if (response := leads.first_response_minutes(lead, as_of)) is not None:
+            minutes.append(response)
+    return {
+        "unanswered_leads": unanswered,
+        "median_first_response_minutes": leads.median_minutes(minutes),
+    }
+
+
+@dataclass(frozen=True)
+class LeadKpi:
+    """A built-in KPI about leads: folds the leads read model's rows (the very fold
+    of ``projections.leads``), then reads its key from ``lead_values``."""
+
+    key: str
+    response_time: timedelta = DEFAULT_RESPONSE_TIME
+    events: tuple[type[Any], ...] = (
+        Client.ClientRegistered,
+        Client.ContactMade,
+        Client.FollowUpScheduled,
+        Client.PurchaseMade,
+        Client.ClientLost,
+        Client.OwnerAssigned,
+        Client.PersonalDataErased,
+        Client.DuplicateAbsorbed,
+    )
+
+    def initial(self) -> dict[UUID, leads.Lead]:
+        return {}
+
+    def apply(self, state: dict[UUID, leads.Lead], recorded: Recorded) -> dict[UUID, leads.Lead]:
+        state.update(leads.apply(state, recorded))
+        return state
+
+    def result(self, state: dict[UUID, leads.Lead], as_of: datetime) -> Any:
+        return lead_values(state.values(), as_of, self.response_time)[self.key]
+
+
+def built_in(
+    policy: LifecyclePolicy, response_time: timedelta = DEFAULT_RESPONSE_TIME
+) -> dict[str, BuiltInKpi | LeadKpi]:
+    """The KPIs of SPEC §4 and the leads' two, by key."""
+    return {
+        key: LeadKpi(key, response_time) if key in LEAD_KEYS else BuiltInKpi(key, policy)
+        for key in KEYS
+    }
 
 
 def fold(kpi: Kpi[Any], events: Iterable[Recorded], as_of: datetime) -> Any:

@@ -16,7 +16,12 @@ Rules taken from the business:
 * a merge cancels the duplicate's open follow-ups with events of its own; erasure
   does not, yet nothing can be recorded on an erased client any more, so its open
   follow-ups are closed here as cancelled at the instant of erasure (they would
-  otherwise stay overdue for ever).
+  otherwise stay overdue for ever), and the notes of all its follow-ups purged;
+* a follow-up that fell due (``FollowUpDue``) stays in the queue, marked, until it
+  is completed or cancelled; its due instant keeps the offset it was given;
+* a lead flagged unanswered (``LeadUnanswered``) is an entry for its owner (for
+  admins when unassigned) until it is answered (a contact, a follow-up), bought,
+  was lost, merged or erased; a new owner takes the entry over.
 """
 
 from __future__ import annotations
@@ -46,6 +51,23 @@ class FollowUp:
     status: Status = "open"
     closed_at: datetime | None = None
     closed_by: str | None = None
+    note: str = ""
+    rung_at: datetime | None = None
+    """When it fell due (``FollowUpDue``, business time), if it has."""
+
+
+LeadStatus = Literal["open", "answered", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeadEntry:
+    """A lead flagged unanswered: an entry for ``owner_id`` (admins when ``None``)."""
+
+    client_id: UUID
+    owner_id: str | None
+    deadline: datetime
+    status: LeadStatus = "open"
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +84,9 @@ class Activity:
 class Changes:
     follow_ups: tuple[FollowUp, ...] = ()
     activity: tuple[Activity, ...] = ()
+    leads: tuple[LeadEntry, ...] = ()
+    purge_notes: tuple[UUID, ...] = ()
+    """Clients whose follow-ups' notes are purged (erasure)."""
 
 
 @dataclass
@@ -70,10 +95,15 @@ class WorkQueue:
 
     follow_ups: dict[UUID, FollowUp] = field(default_factory=dict)
     activity: list[Activity] = field(default_factory=list)
+    leads: dict[UUID, LeadEntry] = field(default_factory=dict)
 
     @property
     def open(self) -> dict[UUID, FollowUp]:
         return {k: f for k, f in self.follow_ups.items() if f.status == "open"}
+
+    @property
+    def open_leads(self) -> dict[UUID, LeadEntry]:
+        return {k: lead for k, lead in self.leads.items() if lead.status == "open"}
 
 
 TOPICS = topics_of(
@@ -81,6 +111,12 @@ TOPICS = topics_of(
     Client.FollowUpScheduled,
     Client.FollowUpCompleted,
     Client.FollowUpCancelled,
+    Client.FollowUpDue,
+    Client.LeadUnanswered,
+    Client.PurchaseMade,
+    Client.ClientLost,
+    Client.OwnerAssigned,
+    Client.ClientMerged,
     Client.PersonalDataErased,
     Deal.DealStageChanged,
     Deal.DealWon,
@@ -93,19 +129,46 @@ def on_time(completed_at: datetime, due_at: datetime) -> bool:
 
 
 def needs(recorded: Recorded) -> UUID | None:
-    """The client whose open follow-ups ``apply`` reads for this event, if any."""
+    """The client whose open follow-ups and open lead entry ``apply`` reads for this
+    event, if any."""
     event = recorded.event
-    if isinstance(
-        event, Client.FollowUpCompleted | Client.FollowUpCancelled | Client.PersonalDataErased
+    if isinstance(event, Client.Event) and not isinstance(
+        event, Client.LeadUnanswered | Client.ClientRegistered
     ):
         return event.originator_id
     return None
 
 
-def apply(open_tasks: Mapping[UUID, FollowUp], recorded: Recorded) -> Changes:
-    """What one event changes, given (at least) the open follow-ups of
-    ``needs(recorded)``. Closing a follow-up that is not open changes nothing."""
-    return _changes(recorded.event, recorded, open_tasks)
+def apply(
+    open_tasks: Mapping[UUID, FollowUp],
+    recorded: Recorded,
+    open_leads: Mapping[UUID, LeadEntry] | None = None,
+) -> Changes:
+    """What one event changes, given (at least) the open follow-ups and open lead
+    entries of ``needs(recorded)``. Closing what is not open changes nothing."""
+    changes = _changes(recorded.event, recorded, open_tasks)
+    lead = _lead_change(recorded, (open_leads or {}).get(recorded.event.originator_id))
+    return changes if lead is None else replace(changes, leads=(*changes.leads, lead))
+
+
+_ANSWERS = (Client.ContactMade, Client.FollowUpScheduled)
+_CLOSES = (Client.PurchaseMade, Client.ClientLost, Client.ClientMerged, Client.PersonalDataErased)
+
+
+def _lead_change(recorded: Recorded, lead: LeadEntry | None) -> LeadEntry | None:
+    """How one event changes a client's lead entry (``None``: not at all)."""
+    event = recorded.event
+    if isinstance(event, Client.LeadUnanswered):
+        return LeadEntry(event.originator_id, event.owner_id, event.deadline)
+    if lead is None:
+        return None
+    if isinstance(event, _ANSWERS):
+        return replace(lead, status="answered", closed_at=event.occurred_at)
+    if isinstance(event, _CLOSES):
+        return replace(lead, status="closed", closed_at=event.occurred_at)
+    if isinstance(event, Client.OwnerAssigned):
+        return replace(lead, owner_id=event.owner_id)
+    return None
 
 
 @singledispatch
@@ -134,8 +197,21 @@ def _(
         assignee_id=event.assignee_id,
         due_at=event.due_at,
         scheduled_at=event.occurred_at,
+        note=event.note,
     )
     return Changes(follow_ups=(task,))
+
+
+@_changes.register
+def _(
+    event: Client.FollowUpDue,
+    recorded: Recorded,  # noqa: ARG001
+    open_tasks: Mapping[UUID, FollowUp],
+) -> Changes:
+    task = open_tasks.get(event.task_id)
+    if task is None:
+        return Changes()
+    return Changes(follow_ups=(replace(task, rung_at=event.occurred_at),))
 
 
 @_changes.register
@@ -167,11 +243,11 @@ def _(
     event: Client.PersonalDataErased, recorded: Recorded, open_tasks: Mapping[UUID, FollowUp]
 ) -> Changes:
     closed = tuple(
-        _cancelled(task, recorded)
+        replace(_cancelled(task, recorded), note="")
         for _, task in sorted(open_tasks.items())
         if task.client_id == event.originator_id and task.status == "open"
     )
-    return Changes(follow_ups=closed)
+    return Changes(follow_ups=closed, purge_notes=(event.originator_id,))
 
 
 @_changes.register
@@ -196,9 +272,13 @@ def fold(events: Iterable[Recorded], state: WorkQueue | None = None) -> WorkQueu
     """The work queue after ``events`` (in position order)."""
     queue = state or WorkQueue()
     for recorded in events:
-        changes = apply(queue.open, recorded)
+        changes = apply(queue.open, recorded, queue.open_leads)
+        for client_id in changes.purge_notes:
+            for task in [t for t in queue.follow_ups.values() if t.client_id == client_id]:
+                queue.follow_ups[task.task_id] = replace(task, note="")
         queue.follow_ups.update((task.task_id, task) for task in changes.follow_ups)
         queue.activity.extend(changes.activity)
+        queue.leads.update((lead.client_id, lead) for lead in changes.leads)
     return queue
 
 

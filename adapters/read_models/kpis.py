@@ -15,15 +15,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.read_models.directory import DirectoryReadModel
+from adapters.read_models.leads import LeadsReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel, stage_counts_of
 from adapters.sql import Database, Query, as_datetime, from_units
 from projections.kpis import (
     CHURN_PERIOD_DAYS,
+    DEFAULT_RESPONSE_TIME,
     NO_CONTACT_DAYS,
     KpiInputs,
     Paying,
     kpi_values,
 )
+
+KPI_MODELS = ("lifecycle", "leads")
+"""The read models the KPIs are read from (catch them up before reading)."""
 
 _CONTAINS = "{i}.valid_from <= %s AND ({i}.valid_to IS NULL OR {i}.valid_to > %s)"
 _OWNED = (
@@ -59,15 +64,21 @@ def stage_counts_query(at: datetime, *, owner_id: str | None = None) -> Query[di
 class KpiQueries:
     """KPIs as of any instant, read from the live lifecycle tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, response_time: timedelta = DEFAULT_RESPONSE_TIME) -> None:
         self.db = db
+        self.response_time = response_time
+        self.leads = LeadsReadModel(db)
         self.clients = LifecycleReadModel.physical("clients")
         self.facts = LifecycleReadModel.physical("facts")
         self.intervals = LifecycleReadModel.physical("intervals")
 
     def values(self, as_of: datetime, *, owner_id: str | None = None) -> dict[str, Any]:
-        """The KPIs at ``as_of``: over every client, or over ``owner_id``'s."""
-        return kpi_values(self.inputs(as_of, owner_id=owner_id))
+        """Every KPI at ``as_of``, over every client or over ``owner_id``'s: SPEC §4's
+        from the lifecycle tables, the leads' two from the leads table."""
+        return {
+            **kpi_values(self.inputs(as_of, owner_id=owner_id)),
+            **self.leads.values(as_of, self.response_time, owner_id=owner_id),
+        }
 
     def inputs(self, as_of: datetime, *, owner_id: str | None = None) -> KpiInputs:
         c, f, i = self.clients, self.facts, self.intervals

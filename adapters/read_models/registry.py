@@ -11,7 +11,9 @@ from adapters.read_models.chain import ChainReadModel
 from adapters.read_models.deals import DealsReadModel
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.funnel import FunnelReadModel
+from adapters.read_models.leads import LeadsReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
+from adapters.read_models.subscriptions import SubscriptionsReadModel
 from adapters.read_models.work_queue import WorkQueueReadModel
 from adapters.sql import Database
 from application.ports import BlindIndex
@@ -42,6 +44,8 @@ FACTORIES: dict[str, Factory] = {
     ),
     "work_queue": lambda c, prefix: WorkQueueReadModel(c.db, prefix=prefix),
     "chain": lambda c, prefix: ChainReadModel(c.db, prefix=prefix),
+    "leads": lambda c, prefix: LeadsReadModel(c.db, prefix=prefix),
+    "subscriptions": lambda c, prefix: SubscriptionsReadModel(c.db, prefix=prefix),
 }
 NAMES = tuple(FACTORIES)
 
@@ -63,6 +67,8 @@ REBUILD_COST: dict[str, float] = {
     "chain": 0.24,
     "work_queue": 0.12,
     "deals": 0.06,
+    "leads": 0.1,  # estimated: one row per client, like the work queue's follow-ups
+    "subscriptions": 0.01,  # a handful of events
 }
 """Seconds each model's fold took per 100k events of a generated history, measured
 in one rebuild of all models at 1M events (docs/PERFORMANCE.md, 2026-12-01's fifth

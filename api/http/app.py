@@ -20,6 +20,7 @@ from litestar.types import ExceptionHandlersMap
 
 from adapters.projector import follow_until_stopped
 from adapters.sql import ThreadedReads
+from api import push
 from api.bootstrap import Crm, bootstrap
 from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
@@ -36,6 +37,7 @@ from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, pinned_reads, schema_pages_not_found_as_problems
 from api.http.problems import HANDLERS
 from api.http.reads import ReadRoutes
+from api.http.subscriptions import SubscriptionRoutes
 from api.http.support import OrjsonResponse
 from api.logs import configure_logging
 from application.settings import Settings
@@ -135,12 +137,13 @@ def create_app(crm: Crm | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         stop = threading.Event()
-        worker = None
+        worker = pusher = None
         if product.settings.embedded_projector:
             worker = threading.Thread(
                 target=_follow_store, args=(product, stop), name="crm-projector", daemon=True
             )
             worker.start()
+            pusher = push.run_in_background(product, stop, own_models=False)  # webhooks, reminders
         try:
             async with product.reads() as reads:
                 app.state["reads"] = reads
@@ -152,6 +155,8 @@ def create_app(crm: Crm | None = None) -> Litestar:
             stop.set()
             if worker is not None:
                 worker.join(timeout=10)
+            if pusher is not None:
+                pusher.join(timeout=10)
             if owned:
                 product.close()
 
@@ -162,6 +167,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
             PipelineRoutes,
             ReadRoutes,
             import_spreadsheet,
+            SubscriptionRoutes,
             health,
             live,
             ready,

@@ -18,7 +18,7 @@ from litestar.response import Stream
 from adapters.read_models.audit import AuditFilter, AuditReadModel
 from adapters.read_models.funnel import FunnelReadModel
 from adapters.read_models.kpis import KpiQueries, stage_counts_query
-from adapters.read_models.work_queue import WorkQueueReadModel
+from api import push
 from api.disclosure import audit_item, entry_holds_personal, event_holds_personal, event_item
 from api.http import schemas
 from api.http.auth import requires
@@ -108,7 +108,10 @@ class ReadRoutes(Controller):
         crm = crm_of(request)
         wait_for_position(crm, min_position)
         at = _now_or(as_of)
-        return {"as_of": at, **KpiQueries(crm.read_db).values(at, owner_id=owner)}
+        return {
+            "as_of": at,
+            **KpiQueries(crm.read_db, crm.settings.lead_response).values(at, owner_id=owner),
+        }
 
     @get("/audit", guards=[requires(Permission.AUDIT)])
     async def audit(
@@ -198,15 +201,15 @@ class ReadRoutes(Controller):
         within_hours: int = Parameter(default=24, ge=0, le=24 * 90),
         min_position: int | None = MinPosition,
     ) -> list[dict[str, Any]]:
-        """Follow-ups due in the next hours and overdue ones; a manager sees their own."""
-        assignee = principal(request).figures_of(assignee_id)
+        """Follow-ups due in the next hours and overdue ones (`kind` FollowUpScheduled,
+        or FollowUpDue once due) and leads left unanswered (LeadUnanswered), with the
+        client's name, phones and the note where the caller may read them (else listed
+        in `redacted`); a manager sees their own, unassigned leads are the admins'."""
+        user = principal(request)
+        assignee = user.figures_of(assignee_id)
         crm = crm_of(request)
         wait_for_position(crm, min_position)
-        model = crm.model(WorkQueueReadModel)
-        rows = model.due(
-            now=datetime.now(UTC), within=timedelta(hours=within_hours), assignee_id=assignee
-        )
-        return [asdict(row) for row in rows]
+        return push.work_queue_items(crm, user, within_hours=within_hours, assignee_id=assignee)
 
     @get("/activity", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def activity(
@@ -217,12 +220,13 @@ class ReadRoutes(Controller):
         actor_id: str | None = Parameter(default=None, max_length=63),
     ) -> list[dict[str, Any]]:
         """What each manager did over a period (default: the last 30 days): contacts,
-        follow-ups done on time or late, deals moved and won; a manager sees their own."""
+        follow-ups done on time or late, deals moved and won; their leads unanswered
+        at the period's end and the median minutes from registration to first contact
+        over their leads registered in the period; a manager sees their own."""
         actor = principal(request).figures_of(actor_id)
         end = _now_or(until)
         start = _now_or(since) if since else end - timedelta(days=30)
-        model = crm_of(request).model(WorkQueueReadModel)
-        return [asdict(a) for a in model.activity(since=start, until=end, actor_id=actor)]
+        return push.activity_with_leads(crm_of(request), since=start, until=end, actor_id=actor)
 
 
 def _audit_export(

@@ -65,7 +65,10 @@ def open_api(crm: Crm) -> Iterator[Api]:
 @pytest.fixture
 def product(tmp_path: Path) -> Iterator[Crm]:
     """An empty product on SQLite with no users yet and no embedded projector."""
-    with fresh_product("sqlite", tmp_path, embedded_projector=False) as crm:
+    # webhook subscriptions to 127.0.0.1 are allowed; nothing delivers them here
+    with fresh_product(
+        "sqlite", tmp_path, embedded_projector=False, webhook_allow_private=True
+    ) as crm:
         yield crm
 
 

@@ -32,7 +32,7 @@ from litestar.routes import HTTPRoute
 from pydantic import BaseModel
 
 from api.bootstrap import Crm
-from api.http import schemas
+from api.http import schemas, subscriptions
 from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES, fresh_product
 from tests.e2e.conftest import Api, assert_problem, open_api
 
@@ -58,6 +58,13 @@ CLOSED: Mapping[str, str] = {
 }
 """The string slots that take a value from a closed set other than a ``Literal``, and
 why that set holds no personal data. Everything else a body holds must be erasable."""
+
+ABOUT_NO_CLIENT: Mapping[type[BaseModel], str] = {
+    subscriptions.SubscriptionBody: "a webhook receiver an admin configures: about no client",
+    subscriptions.ReplayBody: "a store position to deliver a webhook subscription from",
+}
+"""Bodies of routes whose commands are about no client or deal, and why: erasing a
+client has nothing of theirs to remove."""
 
 
 # ------------------------------------------------------------------ the walk
@@ -458,7 +465,8 @@ def test_after_erasure_no_string_sent_in_any_body_is_left_anywhere(erasable: Api
 
 def test_the_walk_finds_every_string_of_every_body(api: Api) -> None:
     models = body_models()
-    assert set(route_bodies(api)) == models, "a body model no route takes, or one not in schemas"
+    taken = set(route_bodies(api)) - set(ABOUT_NO_CLIENT)
+    assert taken == models, "a body model no route takes, or one not in schemas"
     found = {slot.path: slot for model in models for slot in slots(model)}
     assert len(found) > 40
     for path in (  # the finding of issue 20

@@ -27,9 +27,11 @@ from litestar.routes import HTTPRoute
 
 from api.bootstrap import Crm
 from api.http.auth import PUBLIC_PATHS, Requires
+from api.push import create_subscription
 from application.access import ROLE_PERMISSIONS, Permission
 from application.clients import RegisterClient, ScheduleFollowUp
 from application.deals import LoseDeal, OpenDeal
+from application.subscriptions import PauseSubscription
 from tests.e2e.conftest import Api, admin_envelope, assert_problem, open_api
 
 ROLES: tuple[str | None, ...] = ("admin", "manager", "auditor", "service", None)
@@ -78,6 +80,13 @@ MATRIX: list[tuple[str, str, int, Permission | None]] = [
     ("GET",   "/events",                                            200, P.AUDIT),
     ("GET",   "/work-queue",                                        200, P.READ_MODELS),
     ("GET",   "/activity",                                          200, P.READ_MODELS),
+    ("POST",  "/subscriptions",                                     201, P.ADMIN),
+    ("GET",   "/subscriptions",                                     200, P.ADMIN),
+    ("GET",   "/subscriptions/{subscription_id}",                   200, P.ADMIN),
+    ("DELETE", "/subscriptions/{subscription_id}",                  200, P.ADMIN),
+    ("POST",  "/subscriptions/{subscription_id}/pause",             200, P.ADMIN),
+    ("POST",  "/subscriptions/{subscription_id}/resume",            200, P.ADMIN),
+    ("POST",  "/subscriptions/{subscription_id}/replay",            200, P.ADMIN),
     ("GET",   "/health",                                            200, None),
     ("GET",   "/health/live",                                       200, None),
     ("GET",   "/health/ready",                                      200, None),
@@ -133,6 +142,16 @@ class Target:
         )
         self.ids["task_id"] = result.extra["task_id"]
 
+    def subscription(self, *, paused: bool = False) -> None:
+        created = create_subscription(
+            self.api.crm, admin_envelope(), url="http://127.0.0.1:9/hook", events=["*"]
+        )
+        if paused:  # so that resuming records something
+            self.api.crm.app.execute(
+                PauseSubscription(subscription_id=created.result.id), admin_envelope()
+            )
+        self.ids["subscription_id"] = str(created.result.id)
+
     def deal(self, *, lost: bool = False) -> None:
         result = self.api.crm.app.execute(
             OpenDeal(client_id=self.client(), title="Windows", amount=Decimal(500), currency="EUR"),
@@ -152,6 +171,8 @@ def _request(
     params: dict[str, str] = {}
     if "{task_id}" in route:
         target.follow_up()
+    elif route.startswith("/subscriptions/{subscription_id}"):
+        target.subscription(paused=route.endswith("/resume"))
     elif route.startswith("/deals/{deal_id}"):
         target.deal(lost=route.endswith("/reopen"))
     elif "{client_id}" in route or route in ("/clients/lookup", "/deals"):
@@ -193,6 +214,10 @@ def _request(
             body = {}
         case ("POST", "/deals/{deal_id}/lose"):
             body = {"reason": "competitor"}
+        case ("POST", "/subscriptions"):
+            body = {"url": "http://127.0.0.1:9/hook", "events": ["Client.*"]}
+        case ("POST", "/subscriptions/{subscription_id}/replay"):
+            body = {"from_position": 1}
         case ("POST", "/pipelines"):
             body = {"name": f"fitter-{next(_serial)}", "stages": ["lead", "measurement"]}
     url = route.format(path="no-such-page", **target.ids)
@@ -267,7 +292,7 @@ def test_every_route_of_the_app_has_a_row(api: Api) -> None:
 def test_every_route_but_the_public_ones_declares_one_permission(api: Api) -> None:
     declared: dict[tuple[str, str], Permission | None] = {}
     for method, path, handler in _handlers(api):
-        guards = [guard for guard in handler.guards or () if isinstance(guard, Requires)]
+        guards = [guard for guard in handler.resolve_guards() if isinstance(guard, Requires)]
         assert len(guards) == (0 if _public(path) else 1), (method, path, handler.guards)
         declared[method, path] = guards[0].permission if guards else None
     for method, address, _, needs in MATRIX:

@@ -1141,6 +1141,9 @@ def test_what_each_manager_did_in_2024(story: Story) -> None:
             "follow_ups_late": 1,
             "deals_moved": 3,
             "deals_won": 0,
+            # Boris and Dmitri each called two days after registering; none unanswered
+            "unanswered_leads": 0,
+            "median_first_response_minutes": 2 * 24 * 60.0,
         },
         # maria: call to Anna, email from Elena; Anna's follow-up on time; D1 moved
         # twice and won
@@ -1151,6 +1154,10 @@ def test_what_each_manager_did_in_2024(story: Story) -> None:
             "follow_ups_late": 0,
             "deals_moved": 2,
             "deals_won": 1,
+            # Anna called after 2 days, Elena answered after 4; Clara never called (she
+            # bought, so she is no unanswered lead): the median of 2 and 4 days
+            "unanswered_leads": 0,
+            "median_first_response_minutes": 3 * 24 * 60.0,
         },
     ]
 

@@ -31,7 +31,7 @@ import pytest
 
 from adapters.projector import rebuild
 from adapters.read_models import lifecycle as lifecycle_read_model
-from adapters.read_models.kpis import KpiQueries
+from adapters.read_models.kpis import KPI_MODELS, KpiQueries
 from adapters.read_models.lifecycle import LifecycleReadModel
 from adapters.replay import replay
 from api.bootstrap import Crm
@@ -52,7 +52,7 @@ FAY_PURCHASES = (
 @pytest.fixture
 def people(crm: Crm, envelope: Envelope) -> dict[str, UUID]:
     story = Story(crm, envelope)
-    projector = crm.projector(["lifecycle"])
+    projector = crm.projector(KPI_MODELS)
     ann = story.register("Ann", "2024-01-10")
     story.contact(ann, "2024-01-15")
     for when, amount, cost in (

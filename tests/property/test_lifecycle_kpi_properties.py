@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from adapters.projector import Projector
 from adapters.read_models import lifecycle as lifecycle_read_model
-from adapters.read_models.kpis import KpiQueries
+from adapters.read_models.kpis import KPI_MODELS, KpiQueries
 from adapters.read_models.lifecycle import LifecycleReadModel
 from api.bootstrap import Crm
 from domain.envelope import Envelope
@@ -76,7 +76,7 @@ def record(
     crm: Crm, registered: list[int], facts: list[Fact], *, project_every: int = 0
 ) -> list[Any]:
     story = Story(crm, ENVELOPE)
-    projector = crm.projector(["lifecycle"])
+    projector = crm.projector(KPI_MODELS)
     ids = [story.register(f"client {n}", at(day).isoformat()) for n, day in enumerate(registered)]
     for n, fact in enumerate(facts, start=1):
         when = at(fact.day, minutes=fact.minute).isoformat()

@@ -17,6 +17,7 @@ from domain.client import Client
 from domain.deal import Deal
 from domain.envelope import Envelope, recording, utc_now
 from domain.pipeline import Pipeline
+from domain.subscription import Subscription
 from projections import audit
 from projections.audit import AuditEntry, as_text, entries, redacted
 from projections.base import Recorded, topics_of
@@ -167,7 +168,7 @@ def test_a_purchase_keeps_its_decimals_exact_as_strings() -> None:
     assert entry.details == '{"amount":"120.50","cost":"70","currency":"EUR","deal_id":null}'
 
 
-def test_a_follow_up_shows_its_due_instant_in_utc_and_its_task_id(envelope: Envelope) -> None:
+def test_a_follow_up_shows_its_due_instant_with_its_offset_and_task_id(envelope: Envelope) -> None:
     with recording(replace(envelope, occurred_at=at("2024-04-01T09:00"))):
         client = register()
     with recording(replace(envelope, occurred_at=at("2024-05-01T09:00"))):
@@ -179,7 +180,7 @@ def test_a_follow_up_shows_its_due_instant_in_utc_and_its_task_id(envelope: Enve
 
     assert orjson.loads(entry.details or "") == {
         "assignee_id": "bob",
-        "due_at": "2024-05-03T12:39:00+00:00",
+        "due_at": "2024-05-03T14:39:00+02:00",
         "note": "call back",
         "task_id": str(task),
     }
@@ -328,14 +329,14 @@ def test_topics_cover_every_event_of_every_aggregate() -> None:
     # ``Event`` is each aggregate's base and ``Created`` the library's unused default.
     events = [
         cls
-        for aggregate in (Client, Deal, Pipeline, DataAccess)
+        for aggregate in (Client, Deal, Pipeline, DataAccess, Subscription)
         for name, cls in vars(aggregate).items()
         if isinstance(cls, type)
         and issubclass(cls, CrmAggregate.Event)
         and name not in ("Event", "Created")
     ]
 
-    assert len(events) == 25
+    assert len(events) == 33
     assert topics_of(*events) == audit.TOPICS
 
 

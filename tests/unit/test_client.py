@@ -593,15 +593,15 @@ def test_each_follow_up_gets_its_own_task_id() -> None:
     assert set(client.follow_ups) == {first, second}
 
 
-def test_a_follow_up_due_is_kept_in_utc() -> None:
+def test_a_follow_up_due_keeps_the_assignees_offset() -> None:
     client = register()
-    berlin = timezone(timedelta(hours=2))
-    due = (datetime.now(UTC) + timedelta(days=2)).astimezone(berlin)
+    kyiv = timezone(timedelta(hours=2))
+    due = (datetime.now(UTC) + timedelta(days=2)).astimezone(kyiv)
 
     task_id = client.schedule_follow_up(due_at=due, assignee_id="bob")
 
     assert client.follow_ups[task_id].due_at == due
-    assert client.follow_ups[task_id].due_at.utcoffset() == timedelta(0)
+    assert client.follow_ups[task_id].due_at.utcoffset() == timedelta(hours=2)
 
 
 def test_a_follow_up_cannot_be_due_before_it_is_scheduled() -> None:
