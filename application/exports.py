@@ -15,18 +15,26 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from application.access import Permission, Principal
 from application.errors import ExportLimitReached
-from application.ports import ExportCounts
+from application.ports import EventRecorder, ExportCounts
 from application.unit_of_work import Outcome, UnitOfWork
 from domain.access import DataAccess
 from domain.envelope import Envelope
 
-if TYPE_CHECKING:
-    from application.app import CrmApplication
+
+class Commands(Protocol):
+    """What exports need of the application (``CrmApplication``): the store's head,
+    and running the command that records an export."""
+
+    @property
+    def recorder(self) -> EventRecorder: ...
+
+    def execute(self, command: object, envelope: Envelope) -> object: ...
+
 
 WINDOW_SECONDS = 3600
 """The limit counts per clock hour (UTC): ``export_rate_per_hour`` in each."""
@@ -66,7 +74,7 @@ class Exports:
 
     def __init__(
         self,
-        app: CrmApplication,
+        app: Commands,
         counts: ExportCounts,
         per_hour: int,
         clock: Callable[[], float] = time.time,
