@@ -15,7 +15,7 @@ from openpyxl import Workbook
 from typer.testing import CliRunner
 
 from adapters.csv_import import Options, import_file
-from adapters.read_models.kpis import KpiQueries
+from adapters.read_models.kpis import KPI_MODELS, KpiQueries
 from api.bootstrap import Crm, bootstrap
 from api.cli_import import register
 from application.settings import Settings
@@ -148,7 +148,7 @@ def test_a_firms_workbook_and_csv_files_import_with_every_value_as_written(firm:
     # By hand, as of 2024-04-02: 5 clients; 5 purchases by 4 of them; revenue
     # 1350 + 99.50 + 1350.50 + 2500 + 10000 = 15300; cost 1000 + 350.50 + 1500 = 2850.50;
     # margin 12449.50. Every payer bought within 90 days (Пётр 83 days before): new.
-    crm.projector(["lifecycle"]).catch_up()
+    crm.projector(KPI_MODELS).catch_up()
     kpis = KpiQueries(crm.db).values(AS_OF)
     assert kpis["clients_total"] == 5
     assert kpis["stage_counts"] == {"potential": 1, "new": 4, "loyal": 0, "dead": 0, "returned": 0}
@@ -251,5 +251,5 @@ def test_skip_invalid_records_the_good_rows_and_the_fixed_rejects_file_brings_th
     assert "imported 1 client" in second.stdout
     settings = {k.removeprefix("CRM_").lower(): v for k, v in env.items() if v}
     with bootstrap(Settings.model_validate(settings)) as crm:
-        crm.projector(["lifecycle"]).catch_up()
+        crm.projector(KPI_MODELS).catch_up()
         assert KpiQueries(crm.db).values(datetime.now(UTC))["clients_total"] == 3
