@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.read_models.lifecycle import LifecycleReadModel
-from adapters.sql import Database, as_datetime, from_units
+from adapters.sql import Database, Query, Rows, as_datetime, from_units
 from projections.kpis import (
     CHURN_PERIOD_DAYS,
     NO_CONTACT_DAYS,
@@ -105,3 +105,21 @@ class KpiQueries:
         inputs.churn_base = int(base)
         inputs.churned = int(churned or 0)
         return inputs
+
+
+def losses_query(start: datetime, end: datetime) -> Query[dict[str, int]]:
+    """How many clients were lost in ``[start, end)``, by reason: the transitions to
+    ``dead`` (explicit, or by inactivity) that began in that period — the ones
+    ``lost_per_year`` and ``churn_reasons`` count, for any period. A stay may begin
+    in the future (a death by inactivity that will happen if nothing else does), so
+    end the period no later than the instant the figures are for."""
+    return Query(
+        f"SELECT reason, COUNT(*) FROM {LifecycleReadModel.physical('intervals')}"
+        " WHERE stage = 'dead' AND valid_from >= %s AND valid_from < %s GROUP BY reason",
+        (start, end),
+        _by_reason,
+    )
+
+
+def _by_reason(rows: Rows) -> dict[str, int]:
+    return {str(reason): int(n) for reason, n in sorted(rows, key=lambda row: str(row[0]))}
