@@ -54,6 +54,8 @@ class AuditFilter:
     field: str | None = None
     occurred_from: datetime | None = None
     occurred_to: datetime | None = None
+    source: str | None = None
+    """Where the events came from: ``api``, ``import``, ``automation``, ``system``, ``cli``."""
 
     def __post_init__(self) -> None:
         for bound in (self.occurred_from, self.occurred_to):
@@ -189,13 +191,14 @@ class AuditReadModel(SqlReadModel):
         field: str | None = None,
         occurred_from: datetime | None = None,
         occurred_to: datetime | None = None,
+        source: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> AuditPage:
         """Entries in (position, seq) order matching every given filter, ``limit`` at a
         time, after ``cursor`` (the ``next_cursor`` of the previous page). A malformed
         cursor or a limit below 1 is a ``ValueError``."""
-        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to)
+        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to, source)
         return self.db.run(self.page_query(where, limit=limit, cursor=cursor))
 
     def page_query(
@@ -223,11 +226,12 @@ class AuditReadModel(SqlReadModel):
         field: str | None = None,
         occurred_from: datetime | None = None,
         occurred_to: datetime | None = None,
+        source: str | None = None,
     ) -> Iterator[str]:
         """The matching entries as CSV: a header line, then one record per entry (a
         record spans lines only inside a quoted value). Empty means absent; instants
         are ISO 8601 UTC."""
-        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to)
+        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to, source)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
 
@@ -250,10 +254,11 @@ class AuditReadModel(SqlReadModel):
         field: str | None = None,
         occurred_from: datetime | None = None,
         occurred_to: datetime | None = None,
+        source: str | None = None,
     ) -> Iterator[str]:
         """The matching entries as JSON Lines: one object per line, ``details`` as a
         nested object, instants as ISO 8601 UTC."""
-        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to)
+        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to, source)
         for entry in self._export(where):
             record = _plain(entry)
             record["details"] = None if entry.details is None else orjson.loads(entry.details)
@@ -291,7 +296,7 @@ class AuditReadModel(SqlReadModel):
     ) -> Query[T]:
         conditions: list[str] = []
         params: list[Any] = []
-        for column in ("client_id", "deal_id", "actor_id", "field"):
+        for column in ("client_id", "deal_id", "actor_id", "field", "source"):
             value = getattr(where, column)
             if value is not None:
                 conditions.append(f"{column} = %s")

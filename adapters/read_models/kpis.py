@@ -17,7 +17,7 @@ from typing import Any
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.leads import LeadsReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel, stage_counts_of
-from adapters.sql import Database, Query, as_datetime, from_units
+from adapters.sql import Database, Query, Rows, as_datetime, from_units
 from projections.kpis import (
     CHURN_PERIOD_DAYS,
     DEFAULT_RESPONSE_TIME,
@@ -153,3 +153,26 @@ class KpiQueries:
         inputs.churn_base = int(base)
         inputs.churned = int(churned or 0)
         return inputs
+
+
+def losses_query(
+    start: datetime, end: datetime, *, owner_id: str | None = None
+) -> Query[dict[str, int]]:
+    """How many clients (``owner_id``'s, if given) were lost in ``[start, end)``, by
+    reason: the transitions to ``dead`` (explicit, or by inactivity) that began in
+    that period — the ones ``lost_per_year`` and ``churn_reasons`` count, for any
+    period. A stay may begin in the future (a death by inactivity that will happen if
+    nothing else does), so end the period no later than the instant the figures are
+    for."""
+    owned, param = _owned("client_id", owner_id)
+    return Query(
+        f"SELECT reason, COUNT(*) FROM {LifecycleReadModel.physical('intervals')}"
+        f" WHERE stage = 'dead' AND valid_from >= %s AND valid_from < %s{owned}"
+        " GROUP BY reason",
+        (start, end, *param),
+        _by_reason,
+    )
+
+
+def _by_reason(rows: Rows) -> dict[str, int]:
+    return {str(reason): int(n) for reason, n in sorted(rows, key=lambda row: str(row[0]))}

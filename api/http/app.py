@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
@@ -40,6 +39,8 @@ from api.http.reads import ReadRoutes
 from api.http.subscriptions import SubscriptionRoutes
 from api.http.support import OrjsonResponse
 from api.logs import configure_logging
+from api.ui import PATHS as CONSOLE_PATHS
+from api.ui import LocalSwaggerPlugin, console, console_headers, templates
 from application.settings import Settings
 
 log = logging.getLogger("api")
@@ -172,6 +173,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
             live,
             ready,
             metrics,
+            console(product),
         ],
         state=State(
             {
@@ -181,16 +183,18 @@ def create_app(crm: Crm | None = None) -> Litestar:
             }
         ),
         middleware=[
+            console_headers,
             *([pinned_reads(product.router)] if product.router else []),
             schema_pages_not_found_as_problems,
             correlation(access_log=product.settings.access_log),
-            DefineMiddleware(BearerTokenAuthentication, exclude=PUBLIC_PATHS),
+            DefineMiddleware(BearerTokenAuthentication, exclude=[*PUBLIC_PATHS, CONSOLE_PATHS]),
             REQUESTS.middleware,
         ],
         exception_handlers=cast("ExceptionHandlersMap", HANDLERS),
         before_request=check_input,
         request_max_body_size=MAX_BODY_BYTES,
         response_class=OrjsonResponse,
+        template_config=templates(),
         logging_config=None,  # the process's own (api.logs), set up by its entry point
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
@@ -202,7 +206,7 @@ def create_app(crm: Crm | None = None) -> Litestar:
                 "Errors are application/problem+json (RFC 9457)."
             ),
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=[LocalSwaggerPlugin(path="/swagger")],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(

@@ -89,8 +89,20 @@ _STATUS: dict[type[ApplicationError], int] = {
 }
 
 
+def status_of(error: ApplicationError) -> int:
+    """The HTTP status of an application error (the API's and the console's)."""
+    return next((s for cls, s in _STATUS.items() if isinstance(error, cls)), 422)
+
+
+def headers_of(error: ApplicationError) -> dict[str, str] | None:
+    """The headers an application error's answer carries (when to try again)."""
+    if isinstance(error, ExportLimitReached):
+        return {"Retry-After": str(error.retry_after)}
+    return None
+
+
 def application_error(request: Request[Any, Any, Any], error: ApplicationError) -> Response[Any]:
-    status = next((s for cls, s in _STATUS.items() if isinstance(error, cls)), 422)
+    status = status_of(error)
     extra: dict[str, Any] = {}
     if isinstance(error, DuplicateContact):
         extra["existing_client_id"] = str(error.existing_client_id)
@@ -101,11 +113,14 @@ def application_error(request: Request[Any, Any, Any], error: ApplicationError) 
         if isinstance(error, UnknownUser)
         else None
     )
-    headers = None
-    if isinstance(error, ExportLimitReached):
-        headers = {"Retry-After": str(error.retry_after)}
     return problem(
-        request, status, error.message, code=error.code, errors=errors, headers=headers, **extra
+        request,
+        status,
+        error.message,
+        code=error.code,
+        errors=errors,
+        headers=headers_of(error),
+        **extra,
     )
 
 
