@@ -130,7 +130,8 @@ def route_bodies(api: Api) -> dict[type[BaseModel], list[str]]:
     request body is its handler's ``data`` parameter)."""
     found: dict[type[BaseModel], list[str]] = {}
     for route in api.http.app.routes:
-        if not isinstance(route, HTTPRoute):
+        # The console is read-only: its forms (sign-in, search, verify) record nothing.
+        if not isinstance(route, HTTPRoute) or route.path_format.startswith("/ui"):
             continue
         for handler in route.route_handlers:
             data = handler.parsed_fn_signature.parameters.get("data")  # litestar's body
