@@ -286,6 +286,13 @@ def _search(request: Request[Any, Any, Any], q: str, cursor: str | None) -> Foun
         for card, stage in zip(page.cards, page.stages, strict=True)
         if card.client_id not in seen
     ]
+    if personal and found.cards:  # a page of cards is a bulk read, as GET /clients's
+        crm.exports.disclose(
+            envelope(request),
+            personal=True,
+            kind="clients",
+            filters={"text": needle or None, "cursor": cursor, "limit": 50},
+        )
     found.next_cursor = page.next_cursor
     return found
 
