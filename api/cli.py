@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 import typer
@@ -43,7 +43,7 @@ from api.json import dumps
 from api.logs import configure_logging
 from application.access import ROLES
 from application.settings import Settings, SettingsError
-from domain.client import ERASURE_REASONS
+from domain.client import ERASURE_REASONS, Client, ErasureReason
 from domain.envelope import Envelope
 from projections.kpis import KEYS
 
@@ -126,6 +126,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same story).")] = 7,
 ) -> None:
     """Record a realistic two-year demo history on the configured store."""
+    from eventsourcing.utils import get_topic
+
     from api.demo import load_demo
 
     with _product(create=True) as crm:
@@ -163,7 +165,8 @@ def demo(
         )
         crm.projector().catch_up()
         sample = crm.app.recorder.select_notifications(start=before + 1, limit=50)
-        client = next(n.originator_id for n in sample if n.topic.endswith("ClientRegistered"))
+        registered = get_topic(Client.ClientRegistered)
+        client = next(n.originator_id for n in sample if n.topic == registered)
         token = crm.users.issue_token(DEMO_USER)
         if token is None:
             token = crm.users.add(DEMO_USER, "admin")
@@ -789,7 +792,9 @@ def subject_erase(
     cards merged into theirs); dates, amounts and stages stay."""
     from application.clients import ErasePersonalData
 
-    _subject_command(ErasePersonalData(client_id=_client_id(client), reason=reason))
+    # Any other reason goes to the domain as it is, to be refused there.
+    command = ErasePersonalData(client_id=_client_id(client), reason=cast("ErasureReason", reason))
+    _subject_command(command)
 
 
 @subject_app.command("restrict")

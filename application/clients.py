@@ -10,14 +10,23 @@ from typing import Any
 from uuid import UUID
 
 from application.unit_of_work import Outcome, UnitOfWork
-from domain.client import Client
+from domain.client import (
+    AssignmentReason,
+    Client,
+    ClientKind,
+    ContactChannel,
+    ContactPurpose,
+    Direction,
+    ErasureReason,
+    LossReason,
+)
 from domain.envelope import current_envelope
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterClient:
     name: str
-    kind: str = "person"
+    kind: ClientKind = "person"
     company: str | None = None
     phones: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
@@ -40,11 +49,11 @@ class ChangeClientDetails(ClientCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class RecordContact(ClientCommand):
-    channel: str
-    direction: str
+    channel: ContactChannel
+    direction: Direction
     summary: str = ""
     outcome: str = ""
-    purpose: str = "sales"
+    purpose: ContactPurpose = "sales"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,14 +65,14 @@ class RecordPurchase(ClientCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class MarkClientLost(ClientCommand):
-    reason: str
+    reason: LossReason
     note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class AssignOwner(ClientCommand):
     owner_id: str
-    reason: str = "manual"
+    reason: AssignmentReason = "manual"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +122,7 @@ class LiftRestriction(ClientCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class ErasePersonalData(ClientCommand):
-    reason: str
+    reason: ErasureReason
 
 
 def register_client(uow: UnitOfWork, cmd: RegisterClient) -> Outcome:
