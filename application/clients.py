@@ -126,8 +126,10 @@ class ErasePersonalData(ClientCommand):
 
 
 def register_client(uow: UnitOfWork, cmd: RegisterClient) -> Outcome:
-    """A new lead. With no owner given, the next active manager takes it in turn."""
-    owner_id = cmd.owner_id and uow.check_owner(cmd.owner_id, field="owner_id")
+    """A new lead. With no owner given, a manager who registers it takes it; anyone
+    else's goes to the next active manager in turn."""
+    wanted = cmd.owner_id or uow.principal.default_owner()
+    owner_id = wanted and uow.check_owner(wanted, field="owner_id")
     client = uow.add(
         Client.register(
             name=cmd.name,

@@ -117,7 +117,7 @@ class ClientRoutes(Controller):
             address=data.address,
             channel=data.channel,
             attributes=data.attributes,
-            owner_id=data.owner_id or principal(request).default_owner(),
+            owner_id=data.owner_id,
         )
         return run_command(request, command, data.occurred_at, status=201, location="/clients/")
 
