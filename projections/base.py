@@ -67,8 +67,9 @@ def handled_by(dispatch: Dispatch) -> tuple[type[Any], ...]:
 
 Ignored = Mapping[type[Any], str]
 """The events a read model leaves out on purpose, each with the reason: an event
-class, or an aggregate class for all of its events. A domain event that a read
-model neither handles nor ignores fails ``tests/unit/test_event_coverage.py``."""
+class, or an aggregate class for all of its events the read model does not handle.
+A domain event that a read model neither handles nor ignores fails
+``tests/unit/test_event_coverage.py``."""
 
 
 def ignored_events(ignored: Ignored) -> frozenset[type[Any]]:

@@ -141,28 +141,8 @@ def _(event: Pipeline.PipelineRedefined) -> Iterable[Change]:
 HANDLED: tuple[type[Any], ...] = handled_by(_changes)
 TOPICS = topics_of(*HANDLED)
 IGNORED: Ignored = {
-    **dict.fromkeys(
-        (
-            Client.ClientRegistered,
-            Client.ClientDetailsChanged,
-            Client.ContactMade,
-            Client.PurchaseMade,
-            Client.ClientLost,
-            Client.OwnerAssigned,
-            Client.FollowUpScheduled,
-            Client.FollowUpCompleted,
-            Client.FollowUpCancelled,
-            Client.FollowUpDue,
-            Client.LeadUnanswered,
-            Client.ConsentGiven,
-            Client.ConsentWithdrawn,
-            Client.ProcessingRestricted,
-            Client.RestrictionLifted,
-            Client.ClientMerged,
-            Client.DuplicateAbsorbed,
-        ),
-        "a deal card holds nothing of its client's but the id, and the title its erasure blanks",
-    ),
+    Client: "a deal card holds nothing of its client's but the id, and the title that the"
+    " client's erasure blanks",
     DataAccess: "reading data changes no deal",
     Subscription: "webhook subscriptions are no deals",
 }
