@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 from uuid import UUID
 
 from adapters.spreadsheets import Cell, FileError, Row, Sheet, Workbook, read
@@ -43,6 +43,7 @@ from application.imports import (
     import_rows,
     sha256_of,
 )
+from domain.client import ClientKind
 from domain.envelope import Envelope, utc_now
 from domain.errors import InvalidValue
 from domain.values import check_attribute_key
@@ -114,7 +115,7 @@ PURCHASE_FIELDS = (
 is for people reading the sheet and is not used."""
 FIELD_COLUMN = {"owner": "owner_id"}
 """Fields whose command field has another name."""
-CLIENT_KINDS = {
+CLIENT_KINDS: dict[str, ClientKind] = {
     "person": "person",
     "company": "company",
     "особа": "person",
@@ -572,7 +573,8 @@ class _Mapper:
         if not name and "name" in self.layout.fields:
             problem("name", "the name is required")
         kind_text = text(self.cell(row, "kind")).casefold() or "person"
-        kind = CLIENT_KINDS.get(kind_text, kind_text)
+        # Any other word goes to the domain as it is, to be refused there, naming the field.
+        kind = CLIENT_KINDS.get(kind_text) or cast("ClientKind", kind_text)
         attributes = {
             key: value
             for key, position in self.layout.attributes.items()

@@ -4,11 +4,10 @@ A batch (a page of a replay, a batch of the projector) allocates hundreds of
 thousands of short-lived objects — rows, decoded states, events, read-model rows —
 and reference counting frees them as soon as the batch is done. The cycle collector
 does not know that: every 700 allocations it walks the young objects, and every so
-often every object in the process, again and again. Measured: 18 % of a 385k-event
-rebuild (53.1 s against 43.6 s with the collector off, same peak memory), and
-40 % of a replay in the process that had generated the store (78k against 127k
-events/s). Paused for a batch and resumed after it, the collector still runs
-between batches, so cycles a long-running projector makes are collected as ever.
+often every object in the process, again and again, a sizeable share of a rebuild
+or a replay (docs/PERFORMANCE.md, Rebuild and Replay). Paused for a batch and resumed
+after it, the collector still runs between batches, so cycles a long-running
+projector makes are collected as ever.
 """
 
 from __future__ import annotations

@@ -224,8 +224,8 @@ class KeyStore:
     The cache holds the keys used within the last ``ttl`` seconds only: entries are
     kept in expiry order (one ttl for all; a refreshed entry moves to the end) and the
     expired ones at the front are dropped whenever keys are added. Before, nothing was
-    ever dropped: a rebuild of a 5M-event store (538,000 clients) ended holding every
-    client's key, and a long-running API process every key it had used."""
+    ever dropped: a rebuild ended holding every client's key, and a long-running API
+    process every key it had used."""
 
     def __init__(self, table: KeyTable, master_key: bytes, *, ttl: float = 10.0) -> None:
         self.table = table

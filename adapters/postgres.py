@@ -549,8 +549,8 @@ class PostgresEventRecorder(PostgresApplicationRecorder, EventRecorder):
         more than half of it changed since they were gathered (autovacuum off, or
         not yet round after a bulk load). Without them the planner expects a
         handful of rows and answers "the next page of these topics" by sorting every
-        later event, page after page: on a never-analysed 300k-event store such
-        pages were read at 46,000 rows/s, and at 190,000 once analysed."""
+        later event, page after page, several times slower than once analysed
+        (docs/PERFORMANCE.md, Replay)."""
         events = self._events.as_string(None)
         (row,) = self.db.query(_STALENESS_SQL, (events,))
         tuples, changed = float(row[0]), int(row[1] or 0)

@@ -172,9 +172,9 @@ def insert_rows(
     """Insert many rows into ``table`` (``columns`` comma-separated): one ``COPY`` on
     PostgreSQL (an order of magnitude cheaper than row-by-row ``INSERT`` s), one
     ``executemany`` on SQLite. Given the columns' PostgreSQL ``types``, the ``COPY``
-    is binary: psycopg formats a row in about an eighth of the CPU the text format
-    takes (an audit row of 18 columns: 1.2 against 8 µs), and the server parses no
-    timestamps or ids from text."""
+    is binary: psycopg formats a row in a fraction of the CPU the text format takes
+    (docs/PERFORMANCE.md, Rebuild), and the server parses no timestamps or ids from
+    text."""
     if not rows:
         return
     if dialect == "postgresql":
@@ -375,8 +375,8 @@ class PostgresDatabase:
         """``VACUUM (ANALYZE)``: marks the pages visible to every transaction, so that
         a read an index covers never visits the table (an index-only scan; until then
         every row found is fetched from the table to check it), and gathers the
-        planner's statistics. Autovacuum would, later, where it is on. The lifecycle
-        counts as of T at 1M events: p50 1.1 -> 0.5-0.7 ms, p99 2.6 -> 1.1 ms."""
+        planner's statistics. Autovacuum would, later, where it is on (what it saves:
+        docs/PERFORMANCE.md, HTTP reads)."""
         if not tables:
             return
         with self.datastore.get_connection() as conn:  # autocommit: VACUUM needs it

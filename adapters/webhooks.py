@@ -55,14 +55,11 @@ from application.app import CrmApplication
 from application.errors import ApplicationError
 from application.settings import Settings
 from application.subscriptions import MarkSubscriptionFailing
-from domain.access import DataAccess
-from domain.base import CrmAggregate
 from domain.client import Client
-from domain.deal import Deal
 from domain.envelope import Envelope
 from domain.errors import DomainError, InvalidValue
-from domain.pipeline import Pipeline
-from domain.subscription import Subscription, matches
+from domain.events import EVENTS
+from domain.subscription import matches
 from projections.base import Recorded
 from projections.subscriptions import SubscriptionRow
 
@@ -98,31 +95,17 @@ SPECIAL_TYPES: dict[type[Any], str] = {
 }
 """Event types a receiver knows by another name than ``Aggregate.Event``."""
 
-AGGREGATES: tuple[type[CrmAggregate], ...] = (Client, Deal, Pipeline, DataAccess, Subscription)
-
 
 def webhook_type(event_class: type[Any]) -> str:
     """``Client.PurchaseMade``, ``Deal.DealWon``; ``FollowUp.Due``, ``Lead.Unanswered``."""
     return SPECIAL_TYPES.get(event_class) or event_class.__qualname__
 
 
-def event_classes() -> list[type[Any]]:
-    """Every event class of every aggregate (what ``*`` means)."""
-    return [
-        cls
-        for aggregate in AGGREGATES
-        for name, cls in vars(aggregate).items()
-        if isinstance(cls, type)
-        and issubclass(cls, CrmAggregate.Event)
-        and name not in ("Event", "Created")
-    ]
-
-
 def topics_for(patterns: tuple[str, ...]) -> list[str]:
     """The stored topics a subscription's patterns ask for (empty: every topic)."""
     if "*" in patterns:
         return []
-    return sorted(get_topic(cls) for cls in event_classes() if matches(patterns, webhook_type(cls)))
+    return sorted(get_topic(cls) for cls in EVENTS if matches(patterns, webhook_type(cls)))
 
 
 def secret_of(keys: KeyStore, subscription_id: UUID, *, create: bool = False) -> str | None:

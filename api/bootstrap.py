@@ -101,7 +101,7 @@ class Crm:
     def model(self, kind: type[M], prefix: str = "") -> M:
         """The read model of class ``kind``, typed (``read_model`` by its name); made
         once per process (a model holds no state but its table names, and the API
-        asks for one per request: 15 to 45 µs each to make). Its reads go to
+        asks for one per request). Its reads go to
         ``read_db``: a replica when there is one."""
         built = self._models.get((kind, prefix))
         if built is None:

@@ -4,12 +4,11 @@ own.
 uvicorn's workers share one listening socket, and an event loop that wakes accepts
 every connection waiting: clients that connect together (a pool of keep-alive
 connections, a proxy's upstream connections) all land on the worker that woke first
-while the others stay idle. Measured on two workers with 16 keep-alive clients: all 16
-connections on one worker, run after run, so the API ran on one core of two. Here each
-worker binds its own socket with ``SO_REUSEPORT`` and the kernel spreads new
-connections across the workers by a hash of their addresses (as nginx's
-``reuseport``). A supervisor starts the workers, starts another when one dies, and
-stops them all on ``SIGTERM`` or ``SIGINT``.
+while the others stay idle, and the API runs on one core (as the HTTP benchmark saw:
+docs/PERFORMANCE.md, HTTP reads). Here each worker binds its own socket with
+``SO_REUSEPORT`` and the kernel spreads new connections across the workers by a hash
+of their addresses (as nginx's ``reuseport``). A supervisor starts the workers, starts
+another when one dies, and stops them all on ``SIGTERM`` or ``SIGINT``.
 """
 
 from __future__ import annotations

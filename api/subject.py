@@ -46,17 +46,21 @@ def client_events(crm: Crm, client_id: UUID) -> list[dict[str, Any]]:
     return [event_out(event) for event in events]
 
 
+_CONSENT = {Client.ConsentGiven.__name__: True, Client.ConsentWithdrawn.__name__: False}
+"""Event type -> whether it gives consent (or withdraws it)."""
+
+
 def consents(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The consent history: every consent given or withdrawn, in order."""
     return [
         {
             "purpose": e["payload"]["purpose"],
-            "given": e["event_type"] == "ConsentGiven",
+            "given": _CONSENT[e["event_type"]],
             "at": e["occurred_at"],
             "actor_id": e["actor_id"],
         }
         for e in events
-        if e["event_type"] in ("ConsentGiven", "ConsentWithdrawn")
+        if e["event_type"] in _CONSENT
     ]
 
 

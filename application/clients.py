@@ -10,14 +10,23 @@ from typing import Any
 from uuid import UUID
 
 from application.unit_of_work import Outcome, UnitOfWork
-from domain.client import Client
+from domain.client import (
+    AssignmentReason,
+    Client,
+    ClientKind,
+    ContactChannel,
+    ContactPurpose,
+    Direction,
+    ErasureReason,
+    LossReason,
+)
 from domain.envelope import current_envelope
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterClient:
     name: str
-    kind: str = "person"
+    kind: ClientKind = "person"
     company: str | None = None
     phones: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
@@ -40,11 +49,11 @@ class ChangeClientDetails(ClientCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class RecordContact(ClientCommand):
-    channel: str
-    direction: str
+    channel: ContactChannel
+    direction: Direction
     summary: str = ""
     outcome: str = ""
-    purpose: str = "sales"
+    purpose: ContactPurpose = "sales"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,14 +65,14 @@ class RecordPurchase(ClientCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class MarkClientLost(ClientCommand):
-    reason: str
+    reason: LossReason
     note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class AssignOwner(ClientCommand):
     owner_id: str
-    reason: str = "manual"
+    reason: AssignmentReason = "manual"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,12 +122,14 @@ class LiftRestriction(ClientCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class ErasePersonalData(ClientCommand):
-    reason: str
+    reason: ErasureReason
 
 
 def register_client(uow: UnitOfWork, cmd: RegisterClient) -> Outcome:
-    """A new lead. With no owner given, the next active manager takes it in turn."""
-    owner_id = cmd.owner_id and uow.check_owner(cmd.owner_id, field="owner_id")
+    """A new lead. With no owner given, a manager who registers it takes it; anyone
+    else's goes to the next active manager in turn."""
+    wanted = cmd.owner_id or uow.principal.default_owner()
+    owner_id = wanted and uow.check_owner(wanted, field="owner_id")
     client = uow.add(
         Client.register(
             name=cmd.name,

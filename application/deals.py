@@ -8,7 +8,7 @@ from uuid import UUID
 
 from application.unit_of_work import Outcome, UnitOfWork
 from domain.client import Client
-from domain.deal import Deal
+from domain.deal import Deal, DealLossReason
 from domain.envelope import current_envelope, recording
 
 
@@ -48,7 +48,7 @@ class WinDeal(DealCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class LoseDeal(DealCommand):
-    reason: str
+    reason: DealLossReason
     note: str = ""
 
 

@@ -146,6 +146,11 @@ class UnitOfWork:
     # --------------------------------------------------------- settings & staff
 
     @property
+    def principal(self) -> Principal:
+        """Who runs the command: the actor and role of its envelope."""
+        return _principal()
+
+    @property
     def books_currency(self) -> str:
         return self._ports.settings.currency
 

@@ -32,7 +32,9 @@ ContactChannel = Literal["call", "email", "meeting", "sms", "chat", "visit"]
 Direction = Literal["inbound", "outbound"]
 ContactPurpose = Literal["service", "sales", "marketing"]
 LossReason = Literal["price", "service", "competitor", "moved", "no_need", "inactivity", "other"]
-AssignmentReason = Literal["registration", "round_robin", "manual", "departure"]
+HandAssignmentReason = Literal["manual", "departure"]
+"""Why a person moves a client to another owner; the other reasons are the automation's."""
+AssignmentReason = Literal["registration", "round_robin", HandAssignmentReason]
 ErasureReason = Literal[
     "subject_request",
     "consent_withdrawn",

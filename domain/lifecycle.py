@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 
 class Stage(StrEnum):
@@ -43,6 +44,10 @@ class Stage(StrEnum):
     LOYAL = "loyal"
     DEAD = "dead"
     RETURNED = "returned"
+
+
+StageName = Literal["potential", "new", "loyal", "dead", "returned"]
+"""A stage by its name, as a request names it: ``Stage``'s values (a test holds them equal)."""
 
 
 PAYING_STAGES = frozenset({Stage.NEW, Stage.LOYAL, Stage.RETURNED})

@@ -29,61 +29,26 @@ from domain.access import DataAccess
 from domain.base import CrmAggregate
 from domain.client import ATTRIBUTES, PROFILE_FIELDS, Client
 from domain.deal import Deal
+from domain.events import EVENTS, events_of
 from domain.pipeline import Pipeline
-from domain.subscription import Subscription
 from domain.values import personal_fields
-from projections.base import Recorded, topics_of
+from projections.base import Ignored, Recorded, ignored_events, topics_of
 
-CLIENT_EVENTS: tuple[type[Client.Event], ...] = (
-    Client.ClientRegistered,
-    Client.ClientDetailsChanged,
-    Client.ContactMade,
-    Client.PurchaseMade,
-    Client.ClientLost,
-    Client.OwnerAssigned,
-    Client.FollowUpScheduled,
-    Client.FollowUpCompleted,
-    Client.FollowUpCancelled,
-    Client.FollowUpDue,
-    Client.LeadUnanswered,
-    Client.ConsentGiven,
-    Client.ConsentWithdrawn,
-    Client.ProcessingRestricted,
-    Client.RestrictionLifted,
-    Client.PersonalDataErased,
-    Client.ClientMerged,
-    Client.DuplicateAbsorbed,
-)
-DEAL_EVENTS: tuple[type[Deal.Event], ...] = (
-    Deal.DealOpened,
-    Deal.DealStageChanged,
-    Deal.DealValueChanged,
-    Deal.DealWon,
-    Deal.DealLost,
-    Deal.DealReopened,
-)
-PIPELINE_EVENTS: tuple[type[Pipeline.Event], ...] = (
-    Pipeline.PipelineDefined,
-    Pipeline.PipelineRedefined,
-)
+EXCLUDED: Ignored = {}
+"""Events left out of the audit trail, each with the reason. None so far: every event
+is a change made by someone (or by the automation on their behalf) or a read of
+personal data (``DataExported``), and auditors trace them all."""
 
-ACCESS_EVENTS: tuple[type[DataAccess.Event], ...] = (DataAccess.DataExported,)
-SUBSCRIPTION_EVENTS: tuple[type[Subscription.Event], ...] = (
-    Subscription.SubscriptionCreated,
-    Subscription.SubscriptionPaused,
-    Subscription.SubscriptionResumed,
-    Subscription.SubscriptionFailing,
-    Subscription.SubscriptionReplayed,
-    Subscription.SubscriptionRemoved,
-)
+_LEFT_OUT = ignored_events(EXCLUDED)
+AUDITED: tuple[type[CrmAggregate.Event], ...] = tuple(cls for cls in EVENTS if cls not in _LEFT_OUT)
+"""Every event of every aggregate (``domain.events``) unless excluded above: an event
+added to the domain reaches the audit trail without being listed here."""
 
 ERASED_FIELDS = "erased_fields"
 """Set by the store on events read after their subject's erasure: the names of the
 personal fields that held values then (see ``adapters.mapper``)."""
 
-TOPICS = topics_of(
-    *CLIENT_EVENTS, *DEAL_EVENTS, *PIPELINE_EVENTS, *ACCESS_EVENTS, *SUBSCRIPTION_EVENTS
-)
+TOPICS = topics_of(*AUDITED)
 
 ERASURE = Client.PersonalDataErased.__name__
 """The event type after which the adapter purges the client's personal values."""
@@ -320,15 +285,17 @@ def _personal_profile() -> Mapping[str, frozenset[str]]:
     client = personal_fields(Client.ClientRegistered)
     deal = personal_fields(Deal.DealOpened)
     by_type: dict[str, frozenset[str]] = {}
-    for events, fields in ((CLIENT_EVENTS, client), (DEAL_EVENTS, deal)):
-        by_type.update({cls.__name__: fields for cls in events})
+    for aggregate, fields in ((Client, client), (Deal, deal)):
+        by_type.update({cls.__name__: fields for cls in events_of(aggregate)})
     by_type[Client.ClientDetailsChanged.__name__] = frozenset((*PROFILE_FIELDS, ATTRIBUTES))
     return by_type
 
 
 PERSONAL_FIELDS = _personal_profile()
 """Per event type, the audited fields whose values are personal data."""
-PERSONAL_DETAILS = {cls.__name__: personal_fields(cls) for cls in (*CLIENT_EVENTS, *DEAL_EVENTS)}
+PERSONAL_DETAILS = {
+    cls.__name__: personal_fields(cls) for cls in (*events_of(Client), *events_of(Deal))
+}
 """Per event type, the payload keys in ``details`` that are personal data."""
 
 

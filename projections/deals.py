@@ -11,10 +11,12 @@ from functools import singledispatch
 from typing import Any
 from uuid import UUID
 
+from domain.access import DataAccess
 from domain.client import Client
 from domain.deal import Deal
 from domain.pipeline import Pipeline
-from projections.base import Recorded, topics_of
+from domain.subscription import Subscription
+from projections.base import Ignored, Recorded, handled_by, topics_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +61,6 @@ class ClientErased:
 
 
 Change = DealOpened | DealChanged | PipelineStages | ClientErased
-
-TOPICS = topics_of(
-    Client.PersonalDataErased,
-    Deal.DealOpened,
-    Deal.DealStageChanged,
-    Deal.DealValueChanged,
-    Deal.DealWon,
-    Deal.DealLost,
-    Deal.DealReopened,
-    Pipeline.PipelineDefined,
-    Pipeline.PipelineRedefined,
-)
 
 
 def changes(recorded: Recorded) -> Iterable[Change]:
@@ -146,3 +136,13 @@ def _(event: Client.PersonalDataErased) -> Iterable[Change]:
 @_changes.register
 def _(event: Pipeline.PipelineRedefined) -> Iterable[Change]:
     return (PipelineStages(event.originator_id, None, event.stages, event.originator_version),)
+
+
+HANDLED: tuple[type[Any], ...] = handled_by(_changes)
+TOPICS = topics_of(*HANDLED)
+IGNORED: Ignored = {
+    Client: "a deal card holds nothing of its client's but the id, and the title that the"
+    " client's erasure blanks",
+    DataAccess: "reading data changes no deal",
+    Subscription: "webhook subscriptions are no deals",
+}

@@ -30,8 +30,13 @@ from functools import singledispatch
 from typing import Any
 from uuid import UUID
 
+from domain.access import DataAccess
 from domain.client import ATTRIBUTES, Client
-from projections.base import Recorded, topics_of
+from domain.deal import Deal
+from domain.events import events_of
+from domain.pipeline import Pipeline
+from domain.subscription import Subscription
+from projections.base import Ignored, Recorded, topics_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,25 +93,16 @@ Changes = dict[str, Any]
 """Card fields an event sets (by name), besides its ``version``."""
 _CARD_FIELDS = tuple(f.name for f in fields(ClientCard))
 
-TOPICS = topics_of(
-    Client.ClientRegistered,
-    Client.ClientDetailsChanged,
-    Client.ContactMade,
-    Client.PurchaseMade,
-    Client.ClientLost,
-    Client.OwnerAssigned,
-    Client.FollowUpScheduled,
-    Client.FollowUpCompleted,
-    Client.FollowUpCancelled,
-    Client.ConsentGiven,
-    Client.ConsentWithdrawn,
-    Client.ProcessingRestricted,
-    Client.RestrictionLifted,
-    Client.PersonalDataErased,
-    Client.ClientMerged,
-    Client.DuplicateAbsorbed,
-)
-"""Every client event: each one advances the card's ``version``."""
+HANDLED: tuple[type[Any], ...] = events_of(Client)
+"""Every client event: each one advances the card's ``version`` (the ETag a write's
+``If-Match`` is checked against), whether or not it changes another field."""
+TOPICS = topics_of(*HANDLED)
+IGNORED: Ignored = {
+    Deal: "a won deal's money reaches the card as the client's PurchaseMade",
+    Pipeline: "pipelines are no client's card",
+    DataAccess: "reading a client's data changes no card",
+    Subscription: "webhook subscriptions are no client's card",
+}
 
 
 def needs(recorded: Recorded) -> tuple[UUID, ...]:

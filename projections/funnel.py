@@ -22,9 +22,12 @@ from statistics import fmean, median
 from typing import Any, Literal, get_args
 from uuid import UUID
 
+from domain.access import DataAccess
+from domain.client import Client
 from domain.deal import Deal
 from domain.pipeline import Pipeline
-from projections.base import Recorded, topics_of
+from domain.subscription import Subscription
+from projections.base import Ignored, Recorded, handled_by, topics_of
 
 OutcomeKind = Literal["won", "lost", "reopened"]
 
@@ -77,16 +80,6 @@ class Outcome:
 
 
 Change = StagesDefined | DealOpened | StayEntered | StayLeft | Outcome
-
-TOPICS = topics_of(
-    Pipeline.PipelineDefined,
-    Pipeline.PipelineRedefined,
-    Deal.DealOpened,
-    Deal.DealStageChanged,
-    Deal.DealWon,
-    Deal.DealLost,
-    Deal.DealReopened,
-)
 
 
 def changes(recorded: Recorded) -> Iterable[Change]:
@@ -153,6 +146,16 @@ def _(event: Deal.DealReopened, position: int) -> Iterable[Change]:
         Outcome(deal_id, position, "reopened", event.occurred_at),
         StayEntered(deal_id, position, event.stage, event.occurred_at),
     )
+
+
+HANDLED: tuple[type[Any], ...] = handled_by(_changes)
+TOPICS = topics_of(*HANDLED)
+IGNORED: Ignored = {
+    Deal.DealValueChanged: "the funnel counts deals and their stays, not their value",
+    Client: "the funnel is about deals; a client's purchases outside a deal are not in it",
+    DataAccess: "reading data moves no deal",
+    Subscription: "webhook subscriptions are no deals",
+}
 
 
 # ------------------------------------------------------------------ the moments

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
+from functools import singledispatch
 from statistics import fmean
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -45,8 +46,8 @@ from domain.lifecycle import (
     interval_at,
     stage_intervals,
 )
-from projections import leads
-from projections.base import Recorded
+from projections import leads, lifecycle
+from projections.base import Ignored, Recorded, handled_by
 
 S = TypeVar("S")
 
@@ -183,45 +184,60 @@ class History:
 
 Histories = dict[UUID, History]
 
-HISTORY_EVENTS: tuple[type[Any], ...] = (
-    Client.ClientRegistered,
-    Client.PurchaseMade,
-    Client.ClientLost,
-    Client.ContactMade,
-    Client.PersonalDataErased,
-    Client.DuplicateAbsorbed,
-)
-
 
 def fold_history(state: Histories, recorded: Recorded) -> Histories:
     """Add one event to the client histories (mutating ``state`` in place, which a
     fold may do with a state it created)."""
     event = recorded.event
-    client_id = event.originator_id
     if isinstance(event, Client.ClientRegistered):
-        state[client_id] = History(event.occurred_at)
-        return state
-    history = state.get(client_id)
-    if history is None:
-        return state
-    at = event.occurred_at
-    if isinstance(event, Client.PurchaseMade):
-        history.purchases.append((at, event.amount, event.cost))
-    elif isinstance(event, Client.ClientLost):
-        history.losses.append(Loss(at, event.reason))
-    elif isinstance(event, Client.ContactMade):
-        history.contacts.append(at)
-    elif isinstance(event, Client.PersonalDataErased):
-        history.erased_at = at
-    elif isinstance(event, Client.DuplicateAbsorbed) and event.absorbed_id in state:
-        absorbed = state[event.absorbed_id]
-        absorbed.merged_into = client_id
-        history.registered_at = min(history.registered_at, absorbed.registered_at)
-        history.purchases += absorbed.purchases
-        history.losses += absorbed.losses
-        history.contacts += absorbed.contacts
-        absorbed.purchases, absorbed.losses, absorbed.contacts = [], [], []
+        state[event.originator_id] = History(event.occurred_at)
+    elif (history := state.get(event.originator_id)) is not None:
+        _add(event, history, state)
     return state
+
+
+@singledispatch
+def _add(event: Any, history: History, state: Histories) -> None:
+    """Add one event of a registered client to its history."""
+
+
+@_add.register
+def _(event: Client.PurchaseMade, history: History, state: Histories) -> None:  # noqa: ARG001
+    history.purchases.append((event.occurred_at, event.amount, event.cost))
+
+
+@_add.register
+def _(event: Client.ClientLost, history: History, state: Histories) -> None:  # noqa: ARG001
+    history.losses.append(Loss(event.occurred_at, event.reason))
+
+
+@_add.register
+def _(event: Client.ContactMade, history: History, state: Histories) -> None:  # noqa: ARG001
+    history.contacts.append(event.occurred_at)
+
+
+@_add.register
+def _(event: Client.PersonalDataErased, history: History, state: Histories) -> None:  # noqa: ARG001
+    history.erased_at = event.occurred_at
+
+
+@_add.register
+def _(event: Client.DuplicateAbsorbed, history: History, state: Histories) -> None:
+    absorbed = state.get(event.absorbed_id)
+    if absorbed is None:
+        return
+    absorbed.merged_into = event.originator_id
+    history.registered_at = min(history.registered_at, absorbed.registered_at)
+    history.purchases += absorbed.purchases
+    history.losses += absorbed.losses
+    history.contacts += absorbed.contacts
+    absorbed.purchases, absorbed.losses, absorbed.contacts = [], [], []
+
+
+HISTORY_EVENTS: tuple[type[Any], ...] = (Client.ClientRegistered, *handled_by(_add))
+"""Registration starts a history (``fold_history``); the other events add to it."""
+HISTORY_IGNORED: Ignored = lifecycle.IGNORED
+"""The KPIs fold the facts the lifecycle read model keeps, which answers them in SQL."""
 
 
 def inputs_from_histories(
@@ -340,16 +356,7 @@ class LeadKpi:
 
     key: str
     response_time: timedelta = DEFAULT_RESPONSE_TIME
-    events: tuple[type[Any], ...] = (
-        Client.ClientRegistered,
-        Client.ContactMade,
-        Client.FollowUpScheduled,
-        Client.PurchaseMade,
-        Client.ClientLost,
-        Client.OwnerAssigned,
-        Client.PersonalDataErased,
-        Client.DuplicateAbsorbed,
-    )
+    events: tuple[type[Any], ...] = leads.HANDLED
 
     def initial(self) -> dict[UUID, leads.Lead]:
         return {}

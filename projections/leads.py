@@ -30,8 +30,12 @@ from statistics import median
 from typing import Any
 from uuid import UUID
 
+from domain.access import DataAccess
 from domain.client import Client
-from projections.base import Recorded, topics_of
+from domain.deal import Deal
+from domain.pipeline import Pipeline
+from domain.subscription import Subscription
+from projections.base import Ignored, Recorded, handled_by, topics_of
 
 RESPONSE_WINDOW = timedelta(days=30)
 """``median_first_response_minutes`` as of T is over leads registered in the 30 days
@@ -53,19 +57,6 @@ class Lead:
     merged_into: UUID | None = None
     flagged_at: datetime | None = None
     """When ``LeadUnanswered`` was recorded for it (business time: its deadline)."""
-
-
-TOPICS = topics_of(
-    Client.ClientRegistered,
-    Client.ContactMade,
-    Client.FollowUpScheduled,
-    Client.PurchaseMade,
-    Client.ClientLost,
-    Client.OwnerAssigned,
-    Client.PersonalDataErased,
-    Client.DuplicateAbsorbed,
-    Client.LeadUnanswered,
-)
 
 
 def needs(recorded: Recorded) -> tuple[UUID, ...]:
@@ -156,6 +147,32 @@ def _(event: Client.DuplicateAbsorbed, lead: Lead, rows: Mapping[UUID, Lead]) ->
         survivor.client_id: survivor,
         absorbed.client_id: replace(absorbed, merged_into=survivor.client_id),
     }
+
+
+HANDLED: tuple[type[Any], ...] = (Client.ClientRegistered, *handled_by(_changes))
+"""Registration makes the row (``apply``); the other events change it."""
+TOPICS = topics_of(*HANDLED)
+IGNORED: Ignored = {
+    **dict.fromkeys(
+        (Client.FollowUpCompleted, Client.FollowUpCancelled, Client.FollowUpDue),
+        "the first follow-up scheduled answers a lead, whatever becomes of it",
+    ),
+    **dict.fromkeys(
+        (
+            Client.ClientDetailsChanged,
+            Client.ConsentGiven,
+            Client.ConsentWithdrawn,
+            Client.ProcessingRestricted,
+            Client.RestrictionLifted,
+        ),
+        "neither answers nor closes a lead",
+    ),
+    Client.ClientMerged: "the survivor's DuplicateAbsorbed carries the merge",
+    Deal: "a won deal closes the lead by the client's PurchaseMade, recorded with it",
+    Pipeline: "pipelines are no leads",
+    DataAccess: "reading a client's data does not answer them",
+    Subscription: "webhook subscriptions are no leads",
+}
 
 
 # ------------------------------------------------------------------ the rules

@@ -19,8 +19,12 @@ from functools import singledispatch
 from typing import Any, Literal
 from uuid import UUID
 
+from domain.access import DataAccess
 from domain.client import Client
-from projections.base import Recorded, topics_of
+from domain.deal import Deal
+from domain.pipeline import Pipeline
+from domain.subscription import Subscription
+from projections.base import Ignored, Recorded, handled_by, topics_of
 
 FactKind = Literal["purchase", "loss", "contact"]
 
@@ -58,15 +62,6 @@ class Erased:
 
 
 Change = Registered | Fact | Merged | Erased
-
-TOPICS = topics_of(
-    Client.ClientRegistered,
-    Client.PurchaseMade,
-    Client.ClientLost,
-    Client.ContactMade,
-    Client.DuplicateAbsorbed,
-    Client.PersonalDataErased,
-)
 
 
 def changes(recorded: Recorded) -> Iterable[Change]:
@@ -116,3 +111,31 @@ def _(event: Client.DuplicateAbsorbed, position: int) -> Iterable[Change]:  # no
 @_changes.register
 def _(event: Client.PersonalDataErased, position: int) -> Iterable[Change]:  # noqa: ARG001
     return (Erased(event.originator_id, event.occurred_at),)
+
+
+HANDLED: tuple[type[Any], ...] = handled_by(_changes)
+TOPICS = topics_of(*HANDLED)
+IGNORED: Ignored = {
+    **dict.fromkeys(
+        (
+            Client.ClientDetailsChanged,
+            Client.OwnerAssigned,
+            Client.FollowUpScheduled,
+            Client.FollowUpCompleted,
+            Client.FollowUpCancelled,
+            Client.FollowUpDue,
+            Client.LeadUnanswered,
+            Client.ConsentGiven,
+            Client.ConsentWithdrawn,
+            Client.ProcessingRestricted,
+            Client.RestrictionLifted,
+        ),
+        "a stage depends on registration, purchases and losses only (and the KPIs read"
+        " contacts besides)",
+    ),
+    Client.ClientMerged: "the survivor's DuplicateAbsorbed carries the merge",
+    Deal: "a won deal's money is the client's PurchaseMade, recorded with it",
+    Pipeline: "pipelines are no client's facts",
+    DataAccess: "reading a client's data changes no stage",
+    Subscription: "webhook subscriptions are no client's facts",
+}

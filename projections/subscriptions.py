@@ -12,8 +12,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from domain.access import DataAccess
+from domain.client import Client
+from domain.deal import Deal
+from domain.pipeline import Pipeline
 from domain.subscription import Subscription
-from projections.base import Recorded, topics_of
+from projections.base import Ignored, Recorded, topics_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,21 +41,23 @@ class SubscriptionRow:
     updated_at: datetime | None = None
 
 
-TOPICS = topics_of(
-    Subscription.SubscriptionCreated,
-    Subscription.SubscriptionPaused,
-    Subscription.SubscriptionResumed,
-    Subscription.SubscriptionFailing,
-    Subscription.SubscriptionReplayed,
-    Subscription.SubscriptionRemoved,
-)
-
 _STATUS: dict[type[Any], str] = {
     Subscription.SubscriptionPaused: "paused",
     Subscription.SubscriptionResumed: "active",
     Subscription.SubscriptionFailing: "failing",
     Subscription.SubscriptionRemoved: "removed",
 }
+
+HANDLED: tuple[type[Any], ...] = (
+    Subscription.SubscriptionCreated,
+    Subscription.SubscriptionReplayed,
+    *_STATUS,
+)
+"""What ``apply`` reads: a creation, a replay, or a change of status."""
+TOPICS = topics_of(*HANDLED)
+IGNORED: Ignored = dict.fromkeys(
+    (Client, Deal, Pipeline, DataAccess), "a subscription changes by its own events only"
+)
 
 
 def apply(rows: Mapping[UUID, SubscriptionRow], recorded: Recorded) -> SubscriptionRow | None:

@@ -33,9 +33,12 @@ from functools import singledispatch
 from typing import Any, Literal
 from uuid import UUID
 
+from domain.access import DataAccess
 from domain.client import Client
 from domain.deal import Deal
-from projections.base import Recorded, topics_of
+from domain.pipeline import Pipeline
+from domain.subscription import Subscription
+from projections.base import Ignored, Recorded, handled_by, topics_of
 
 Status = Literal["open", "completed", "cancelled"]
 ActivityKind = Literal["contact", "follow_up_on_time", "follow_up_late", "deal_moved", "deal_won"]
@@ -104,23 +107,6 @@ class WorkQueue:
     @property
     def open_leads(self) -> dict[UUID, LeadEntry]:
         return {k: lead for k, lead in self.leads.items() if lead.status == "open"}
-
-
-TOPICS = topics_of(
-    Client.ContactMade,
-    Client.FollowUpScheduled,
-    Client.FollowUpCompleted,
-    Client.FollowUpCancelled,
-    Client.FollowUpDue,
-    Client.LeadUnanswered,
-    Client.PurchaseMade,
-    Client.ClientLost,
-    Client.OwnerAssigned,
-    Client.ClientMerged,
-    Client.PersonalDataErased,
-    Deal.DealStageChanged,
-    Deal.DealWon,
-)
 
 
 def on_time(completed_at: datetime, due_at: datetime) -> bool:
@@ -266,6 +252,36 @@ def _(
     open_tasks: Mapping[UUID, FollowUp],  # noqa: ARG001
 ) -> Changes:
     return Changes(activity=(_did(recorded, "deal_won"),))
+
+
+HANDLED: tuple[type[Any], ...] = tuple(
+    dict.fromkeys(
+        (*handled_by(_changes), Client.LeadUnanswered, *_ANSWERS, *_CLOSES, Client.OwnerAssigned)
+    )
+)
+"""What changes tasks and activity (``_changes``) and lead entries (``_lead_change``)."""
+TOPICS = topics_of(*HANDLED)
+IGNORED: Ignored = {
+    Client.ClientRegistered: "a lead enters the queue once flagged (LeadUnanswered)",
+    **dict.fromkeys(
+        (
+            Client.ClientDetailsChanged,
+            Client.ConsentGiven,
+            Client.ConsentWithdrawn,
+            Client.ProcessingRestricted,
+            Client.RestrictionLifted,
+        ),
+        "changes no task, lead entry or activity",
+    ),
+    Client.DuplicateAbsorbed: "the absorbed card's own ClientMerged closes its lead",
+    **dict.fromkeys(
+        (Deal.DealOpened, Deal.DealValueChanged, Deal.DealLost, Deal.DealReopened),
+        "a manager's activity counts deals moved and won",
+    ),
+    Pipeline: "pipelines are no tasks",
+    DataAccess: "reading data is no activity",
+    Subscription: "webhook subscriptions are no tasks",
+}
 
 
 def fold(events: Iterable[Recorded], state: WorkQueue | None = None) -> WorkQueue:

@@ -28,9 +28,9 @@ from projections.audit import AuditEntry
 from projections.base import Recorded
 
 COLUMNS = tuple(f.name for f in fields(AuditEntry))
+"""Column order of the entries table, of query rows and of the exports."""
 _row = attrgetter(*COLUMNS)
 """An entry as a row of ``COLUMNS`` (one C call: a rebuild makes a row per entry)."""
-"""Column order of the entries table, of query rows and of the exports."""
 _SELECT = ", ".join(COLUMNS)
 _CURSOR = re.compile(r"(0|[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,8})")
 _CHUNK = 500

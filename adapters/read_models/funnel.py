@@ -70,8 +70,8 @@ _DAYS_BETWEEN = {
     # Days from {start} to {end}. SQLite's julianday keeps milliseconds: rounding the
     # difference to whole milliseconds first makes equal durations equal numbers
     # whatever the dates. PostgreSQL's date_part gives a double precision: EXTRACT gives
-    # a numeric (since 14), whose averaging and sorting for the median made the stays'
-    # query about 1.6-2.9x slower (45-50 ms against 17-29 ms at 200k events).
+    # a numeric (since 14), much slower to average and sort for the median (figures in
+    # docs/PERFORMANCE.md, HTTP reads).
     "postgresql": "(date_part('epoch', {end} - {start}) / 86400.0)",
     "sqlite": "(ROUND((julianday({end}) - julianday({start})) * 86400000.0) / 86400000.0)",
 }
@@ -715,8 +715,8 @@ _Sums = defaultdict[tuple[UUID, str, int, str, str], list[int]]
 
 _KINDS = ", ".join(f"'{kind}'" for kind in MOMENT_KINDS)
 """Every kind of moment, as SQL: the moments of T's day are read by kind, from an
-index that holds every column read (without it, each moment found was fetched from
-the table: 0.55-0.68 ms against 0.17-0.25 ms for T's day at 1M events)."""
+index that holds every column read (without it, each moment found is fetched from
+the table; figures in docs/PERFORMANCE.md, HTTP reads)."""
 
 _Lengths = defaultdict[tuple[UUID, str, str], defaultdict[int, Counter[int]]]
 """(pipeline, scope, stage) → period → length bucket → stays to add."""
@@ -729,8 +729,8 @@ def _lengths() -> _Lengths:
 PERIOD_DAYS = 4
 """Days per period of the stays' histograms (``stay_lengths``), from 1970-01-01: a
 shorter one makes the stays read from the moments as of T fewer, and the
-histograms a batch of backdated stays makes again more (with days, a catch-up over
-1M generated events took 3.2x as long as without histograms)."""
+histograms a batch of backdated stays makes again more (with days, a catch-up took
+several times as long: docs/PERFORMANCE.md, HTTP reads)."""
 
 SUMS = ("day_sums", "span_sums")
 SUM_COLUMNS = (("pipeline_id", "scope", "day", "kind", "label"), ("n", "micros"))

@@ -18,6 +18,7 @@ from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.leads import LeadsReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel, stage_counts_of
 from adapters.sql import Database, Query, Rows, as_datetime, from_units
+from domain.lifecycle import PAYING_STAGES, Stage
 from projections.kpis import (
     CHURN_PERIOD_DAYS,
     DEFAULT_RESPONSE_TIME,
@@ -26,6 +27,10 @@ from projections.kpis import (
     Paying,
     kpi_values,
 )
+
+_DEAD = Stage.DEAD.value
+_PAYING = tuple(sorted(stage.value for stage in PAYING_STAGES))
+_PAYING_MARKS = ", ".join("%s" for _ in _PAYING)
 
 KPI_MODELS = ("lifecycle", "leads")
 """The read models the KPIs are read from (catch them up before reading)."""
@@ -104,8 +109,8 @@ class KpiQueries:
             + f" FROM {i} li JOIN {c} c ON c.client_id = li.client_id"
             f" LEFT JOIN (SELECT client_id, MAX(at) AS last FROM {f}"
             " WHERE kind IN ('contact', 'purchase') AND at <= %s GROUP BY client_id) x"
-            f" ON x.client_id = li.client_id WHERE {at_t} AND li.stage <> 'dead'{of_li[0]}",
-            (*limits, as_of, as_of, as_of, *of_li[1]),
+            f" ON x.client_id = li.client_id WHERE {at_t} AND li.stage <> %s{of_li[0]}",
+            (*limits, as_of, as_of, as_of, _DEAD, *of_li[1]),
         )[0]
         inputs.no_contact = {
             days: int(n or 0) for days, n in zip(NO_CONTACT_DAYS, counts, strict=True)
@@ -114,8 +119,8 @@ class KpiQueries:
             (as_datetime(at), str(reason))
             for at, reason in self.db.query(
                 f"SELECT valid_from, reason FROM {i}"
-                f" WHERE stage = 'dead' AND valid_from <= %s{of_i[0]} ORDER BY valid_from",
-                (as_of, *of_i[1]),
+                f" WHERE stage = %s AND valid_from <= %s{of_i[0]} ORDER BY valid_from",
+                (_DEAD, as_of, *of_i[1]),
             )
         ]
         ((purchases, revenue, margin),) = self.db.query(
@@ -130,7 +135,7 @@ class KpiQueries:
             Paying(
                 as_datetime(registered_at),
                 as_datetime(first),
-                as_datetime(since) if stage == "dead" else as_of,
+                as_datetime(since) if stage == _DEAD else as_of,
             )
             for registered_at, first, stage, since in self.db.query(
                 "SELECT c.registered_at, p.first, li.stage, li.valid_from"
@@ -145,10 +150,10 @@ class KpiQueries:
         start = as_of - timedelta(days=CHURN_PERIOD_DAYS)
         ((base, churned),) = self.db.query(
             "SELECT COUNT(*), SUM(CASE WHEN EXISTS ("
-            f"SELECT 1 FROM {i} d WHERE d.client_id = li.client_id AND d.stage = 'dead'"
+            f"SELECT 1 FROM {i} d WHERE d.client_id = li.client_id AND d.stage = %s"
             " AND d.valid_from > %s AND d.valid_from <= %s) THEN 1 ELSE 0 END)"
-            f" FROM {i} li WHERE {at_t} AND li.stage IN ('new', 'loyal', 'returned'){of_li[0]}",
-            (start, as_of, start, start, *of_li[1]),
+            f" FROM {i} li WHERE {at_t} AND li.stage IN ({_PAYING_MARKS}){of_li[0]}",
+            (_DEAD, start, as_of, start, start, *_PAYING, *of_li[1]),
         )
         inputs.churn_base = int(base)
         inputs.churned = int(churned or 0)
@@ -167,9 +172,9 @@ def losses_query(
     owned, param = _owned("client_id", owner_id)
     return Query(
         f"SELECT reason, COUNT(*) FROM {LifecycleReadModel.physical('intervals')}"
-        f" WHERE stage = 'dead' AND valid_from >= %s AND valid_from < %s{owned}"
+        f" WHERE stage = %s AND valid_from >= %s AND valid_from < %s{owned}"
         " GROUP BY reason",
-        (start, end, *param),
+        (_DEAD, start, end, *param),
         _by_reason,
     )
 

@@ -70,10 +70,10 @@ REBUILD_COST: dict[str, float] = {
     "leads": 0.1,  # estimated: one row per client, like the work queue's follow-ups
     "subscriptions": 0.01,  # a handful of events
 }
-"""Seconds each model's fold took per 100k events of a generated history, measured
-in one rebuild of all models at 1M events (docs/PERFORMANCE.md, 2026-12-01's fifth
-session): only their proportions matter, to share the models of a parallel rebuild
-out evenly."""
+"""What each model's fold costs in a rebuild, as seconds per 100k events of a
+generated history (the per-model figures of docs/PERFORMANCE.md, Rebuild; update
+them together): only their proportions matter, to share the models of a parallel
+rebuild out evenly."""
 
 
 def groups(names: Sequence[str], count: int) -> list[list[str]]:

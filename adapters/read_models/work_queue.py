@@ -13,6 +13,7 @@ import orjson
 from adapters.read_models.base import SqlReadModel, Table, chunks
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.sql import TYPES, Cursor, as_datetime, as_optional_datetime, as_uuid
+from domain.client import Client
 from projections import work_queue
 from projections.base import Recorded
 from projections.work_queue import Activity, FollowUp, LeadEntry
@@ -26,6 +27,8 @@ _ADDED_COLUMNS = {"due_offset": "{int}", "note": "{text}", "rung_at": "{ts}"}
 adds them; follow-ups scheduled before read with UTC due instants and no note until
 ``crm project --rebuild work_queue``)."""
 _LEAD_COLUMNS = "client_id, owner_id, deadline, status, closed_at"
+_SCHEDULED, _DUE = Client.FollowUpScheduled.__name__, Client.FollowUpDue.__name__
+"""A work item's kind is the event that put it in the queue."""
 _KIND_COLUMNS = {
     "contact": "contacts",
     "follow_up_on_time": "follow_ups_on_time",
@@ -304,7 +307,7 @@ class WorkQueueReadModel(SqlReadModel):
             due_at = _with_offset(as_datetime(due), offset)
             found.append(
                 WorkItem(
-                    kind="FollowUpScheduled" if rung is None else "FollowUpDue",
+                    kind=_SCHEDULED if rung is None else _DUE,
                     client_id=as_uuid(client_id),
                     assignee_id=str(assignee),
                     due_at=due_at,
@@ -330,7 +333,7 @@ class WorkQueueReadModel(SqlReadModel):
         for client_id, owner, deadline, name, phones in self.db.query(sql, params):
             found.append(
                 WorkItem(
-                    kind="LeadUnanswered",
+                    kind=Client.LeadUnanswered.__name__,
                     client_id=as_uuid(client_id),
                     assignee_id=owner,
                     due_at=as_datetime(deadline),

@@ -38,7 +38,7 @@ from api.subject import client_events, export_subject
 from application import clients
 from application.access import Permission
 from domain.client import Client
-from domain.lifecycle import Stage
+from domain.lifecycle import Stage, StageName
 from domain.values import personal_fields
 from projections.directory import ClientCard
 
@@ -117,7 +117,7 @@ class ClientRoutes(Controller):
             address=data.address,
             channel=data.channel,
             attributes=data.attributes,
-            owner_id=data.owner_id or principal(request).default_owner(),
+            owner_id=data.owner_id,
         )
         return run_command(request, command, data.occurred_at, status=201, location="/clients/")
 
@@ -368,7 +368,7 @@ class ClientRoutes(Controller):
     def directory(
         self,
         request: Request[Any, Any, Any],
-        stage: FromQuery[Literal["potential", "new", "loyal", "dead", "returned"] | None] = None,
+        stage: FromQuery[StageName | None] = None,
         owner_id: FromQuery[str | None] = None,
         last_contact_before: FromQuery[datetime | None] = None,
         last_contact_after: FromQuery[datetime | None] = None,

@@ -9,26 +9,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from domain.client import (
-    CONTACT_CHANNELS,
-    CONTACT_PURPOSES,
-    DIRECTIONS,
-    ERASURE_REASONS,
-    LOSS_REASONS,
+    ClientKind,
+    ContactChannel,
+    ContactPurpose,
+    Direction,
+    ErasureReason,
+    HandAssignmentReason,
+    LossReason,
 )
-from domain.deal import DEAL_LOSS_REASONS
-
-ContactChannel = Literal[CONTACT_CHANNELS]  # type: ignore[valid-type]
-Direction = Literal[DIRECTIONS]  # type: ignore[valid-type]
-Purpose = Literal[CONTACT_PURPOSES]  # type: ignore[valid-type]
-LossReason = Literal[LOSS_REASONS]  # type: ignore[valid-type]
-DealLossReason = Literal[DEAL_LOSS_REASONS]  # type: ignore[valid-type]
-ErasureReason = Literal[ERASURE_REASONS]  # type: ignore[valid-type]
+from domain.deal import DealLossReason
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Line = Annotated[str, Field(max_length=500)]
@@ -59,7 +54,7 @@ class Body(BaseModel):
 
 class RegisterClientBody(Body):
     name: Name
-    kind: Literal["person", "company"] = "person"
+    kind: ClientKind = "person"
     company: Line | None = None
     phones: Annotated[list[Phone], Field(max_length=10)] = []
     emails: Annotated[list[Email], Field(max_length=10)] = []
@@ -75,7 +70,7 @@ class ChangeClientBody(Body):
     to ``null`` to remove one."""
 
     name: Name | None = None
-    kind: Literal["person", "company"] | None = None
+    kind: ClientKind | None = None
     company: Line | None = None
     phones: Annotated[list[Phone], Field(max_length=10)] | None = None
     emails: Annotated[list[Email], Field(max_length=10)] | None = None
@@ -105,7 +100,7 @@ class ContactBody(Body):
     direction: Direction
     summary: Note = ""
     outcome: Line = ""
-    purpose: Purpose = "sales"
+    purpose: ContactPurpose = "sales"
     occurred_at: OccurredAt = None
 
 
@@ -124,7 +119,7 @@ class LossBody(Body):
 
 class OwnerBody(Body):
     owner_id: UserId
-    reason: Literal["manual", "departure"] = "manual"
+    reason: HandAssignmentReason = "manual"
     occurred_at: OccurredAt = None
 
 

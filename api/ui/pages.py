@@ -31,8 +31,17 @@ from api.disclosure import entry_holds_personal
 from api.http.hygiene import unstorable_parameters
 from api.http.reads import _audit_export
 from api.http.support import envelope
-from api.ui import charts
 from api.ui.access import Need, may, own_records_of
+from api.ui.charts import (
+    PALETTE,
+    STAGE_COLOURS,
+    Series,
+    Stay,
+    colour_of,
+    horizontal_bars,
+    lifecycle_strip,
+    stacked_columns,
+)
 from api.ui.definitions import (
     FUNNEL_DEFINITIONS,
     KPI_DEFINITIONS,
@@ -162,22 +171,22 @@ class DashboardPage(Controller):
             stage_definitions=STAGE_DEFINITIONS,
             extra_keys=[k for k in kpis if k not in KPI_DEFINITIONS and k != "churn_period"],
             stages=stages,
-            stage_chart=charts.horizontal_bars(
+            stage_chart=horizontal_bars(
                 stages,
                 title="Clients per lifecycle stage",
                 description=", ".join(f"{s}: {n}" for s, n in stages),
                 x_label="clients",
-                colours=[charts.STAGE_COLOURS[s] for s, _ in stages],
+                colours=[STAGE_COLOURS[s] for s, _ in stages],
             ),
             period=period,
             lost=dict(lost.most_common()),
             lost_total=lost.total(),
             by_month=by_month,
             reasons=reasons,
-            lost_chart=charts.stacked_columns(
+            lost_chart=stacked_columns(
                 [month for month, _ in by_month],
                 [
-                    charts.Series(r, [c.get(r, 0) for _, c in by_month], charts.colour_of(r, i))
+                    Series(r, [c.get(r, 0) for _, c in by_month], colour_of(r, i))
                     for i, r in enumerate(reasons)
                 ],
                 title="Clients lost per month, by reason",
@@ -432,7 +441,7 @@ class ClientPages(Controller):
         personal = may(user_of(request), "read_personal")
         intervals = crm.read_db.run(crm.model(LifecycleReadModel).intervals_query(client_id))
         now = _now()
-        stays = [charts.Stay(i.stage.value, i.valid_from, i.valid_to, i.reason) for i in intervals]
+        stays = [Stay(i.stage.value, i.valid_from, i.valid_to, i.reason) for i in intervals]
         try:
             query = crm.model(AuditReadModel).page_query(
                 AuditFilter(client_id=client_id), limit=TIMELINE_PAGE, cursor=cursor or None
@@ -449,7 +458,7 @@ class ClientPages(Controller):
             shown=shown,
             intervals=intervals,
             now=now,
-            strip=charts.lifecycle_strip(stays, now=now, title="Lifecycle stages over time"),
+            strip=lifecycle_strip(stays, now=now, title="Lifecycle stages over time"),
             stage_definitions=STAGE_DEFINITIONS,
             timeline=happenings(page.entries, personal=disclosed),
             next_cursor=page.next_cursor,
@@ -600,12 +609,9 @@ class LifecyclePage(Controller):
             rows=rows,
             stages=names,
             stage_definitions=STAGE_DEFINITIONS,
-            chart=charts.stacked_columns(
+            chart=stacked_columns(
                 [label for label, _, _ in rows],
-                [
-                    charts.Series(s, [c[s] for _, _, c in rows], charts.STAGE_COLOURS[s])
-                    for s in names
-                ],
+                [Series(s, [c[s] for _, _, c in rows], STAGE_COLOURS[s]) for s in names],
                 title="Clients per lifecycle stage at the end of each month",
                 description="; ".join(
                     f"{label}: " + ", ".join(f"{s} {c[s]}" for s in names) for label, _, c in rows
@@ -676,24 +682,24 @@ class FunnelPage(Controller):
             as_of=at,
             report=report,
             definitions=FUNNEL_DEFINITIONS,
-            chart=charts.horizontal_bars(
+            chart=horizontal_bars(
                 reached,
                 title=f"Deals that reached each stage of {current.name}",
                 description=", ".join(f"{s}: {n:.0f}" for s, n in reached),
                 x_label="deals",
-                colours=[charts.PALETTE[0]] * len(report.stages) + [charts.PALETTE[2]],
+                colours=[PALETTE[0]] * len(report.stages) + [PALETTE[2]],
                 value_text=[
                     f"{n:,.0f} ({percent(n / first if first else None)} of the first)"
                     for _, n in reached
                 ],
             ),
             lost=lost,
-            lost_chart=charts.horizontal_bars(
+            lost_chart=horizontal_bars(
                 [(reason, float(n)) for reason, n in lost],
                 title="Lost deals by reason",
                 description=", ".join(f"{r}: {n}" for r, n in lost),
                 x_label="deals lost",
-                colours=[charts.PALETTE[5]] * len(lost),
+                colours=[PALETTE[5]] * len(lost),
             )
             if lost
             else None,

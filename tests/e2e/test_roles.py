@@ -439,6 +439,18 @@ def test_every_write_on_another_managers_client_is_a_404_and_records_nothing(boo
     assert_problem(book.api.http.get(f"{theirs}/export", headers=book.api.auth("mia")), 403)
 
 
+def test_the_leads_a_manager_registers_are_theirs(book: Book) -> None:
+    owners = []
+    for name in ("Walk-in", "Caller"):  # not shared out in turn with the other manager
+        written = book.api.http.post("/clients", json={"name": name}, headers=book.api.auth("mia"))
+        assert written.status_code == 201, written.text
+        book.api.catch_up()
+        card = book.api.http.get(f"/clients/{written.json()['id']}", headers=book.api.auth("mia"))
+        assert card.status_code == 200, card.text
+        owners.append(card.json()["owner_id"])
+    assert owners == ["mia", "mia"]
+
+
 def test_a_manager_may_work_on_an_unassigned_lead(book: Book) -> None:
     response = book.api.http.post(
         f"/clients/{book.lead}/contacts",

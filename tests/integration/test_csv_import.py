@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from adapters.csv_import import ImportFileError, Problem, import_file
 from api.bootstrap import Crm, bootstrap
-from api.cli_import import register
+from api.cli.importing import register
 from application.clients import RegisterClient
 from application.settings import Settings
 from domain.client import Client

@@ -11,7 +11,7 @@ Bob   registered 2024-02-01 (owner ivan), no phone, never contacted, never buys.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -21,7 +21,8 @@ from adapters.projector import Projector, rebuild
 from adapters.read_models.directory import ClientPage, DirectoryReadModel
 from adapters.read_models.work_queue import WorkQueueReadModel
 from api.bootstrap import Crm
-from application import clients
+from application import clients, reminders
+from domain.client import Client
 from domain.envelope import Envelope
 from domain.lifecycle import Stage
 from projections.directory import ClientCard
@@ -136,6 +137,36 @@ def test_a_details_change_shows_on_the_card_and_moves_the_phone_lookup(
     assert [
         c.client_id for c in directory.search(at=day("2024-05-01"), text="lee-smith").cards
     ] == [ann]
+
+
+def test_the_automations_events_advance_the_cards_version_as_a_write_expects(
+    crm: Crm, story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card's version is the ETag a write's ``If-Match`` is checked against: a
+    follow-up falling due and a lead flagged unanswered advance it like any event."""
+    now = datetime.now(UTC)
+    then, earlier = (now - timedelta(hours=2)).isoformat(), now - timedelta(hours=3)
+    with monkeypatch.context() as clock:  # recorded hours ago, as a lead that waited
+        clock.setattr(Client.ClientRegistered, "create_timestamp", staticmethod(lambda: earlier))
+        cleo = story.register("Cleo Park", earlier.isoformat(), owner_id="maria")
+        dan = story.register("Dan Roe", earlier.isoformat(), owner_id="ivan")
+    task = story.run(
+        clients.ScheduleFollowUp(client_id=cleo, due_at=now - timedelta(hours=1)), then
+    ).extra["task_id"]
+    due = story.run(reminders.MarkFollowUpDue(client_id=cleo, task_id=UUID(task)), now.isoformat())
+    flag = reminders.FlagUnansweredLead(client_id=dan, response_time=timedelta(hours=1))
+    flagged = story.run(flag, now.isoformat())
+    projector, directory = projector_for(crm)
+    projector.catch_up()
+
+    for client_id, result, version in ((cleo, due, 3), (dan, flagged, 2)):
+        card = directory.card(client_id)
+        assert card is not None
+        assert (card.version, result.version) == (version, version)
+        contact = clients.RecordContact(
+            client_id=client_id, channel="call", direction="outbound", expected_version=version
+        )
+        assert story.run(contact, now.isoformat()).version == version + 1
 
 
 # --------------------------------------------------------------------- lookup

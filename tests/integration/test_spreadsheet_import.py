@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from adapters.csv_import import Options, import_file
 from adapters.read_models.kpis import KPI_MODELS, KpiQueries
 from api.bootstrap import Crm, bootstrap
-from api.cli_import import register
+from api.cli.importing import register
 from application.settings import Settings
 from domain.client import Client
 

@@ -9,6 +9,7 @@ purchase make a client dead (from last purchase + 90 days + 1 microsecond on).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import get_args
 
 import pytest
 
@@ -18,6 +19,7 @@ from domain.lifecycle import (
     Loss,
     Stage,
     StageInterval,
+    StageName,
     deaths,
     interval_at,
     stage_at,
@@ -48,6 +50,10 @@ def stay(
     stage: Stage, valid_from: datetime, valid_to: datetime | None = None, reason: str | None = None
 ) -> StageInterval:
     return StageInterval(stage, valid_from, valid_to, reason)
+
+
+def test_a_request_names_exactly_the_stages_there_are() -> None:
+    assert get_args(StageName) == tuple(Stage)
 
 
 # ------------------------------------------------------------------- potential

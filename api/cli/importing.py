@@ -1,7 +1,8 @@
 """``crm import FILE``: clients and purchases from a workbook or CSV file, every row or
 none (or, with ``--skip-invalid``, every good row).
 
-``register(app)`` adds the command to the ``crm`` typer app (``api/cli.py``).
+``register(app)`` adds the command to a Typer app; importing this module adds it to
+``crm``'s.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from adapters.csv_import import (
     import_file,
     parse_column_option,
 )
+from api.cli.app import app
+from api.cli.common import err, fail, out, product
 from application.imports import ProgressCallback
 from application.phones import SUPPORTED_COUNTRIES
 from domain.errors import DomainError
@@ -52,9 +55,9 @@ class DateFormat(StrEnum):
     YMD = "YMD"
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``import`` command to ``app``."""
-    app.command("import")(import_command)
+def register(target: typer.Typer) -> None:
+    """Add the ``import`` command to ``target``."""
+    target.command("import")(import_command)
 
 
 def import_command(  # noqa: PLR0917 - typer reads options from parameters
@@ -150,18 +153,16 @@ def import_command(  # noqa: PLR0917 - typer reads options from parameters
     Importing the same file again records nothing. Exit code 2 when rows were left
     out or the file cannot be read, 0 otherwise.
     """
-    from api.cli import _fail, _product, err, out  # deferred: api.cli registers this module
-
     try:
         columns = dict(parse_column_option(option) for option in column or ())
     except ValueError as error:
-        raise _fail(f"--column {error}") from None
+        raise fail(f"--column {error}") from None
     if country and country.upper() not in SUPPORTED_COUNTRIES:
-        raise _fail(f"--country {country!r}: not a country code with a numbering plan (UA, DE…)")
+        raise fail(f"--country {country!r}: not a country code with a numbering plan (UA, DE…)")
     try:
         data = file.read_bytes()
     except OSError as error:
-        raise _fail(f"cannot read {file}: {error.strerror or error}") from None
+        raise fail(f"cannot read {file}: {error.strerror or error}") from None
     options = Options(
         kind=kind.value if kind else None,
         actor=actor,
@@ -172,13 +173,13 @@ def import_command(  # noqa: PLR0917 - typer reads options from parameters
         dry_run=dry_run,
         skip_invalid=skip_invalid,
     )
-    with _product(create=True) as crm, _progress_bar(err) as progress:
+    with product(create=True) as crm, _progress_bar(err) as progress:
         try:
             result = import_file(crm.app, data, options=options, progress=progress)
         except ImportFileError as error:
-            raise _fail(f"{file}: {error}") from None
+            raise fail(f"{file}: {error}") from None
         except DomainError as error:
-            raise _fail(f"--actor: {error.message}") from None
+            raise fail(f"--actor: {error.message}") from None
     if report is not None:
         result.write_problems(report)
     if rejects is not None and result.outcome.rejected:
@@ -268,3 +269,6 @@ def _print_report(report: ImportReport, file: Path, out: Console, err: Console) 
         )
         if outcome.rejected:
             say(err, f"error: {file}: {len(outcome.rejected)} of {report.rows} rows were left out")
+
+
+register(app)
