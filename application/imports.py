@@ -230,12 +230,12 @@ class _Importer:
             if client_id is None:
                 return [problem] if problem else []
             command = replace(command, client_id=client_id)
-        pending = self._pending()
+        pending = self._pending(command)
         try:
             with recording(row.envelope):
                 outcome = HANDLERS[type(command)](self.uow, command)
         except (DomainError, ApplicationError) as error:
-            if self._pending() != pending:  # a handler must refuse before it records
+            if self._pending(command) != pending:  # a handler must refuse before it records
                 raise RuntimeError(
                     f"{type(command).__name__} changed state, then failed"
                 ) from error
@@ -254,8 +254,15 @@ class _Importer:
         self.lines_by_client.setdefault(client.id, []).append(row)
         return []
 
-    def _pending(self) -> int:
-        return sum(len(a.pending_events) for a in self.uow.touched())
+    def _pending(self, command: RegisterClient | RecordPurchase) -> int:
+        """What a refusing handler must leave as it found it: the pending events of the
+        client a purchase is for, or how many aggregates a registration found. (The
+        pending events of every aggregate, summed before each row, made checking a
+        file quadratic: 557 µs a row at 20,000 rows, 1,523 µs at 80,000.)"""
+        if isinstance(command, RecordPurchase):
+            client = self.uow.loaded(command.client_id)
+            return 0 if client is None else len(client.pending_events)
+        return len(self.uow)
 
     def _client_of(  # noqa: PLR0911 - each way a reference can fail, said once
         self, row: ImportRow

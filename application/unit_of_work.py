@@ -176,6 +176,14 @@ class UnitOfWork:
 
     # ------------------------------------------------------------------ saving
 
+    def __len__(self) -> int:
+        """How many aggregates this unit of work holds."""
+        return len(self._aggregates)
+
+    def loaded(self, aggregate_id: UUID) -> CrmAggregate | None:
+        """The aggregate, if this unit of work holds it."""
+        return self._aggregates.get(aggregate_id)
+
     def touched(self) -> list[CrmAggregate]:
         """Aggregates in the order the command touched them."""
         return list(self._aggregates.values())
