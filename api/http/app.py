@@ -34,6 +34,7 @@ from api.http.hygiene import (
 from api.http.imports import IMPORT_MEDIA_TYPES, import_spreadsheet
 from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, pinned_reads, schema_pages_not_found_as_problems
+from api.http.params import INSTANT_DECODER, InstantSchema
 from api.http.problems import HANDLERS
 from api.http.reads import ReadRoutes
 from api.http.subscriptions import SubscriptionRoutes
@@ -191,6 +192,8 @@ def create_app(crm: Crm | None = None) -> Litestar:
             REQUESTS.middleware,
         ],
         exception_handlers=cast("ExceptionHandlersMap", HANDLERS),
+        type_decoders=[INSTANT_DECODER],
+        plugins=[InstantSchema()],
         before_request=check_input,
         request_max_body_size=MAX_BODY_BYTES,
         response_class=OrjsonResponse,

@@ -22,6 +22,7 @@ from adapters.read_models.lifecycle import LifecycleReadModel
 from api.disclosure import CARD_FIELDS, holds_personal, redact, redact_event
 from api.http import schemas
 from api.http.auth import requires
+from api.http.params import Instant, at_or_now, plain
 from api.http.support import (
     MinPosition,
     crm_of,
@@ -370,10 +371,10 @@ class ClientRoutes(Controller):
         request: Request[Any, Any, Any],
         stage: FromQuery[StageName | None] = None,
         owner_id: FromQuery[str | None] = None,
-        last_contact_before: FromQuery[datetime | None] = None,
-        last_contact_after: FromQuery[datetime | None] = None,
+        last_contact_before: FromQuery[Instant | None] = None,
+        last_contact_after: FromQuery[Instant | None] = None,
         q: str | None = Parameter(default=None, max_length=200, description="Text search"),
-        as_of: datetime | None = Parameter(
+        as_of: Instant | None = Parameter(
             default=None, description="The instant of the stage filter and of each card's stage"
         ),
         limit: int = Limit,
@@ -394,10 +395,10 @@ class ClientRoutes(Controller):
         filters: dict[str, Any] = {
             "stage": stage,
             "owner_id": owner_id,
-            "last_contact_before": last_contact_before,
-            "last_contact_after": last_contact_after,
+            "last_contact_before": plain(last_contact_before),
+            "last_contact_after": plain(last_contact_after),
             "text": q,
-            "at": _aware(as_of) or datetime.now(UTC),
+            "at": at_or_now(as_of, datetime.now(UTC)),
             "visible_to": user.user_id if user.own_records_only else None,
         }
         if format == "csv":
@@ -542,12 +543,6 @@ class ClientRoutes(Controller):
         the card, the lifecycle, the consents and the audit trail. The export itself
         is recorded, before it is sent."""
         return export_subject(crm_of(request), client_id, envelope(request))
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _csv_value(body: dict[str, Any], column: str) -> Any:

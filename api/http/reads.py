@@ -22,6 +22,7 @@ from api import push
 from api.disclosure import audit_item, entry_holds_personal, event_holds_personal, event_item
 from api.http import schemas
 from api.http.auth import requires
+from api.http.params import Instant, at_or_now, plain
 from api.http.support import (
     MAX_POSITION,
     MinPosition,
@@ -37,9 +38,7 @@ from domain.pipeline import pipeline_id as pipeline_named
 
 
 def _now_or(value: datetime | None) -> datetime:
-    if value is None:
-        return datetime.now(UTC)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return at_or_now(value, datetime.now(UTC))
 
 
 class ReadRoutes(Controller):
@@ -50,7 +49,7 @@ class ReadRoutes(Controller):
     async def lifecycle(
         self,
         request: Request[Any, Any, Any],
-        as_of: FromQuery[datetime | None] = None,
+        as_of: FromQuery[Instant | None] = None,
         owner_id: FromQuery[str | None] = None,
         min_position: int | None = MinPosition,
     ) -> schemas.LifecycleCounts:
@@ -69,10 +68,10 @@ class ReadRoutes(Controller):
         pipeline: str = Parameter(
             default="default", max_length=200, description="A pipeline's name or id"
         ),
-        as_of: FromQuery[datetime | None] = None,
+        as_of: FromQuery[Instant | None] = None,
         owner_id: FromQuery[str | None] = None,
-        opened_from: FromQuery[datetime | None] = None,
-        opened_to: FromQuery[datetime | None] = None,
+        opened_from: FromQuery[Instant | None] = None,
+        opened_to: FromQuery[Instant | None] = None,
         min_position: int | None = MinPosition,
     ) -> dict[str, Any]:
         """The sales funnel of one pipeline at an instant: per stage reached, current,
@@ -89,8 +88,8 @@ class ReadRoutes(Controller):
             pipeline_id,
             _now_or(as_of),
             owner_id=owner,
-            opened_from=opened_from and _now_or(opened_from),
-            opened_to=opened_to and _now_or(opened_to),
+            opened_from=plain(opened_from),
+            opened_to=plain(opened_to),
         )
         return asdict(await reads_of(request).run_steps(steps))
 
@@ -98,7 +97,7 @@ class ReadRoutes(Controller):
     def kpis(
         self,
         request: Request[Any, Any, Any],
-        as_of: FromQuery[datetime | None] = None,
+        as_of: FromQuery[Instant | None] = None,
         owner_id: FromQuery[str | None] = None,
         min_position: int | None = MinPosition,
     ) -> dict[str, Any]:
@@ -121,8 +120,8 @@ class ReadRoutes(Controller):
         deal_id: FromQuery[UUID | None] = None,
         actor_id: str | None = Parameter(default=None, max_length=63),
         field: str | None = Parameter(default=None, max_length=100),
-        from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
-        to: FromQuery[datetime | None] = None,
+        from_: Annotated[Instant | None, QueryParameter(name="from")] = None,
+        to: FromQuery[Instant | None] = None,
         cursor: str | None = Parameter(default=None, max_length=200),
         limit: int = Parameter(default=50, ge=1, le=500),
         format: FromQuery[Literal["json", "csv", "jsonl"]] = "json",  # noqa: A002
@@ -141,8 +140,8 @@ class ReadRoutes(Controller):
             "deal_id": deal_id,
             "actor_id": actor_id,
             "field": field,
-            "occurred_from": from_ and _now_or(from_),
-            "occurred_to": to and _now_or(to),
+            "occurred_from": plain(from_),
+            "occurred_to": plain(to),
         }
         if format != "json":
             return await anyio.to_thread.run_sync(_audit_export, request, filters, format)
@@ -215,8 +214,8 @@ class ReadRoutes(Controller):
     def activity(
         self,
         request: Request[Any, Any, Any],
-        since: FromQuery[datetime | None] = None,
-        until: FromQuery[datetime | None] = None,
+        since: FromQuery[Instant | None] = None,
+        until: FromQuery[Instant | None] = None,
         actor_id: str | None = Parameter(default=None, max_length=63),
     ) -> list[dict[str, Any]]:
         """What each manager did over a period (default: the last 30 days): contacts,
