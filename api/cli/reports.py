@@ -180,6 +180,8 @@ def funnel(
         crm.projector(["funnel"]).catch_up()
         model = crm.model(FunnelReadModel)
         report = model.funnel(pipeline_id(pipeline), at)
+        if not report.stages:  # every pipeline has a stage: there is none of that name
+            raise fail(f"no pipeline {pipeline!r}")
         if output == Format.json:
             print_json(asdict(report))
             return

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get
-from litestar.exceptions import ClientException
+from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromQuery, Parameter, QueryParameter
 from litestar.response import Stream
 
@@ -76,7 +76,7 @@ class ReadRoutes(Controller):
     ) -> dict[str, Any]:
         """The sales funnel of one pipeline at an instant: per stage reached, current,
         conversions and days in stage; won, lost, win rate, lost reasons, sales cycle.
-        A manager's covers their own deals, always."""
+        A manager's covers their own deals, always. An unknown pipeline is a 404."""
         owner = principal(request).figures_of(owner_id)
         await reach_position(request, min_position)
         try:
@@ -91,7 +91,10 @@ class ReadRoutes(Controller):
             opened_from=plain(opened_from),
             opened_to=plain(opened_to),
         )
-        return asdict(await reads_of(request).run_steps(steps))
+        report = await reads_of(request).run_steps(steps)
+        if not report.stages:  # every pipeline has a stage: there is none of that name or id
+            raise NotFoundException(f"no pipeline {pipeline!r} (see GET /pipelines)")
+        return asdict(report)
 
     @get("/kpis", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def kpis(

@@ -23,6 +23,7 @@ from tests.e2e.conftest import Api, assert_problem
 def test_a_date_where_an_instant_is_expected_means_its_midnight_utc(
     api: Api, path: str, parameter: str
 ) -> None:
+    api.catch_up()  # the default pipeline's definition reaches the funnel
     response = api.http.get(path, params={parameter: "2026-03-01"}, headers=api.auth("admin"))
     assert response.status_code == 200, response.text
     if parameter == "as_of" and path != "/clients":
@@ -42,3 +43,19 @@ def test_a_bad_instant_is_refused_naming_the_parameter_as_the_client_sent_it(api
     (error,) = body["errors"]
     assert (error["field"], error["source"]) == ("from", "query")
     assert "ISO 8601" in error["message"]
+
+
+def test_the_funnel_of_an_unknown_pipeline_is_a_404_naming_it(api: Api) -> None:
+    admin = api.auth("admin")
+    defined = api.http.post(
+        "/pipelines", json={"name": "Fitting", "stages": ["measure", "fit"]}, headers=admin
+    )
+    assert defined.status_code == 201, defined.text
+    api.catch_up()
+    body = assert_problem(api.http.get("/funnel", params={"pipeline": "nope"}, headers=admin), 404)
+    assert "'nope'" in body["detail"]
+    for known in ("default", "fitting", defined.json()["id"]):
+        response = api.http.get("/funnel", params={"pipeline": known}, headers=admin)
+        assert response.status_code == 200, (known, response.text)
+    stages = api.http.get("/funnel", params={"pipeline": "Fitting"}, headers=admin).json()["stages"]
+    assert [stage["stage"] for stage in stages] == ["measure", "fit"]
