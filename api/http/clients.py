@@ -23,6 +23,7 @@ from api.disclosure import CARD_FIELDS, holds_personal, redact, redact_event
 from api.http import schemas
 from api.http.auth import requires
 from api.http.params import Instant, at_or_now, plain
+from api.http.problems import problem
 from api.http.support import (
     MinPosition,
     crm_of,
@@ -39,6 +40,7 @@ from api.subject import client_events, export_subject
 from application import clients
 from application.access import Permission
 from domain.client import Client
+from domain.errors import InvalidValue
 from domain.lifecycle import Stage, StageName
 from domain.values import personal_fields
 from projections.directory import ClientCard
@@ -458,15 +460,32 @@ class ClientRoutes(Controller):
         email: str | None = Parameter(default=None, max_length=254),
         min_position: int | None = MinPosition,
     ) -> Response[dict[str, Any]]:
-        """The telephony popup: the card holding this phone (any formatting) or email.
-        An unknown number finds nothing (404)."""
+        """The telephony popup: the card holding this phone (any formatting; a national
+        number read as `CRM_DEFAULT_COUNTRY`'s) or email (any case). Finding nothing is
+        a 404 saying what was looked up (`looked_up`: the phone in E.164, the email
+        lower-cased) or why the value cannot be a phone or email. A leading space
+        before the digits is read as the `+` of an unencoded query string."""
         if (phone is None) == (email is None):
             raise ClientException("give exactly one of phone or email")
         await reach_position(request, min_position)
-        query = _directory(request).lookup_query(phone=phone, email=email, at=datetime.now(UTC))
+        directory = _directory(request)
+        sent = phone if phone is not None else email
+        hint = ""
+        if phone is not None and phone[:1] == " " and phone.lstrip()[:1].isdigit():
+            phone = "+" + phone.lstrip()  # a '+' sent unencoded arrives as a space
+            hint = " (the leading space was read as a '+': send it as %2B)"
+        try:
+            kind, looked_up = directory.read_contact_point(phone, email)
+        except InvalidValue as error:
+            detail = f"no client found: {error.message}{hint}"
+            return problem(request, 404, detail, code="not_found")
+        query = directory.lookup_query(phone=phone, email=email, at=datetime.now(UTC))
         staged = None if query is None else await reads_of(request).run(query)
         if staged is None or not principal(request).sees(staged[0].owner_id):
-            raise NotFoundException("no client holds that phone or email")
+            read_from = f" (read from {sent!r}{_as_national(directory, phone)})"
+            detail = f"no client holds the {kind} {looked_up}"
+            detail += read_from if sent != looked_up else ""
+            return problem(request, 404, detail + hint, code="not_found", looked_up=looked_up)
         card, stage = staged
         return Response(_single_card(request, card, stage), headers={"ETag": etag(card.version)})
 
@@ -543,6 +562,13 @@ class ClientRoutes(Controller):
         the card, the lifecycle, the consents and the audit trail. The export itself
         is recorded, before it is sent."""
         return export_subject(crm_of(request), client_id, envelope(request))
+
+
+def _as_national(directory: DirectoryReadModel, phone: str | None) -> str:
+    """How a phone without a country code was read, for the answer that found nothing."""
+    if phone is None or phone.strip().startswith(("+", "00")) or not directory.default_country:
+        return ""
+    return f" as a national number of {directory.default_country}, CRM_DEFAULT_COUNTRY"
 
 
 def _csv_value(body: dict[str, Any], column: str) -> Any:

@@ -3,9 +3,13 @@ newcomer would try it, each finding with the answer it gives now."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
-from tests.e2e.conftest import Api, assert_problem
+from tests.conftest import fresh_product
+from tests.e2e.conftest import Api, assert_problem, open_api
 
 
 @pytest.mark.parametrize(
@@ -59,3 +63,69 @@ def test_the_funnel_of_an_unknown_pipeline_is_a_404_naming_it(api: Api) -> None:
         assert response.status_code == 200, (known, response.text)
     stages = api.http.get("/funnel", params={"pipeline": "Fitting"}, headers=admin).json()["stages"]
     assert [stage["stage"] for stage in stages] == ["measure", "fit"]
+
+
+# ------------------------------------------------------------- telephony lookup
+
+
+def _register(api: Api, phone: str) -> str:
+    response = api.http.post(
+        "/clients", json={"name": "Olena", "phones": [phone]}, headers=api.auth("admin")
+    )
+    assert response.status_code == 201, response.text
+    api.catch_up()
+    return str(response.json()["id"])
+
+
+def test_a_national_number_without_a_default_country_says_what_it_lacks(api: Api) -> None:
+    _register(api, "+380671112233")
+    response = api.http.get(
+        "/clients/lookup", params={"phone": "0671112233"}, headers=api.auth("admin")
+    )
+    detail = assert_problem(response, 404)["detail"]
+    assert "'0671112233' has no country code" in detail
+    assert "CRM_DEFAULT_COUNTRY" in detail
+
+
+def test_an_unencoded_plus_is_read_as_a_plus_and_the_answer_says_so(api: Api) -> None:
+    client = _register(api, "+380671112233")
+    admin = api.auth("admin")
+    found = api.http.get("/clients/lookup?phone=+380671112233", headers=admin)
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == client
+    unknown = api.http.get("/clients/lookup?phone=+380671112244", headers=admin)
+    missing = assert_problem(unknown, 404)
+    assert missing["looked_up"] == "+380671112244"
+    assert "%2B" in missing["detail"]
+
+
+def test_an_unknown_email_is_named_as_it_was_looked_up(api: Api) -> None:
+    response = api.http.get(
+        "/clients/lookup", params={"email": " Nobody@Example.COM"}, headers=api.auth("admin")
+    )
+    body = assert_problem(response, 404)
+    assert body["looked_up"] == "nobody@example.com"
+    assert "no client holds the email nobody@example.com" in body["detail"]
+
+
+@pytest.fixture
+def ukrainian(tmp_path: Path) -> Iterator[Api]:
+    """The API of a business whose national numbers are Ukrainian."""
+    with (
+        fresh_product("sqlite", tmp_path, embedded_projector=False, default_country="UA") as crm,
+        open_api(crm) as api,
+    ):
+        yield api
+
+
+def test_a_national_number_is_found_once_the_default_country_is_set(ukrainian: Api) -> None:
+    client = _register(ukrainian, "067 111 22 33")
+    admin = ukrainian.auth("admin")
+    for spelling in ("0671112233", "067 111-22-33", "+380671112233"):
+        found = ukrainian.http.get("/clients/lookup", params={"phone": spelling}, headers=admin)
+        assert found.status_code == 200, (spelling, found.text)
+        assert found.json()["id"] == client
+    response = ukrainian.http.get("/clients/lookup", params={"phone": "0671112244"}, headers=admin)
+    body = assert_problem(response, 404)
+    assert body["looked_up"] == "+380671112244"
+    assert "as a national number of UA" in body["detail"]
