@@ -34,6 +34,7 @@ from api.http.support import (
     wait_for_position,
 )
 from application.access import Permission
+from domain.envelope import Source
 from domain.pipeline import pipeline_id as pipeline_named
 
 
@@ -125,13 +126,20 @@ class ReadRoutes(Controller):
         field: str | None = Parameter(default=None, max_length=100),
         from_: Annotated[Instant | None, QueryParameter(name="from")] = None,
         to: FromQuery[Instant | None] = None,
+        source: FromQuery[Source | None] = None,
+        correlation_id: str | None = Parameter(
+            default=None,
+            max_length=128,
+            description="The request that recorded the events (its X-Correlation-ID)",
+        ),
         cursor: str | None = Parameter(default=None, max_length=200),
         limit: int = Parameter(default=50, ge=1, le=500),
         format: FromQuery[Literal["json", "csv", "jsonl"]] = "json",  # noqa: A002
         min_position: int | None = MinPosition,
     ) -> Response[Any]:
         """The audit trail: one entry per changed field (old and new value) and one per
-        other event, with who, in what role, from where, when. Personal values only
+        other event, with who, in what role, from where (`source`), in which request
+        (`correlation_id`), when; filtered by any of them. Personal values only
         with the read_personal permission (a page holding some is counted against the
         export limit and recorded; without it they are left out and named in
         `withheld`). `format=csv|jsonl` exports every matching entry (export
@@ -145,6 +153,8 @@ class ReadRoutes(Controller):
             "field": field,
             "occurred_from": plain(from_),
             "occurred_to": plain(to),
+            "source": source,
+            "correlation_id": correlation_id,
         }
         if format != "json":
             return await anyio.to_thread.run_sync(_audit_export, request, filters, format)

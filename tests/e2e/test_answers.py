@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.conftest import fresh_product
@@ -129,3 +130,36 @@ def test_a_national_number_is_found_once_the_default_country_is_set(ukrainian: A
     body = assert_problem(response, 404)
     assert body["looked_up"] == "+380671112244"
     assert "as a national number of UA" in body["detail"]
+
+
+# ------------------------------------------------------------------ audit filters
+
+
+def test_the_audit_trail_filters_by_source_and_correlation_id(api: Api) -> None:
+    admin = api.auth("admin")
+    registered = api.http.post(
+        "/clients", json={"name": "Ann"}, headers=api.auth("admin", **{"X-Correlation-ID": "req-9"})
+    )
+    assert registered.status_code == 201, registered.text
+    api.catch_up()
+
+    def entries(**filters: str) -> set[tuple[int, str, str]]:
+        response = api.http.get("/audit", params=filters, headers=admin)
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
+        return {(item["position"], item["source"], item["correlation_id"]) for item in items}
+
+    written = entries(correlation_id="req-9")
+    assert max(position for position, _, _ in written) == registered.json()["position"]
+    assert {(source, request) for _, source, request in written} == {("api", "req-9")}
+    assert entries(correlation_id="req-9", source="api") == written
+    assert entries(correlation_id="req-9", source="import") == set()
+    assert {source for _, source, _ in entries(source="system")} == {"system"}
+    exported = api.http.get(
+        "/audit", params={"correlation_id": "req-9", "format": "jsonl"}, headers=admin
+    )
+    assert {orjson.loads(line)["correlation_id"] for line in exported.text.splitlines()} == {
+        "req-9"
+    }
+    unknown = assert_problem(api.http.get("/audit", params={"source": "fax"}, headers=admin), 422)
+    assert unknown["errors"][0]["field"] == "source"
