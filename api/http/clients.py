@@ -19,10 +19,11 @@ from litestar.response import Stream
 
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
+from adapters.read_models.paging import page_of
 from api.disclosure import CARD_FIELDS, holds_personal, redact, redact_event
 from api.http import schemas
 from api.http.auth import requires
-from api.http.params import Instant, at_or_now, plain
+from api.http.params import Cursor, Instant, Limit, after_cursor, at_or_now, plain
 from api.http.problems import problem
 from api.http.support import (
     MinPosition,
@@ -44,8 +45,6 @@ from domain.errors import InvalidValue
 from domain.lifecycle import Stage, StageName
 from domain.values import personal_fields
 from projections.directory import ClientCard
-
-Limit = Parameter(default=50, ge=1, le=500)
 
 CSV_COLUMNS = (
     "client_id", "name", "kind", "company", "phones", "emails", "owner_id", "stage",
@@ -380,7 +379,7 @@ class ClientRoutes(Controller):
             default=None, description="The instant of the stage filter and of each card's stage"
         ),
         limit: int = Limit,
-        cursor: str | None = Parameter(default=None, max_length=200),
+        cursor: str | None = Cursor,
         format: FromQuery[Literal["json", "csv"]] = "json",  # noqa: A002
         min_position: int | None = MinPosition,
     ) -> Response[Any]:
@@ -530,13 +529,24 @@ class ClientRoutes(Controller):
         sync_to_thread=True,
     )
     def history(
-        self, request: Request[Any, Any, Any], client_id: FromPath[UUID]
-    ) -> list[dict[str, Any]]:
-        """Every event of the client, with its envelope, oldest first. Personal values
-        only with the read_personal permission (then counted against the export limit
-        and recorded); without it they are left out and named in `redacted`."""
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        limit: int = Limit,
+        cursor: str | None = Cursor,
+    ) -> dict[str, Any]:
+        """The client's events with their envelopes, oldest first, a page at a time.
+        Personal values only with the read_personal permission (a page holding some is
+        then counted against the export limit and recorded); without it they are left
+        out and named in `redacted`."""
         crm = crm_of(request)
-        events = client_events(crm, client_id)
+        after = after_cursor(cursor, 1, lambda key: int(key[0]))
+        page = page_of(
+            client_events(crm, client_id, after=after or 0, limit=limit + 1),
+            limit,
+            lambda event: (str(event["version"]),),
+        )
+        events = page.items
         if principal(request).own_records_only:
             _visible_card(request, client_id)
         # A client's stream holds the client's events only, nested in ``Client``.
@@ -548,13 +558,14 @@ class ClientRoutes(Controller):
                 for event, cls in zip(events, classes, strict=True)
             ),
             kind="history",
-            filters={"client_id": client_id},
+            filters={"client_id": client_id, "cursor": cursor, "limit": limit},
             client_id=client_id,
         )
-        return [
+        items = [
             redact_event(event, cls, disclose=disclose)
             for event, cls in zip(events, classes, strict=True)
         ]
+        return {"items": items, "next_cursor": page.next_cursor}
 
     @get("/{client_id:uuid}/export", guards=[requires(Permission.EXPORT)], sync_to_thread=True)
     def export(self, request: Request[Any, Any, Any], client_id: FromPath[UUID]) -> dict[str, Any]:

@@ -1,17 +1,42 @@
-"""Query parameter types the routes share: instants, read as the command line reads
-them (``api.instants``), and documented as what they accept."""
+"""Query parameters the routes share: instants, read as the command line reads them
+(``api.instants``) and documented as what they accept; a page's limit and cursor."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from litestar.exceptions import ClientException
 from litestar.openapi.spec import Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+from litestar.params import Parameter
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
+from adapters.read_models.paging import decode_cursor
 from api.instants import parse_instant
+
+T = TypeVar("T")
+
+Limit = Parameter(default=50, ge=1, le=500, description="The most items the page holds")
+"""The ``limit`` of every paged read."""
+Cursor = Parameter(
+    default=None, max_length=200, description="The `next_cursor` of the previous page"
+)
+"""The ``cursor`` of every paged read."""
+
+
+def after_cursor(cursor: str | None, parts: int, read: Callable[[list[str]], T]) -> T | None:
+    """The sort key a page's ``cursor`` holds (``parts`` values, turned into the
+    key's types by ``read``); ``None`` for the first page, a 400 for a cursor that
+    no page made."""
+    if cursor is None:
+        return None
+    try:
+        return read(decode_cursor(cursor, parts))
+    except ValueError:
+        raise ClientException(f"malformed cursor {cursor!r}") from None
 
 
 class Instant(datetime):

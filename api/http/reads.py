@@ -18,11 +18,12 @@ from litestar.response import Stream
 from adapters.read_models.audit import AuditFilter, AuditReadModel
 from adapters.read_models.funnel import FunnelReadModel
 from adapters.read_models.kpis import KpiQueries, stage_counts_query
+from adapters.read_models.paging import page_of
 from api import push
 from api.disclosure import audit_item, entry_holds_personal, event_holds_personal, event_item
 from api.http import schemas
 from api.http.auth import requires
-from api.http.params import Instant, at_or_now, plain
+from api.http.params import Cursor, Instant, Limit, after_cursor, at_or_now, plain
 from api.http.support import (
     MAX_POSITION,
     MinPosition,
@@ -132,8 +133,8 @@ class ReadRoutes(Controller):
             max_length=128,
             description="The request that recorded the events (its X-Correlation-ID)",
         ),
-        cursor: str | None = Parameter(default=None, max_length=200),
-        limit: int = Parameter(default=50, ge=1, le=500),
+        cursor: str | None = Cursor,
+        limit: int = Limit,
         format: FromQuery[Literal["json", "csv", "jsonl"]] = "json",  # noqa: A002
         min_position: int | None = MinPosition,
     ) -> Response[Any]:
@@ -210,35 +211,70 @@ class ReadRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         assignee_id: str | None = Parameter(default=None, max_length=63),
-        within_hours: int = Parameter(default=24, ge=0, le=24 * 90),
+        within_hours: int = Parameter(
+            default=24, ge=0, le=24 * 90, description="Follow-ups due within this many hours"
+        ),
+        limit: int = Limit,
+        cursor: str | None = Cursor,
         min_position: int | None = MinPosition,
-    ) -> list[dict[str, Any]]:
+    ) -> dict[str, Any]:
         """Follow-ups due in the next hours and overdue ones (`kind` FollowUpScheduled,
-        or FollowUpDue once due) and leads left unanswered (LeadUnanswered), with the
-        client's name, phones and the note where the caller may read them (else listed
-        in `redacted`); a manager sees their own, unassigned leads are the admins'."""
+        or FollowUpDue once due) and leads left unanswered (LeadUnanswered), earliest
+        first, a page at a time; with the client's name, phones and the note where the
+        caller may read them (else listed in `redacted`); a manager sees their own,
+        unassigned leads are the admins'."""
         user = principal(request)
         assignee = user.figures_of(assignee_id)
+        after = after_cursor(cursor, 2, lambda key: (datetime.fromisoformat(key[0]), UUID(key[1])))
         crm = crm_of(request)
         wait_for_position(crm, min_position)
-        return push.work_queue_items(crm, user, within_hours=within_hours, assignee_id=assignee)
+        items = push.work_queue_items(
+            crm,
+            user,
+            within_hours=within_hours,
+            assignee_id=assignee,
+            after=after,
+            limit=limit + 1,
+        )
+        page = page_of(items, limit, _work_item_key)
+        return {"items": page.items, "next_cursor": page.next_cursor}
 
     @get("/activity", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def activity(
         self,
         request: Request[Any, Any, Any],
-        since: FromQuery[Instant | None] = None,
-        until: FromQuery[Instant | None] = None,
+        since: Instant | None = Parameter(
+            default=None, description="The period's start (default: 30 days before its end)"
+        ),
+        until: Instant | None = Parameter(
+            default=None, description="The period's end, excluded (default: now)"
+        ),
         actor_id: str | None = Parameter(default=None, max_length=63),
-    ) -> list[dict[str, Any]]:
-        """What each manager did over a period (default: the last 30 days): contacts,
-        follow-ups done on time or late, deals moved and won; their leads unanswered
-        at the period's end and the median minutes from registration to first contact
-        over their leads registered in the period; a manager sees their own."""
+        limit: int = Limit,
+        cursor: str | None = Cursor,
+        min_position: int | None = MinPosition,
+    ) -> dict[str, Any]:
+        """What each manager did over a period in business time (default: the 30 days
+        before now): contacts, follow-ups done on time or late, deals moved and won;
+        their leads unanswered at the period's end and the median minutes from
+        registration to first contact over their leads registered in the period. One
+        item per person, by actor id, a page at a time; a manager sees their own."""
         actor = principal(request).figures_of(actor_id)
+        after = after_cursor(cursor, 1, lambda key: key[0])
+        crm = crm_of(request)
+        wait_for_position(crm, min_position)
         end = _now_or(until)
         start = _now_or(since) if since else end - timedelta(days=30)
-        return push.activity_with_leads(crm_of(request), since=start, until=end, actor_id=actor)
+        people = push.activity_with_leads(crm, since=start, until=end, actor_id=actor)
+        # One item per person: the staff, however long the history, so paged here.
+        later = [person for person in people if after is None or person["actor_id"] > after]
+        page = page_of(later[: limit + 1], limit, lambda person: (person["actor_id"],))
+        return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+def _work_item_key(item: dict[str, Any]) -> tuple[str, str]:
+    """A work item's place in the queue: due instant, then its follow-up's or lead's id."""
+    return item["due_at"].isoformat(), str(item["task_id"] or item["client_id"])
 
 
 def _audit_export(

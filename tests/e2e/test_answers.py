@@ -4,7 +4,9 @@ newcomer would try it, each finding with the answer it gives now."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -163,3 +165,58 @@ def test_the_audit_trail_filters_by_source_and_correlation_id(api: Api) -> None:
     }
     unknown = assert_problem(api.http.get("/audit", params={"source": "fax"}, headers=admin), 422)
     assert unknown["errors"][0]["field"] == "source"
+
+
+# ------------------------------------------------------------------------- pages
+
+
+def _walk(api: Api, path: str, **params: object) -> list[list[dict[str, Any]]]:
+    """Every page of a paged read, two items at a time."""
+    pages, cursor = [], None
+    while True:
+        query = {**params, "limit": 2, **({"cursor": cursor} if cursor else {})}
+        response = api.http.get(path, params=query, headers=api.auth("admin"))
+        assert response.status_code == 200, response.text
+        pages.append(response.json()["items"])
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+def test_the_work_queue_activity_and_a_history_come_in_cursor_pages(api: Api) -> None:
+    admin = api.auth("admin")
+    client = api.http.post("/clients", json={"name": "Ann"}, headers=admin).json()["id"]
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    for hours in (5, 1, 3, 2, 4):
+        due = (soon + timedelta(hours=hours)).isoformat()
+        answer = api.http.post(f"/clients/{client}/follow-ups", json={"due_at": due}, headers=admin)
+        assert answer.status_code == 201, answer.text
+    contact = {"channel": "call", "direction": "outbound"}
+    for user in ("mia", "max", "ada"):  # each on a client of their own
+        own = api.http.post("/clients", json={"name": user, "owner_id": user}, headers=admin)
+        called = api.http.post(
+            f"/clients/{own.json()['id']}/contacts", json=contact, headers=api.auth(user)
+        )
+        assert called.status_code == 200, called.text
+    api.catch_up()
+
+    queue = _walk(api, "/work-queue", within_hours=24)
+    assert [len(page) for page in queue] == [2, 2, 1]
+    dues = [item["due_at"] for page in queue for item in page]
+    assert dues == sorted(dues)
+
+    activity = _walk(api, "/activity")
+    assert [[item["actor_id"] for item in page] for page in activity] == [["ada", "max"], ["mia"]]
+
+    history = _walk(api, f"/clients/{client}/history")
+    versions = [event["version"] for page in history for event in page]
+    assert versions == list(range(1, len(versions) + 1))
+    assert len(versions) >= 1 + 5  # registered, five follow-ups
+
+
+@pytest.mark.parametrize("path", ["/work-queue", "/activity", "/clients/{client}/history"])
+def test_a_cursor_no_page_made_is_a_400(api: Api, path: str) -> None:
+    client = api.http.post("/clients", json={"name": "Ann"}, headers=api.auth("admin")).json()
+    url = path.format(client=client["id"])
+    response = api.http.get(url, params={"cursor": "not/a+cursor"}, headers=api.auth("admin"))
+    assert "malformed cursor" in assert_problem(response, 400)["detail"]
