@@ -23,7 +23,7 @@ from adapters.read_models.paging import page_of
 from api.disclosure import CARD_FIELDS, holds_personal, redact, redact_event
 from api.http import schemas
 from api.http.auth import requires
-from api.http.params import Cursor, Instant, Limit, after_cursor, at_or_now, plain
+from api.http.params import AsOf, Cursor, Instant, Limit, after_cursor, as_of_now, plain
 from api.http.problems import problem
 from api.http.support import (
     MinPosition,
@@ -375,9 +375,7 @@ class ClientRoutes(Controller):
         last_contact_before: FromQuery[Instant | None] = None,
         last_contact_after: FromQuery[Instant | None] = None,
         q: str | None = Parameter(default=None, max_length=200, description="Text search"),
-        as_of: Instant | None = Parameter(
-            default=None, description="The instant of the stage filter and of each card's stage"
-        ),
+        as_of: Instant | None = AsOf,
         limit: int = Limit,
         cursor: str | None = Cursor,
         format: FromQuery[Literal["json", "csv"]] = "json",  # noqa: A002
@@ -387,19 +385,21 @@ class ClientRoutes(Controller):
         Personal values only with the read_personal permission (a page holding some is
         counted against the export limit and recorded; without it they are left out
         and named in `redacted`, and `q`, which searches them, is refused).
-        `format=csv` exports every matching card (export permission; recorded)."""
+        `format=csv` exports every matching card (export permission; recorded). Stages
+        are as of `as_of` (default now), named in the answer, `projected` when later."""
         crm = crm_of(request)
         user = principal(request)
         if q is not None:  # a text search reads names, phones and emails
             user.require(Permission.READ_PERSONAL)
         wait_for_position(crm, min_position)
+        at, projected = as_of_now(as_of)
         filters: dict[str, Any] = {
             "stage": stage,
             "owner_id": owner_id,
             "last_contact_before": plain(last_contact_before),
             "last_contact_after": plain(last_contact_after),
             "text": q,
-            "at": at_or_now(as_of, datetime.now(UTC)),
+            "at": at,
             "visible_to": user.user_id if user.own_records_only else None,
         }
         if format == "csv":
@@ -418,7 +418,9 @@ class ClientRoutes(Controller):
             filters={**filters, "cursor": cursor, "limit": limit},
         )
         items = [redact(card, CARD_FIELDS, disclose=disclose) for card in cards]
-        return Response({"items": items, "next_cursor": page.next_cursor})
+        return Response(
+            {"items": items, "next_cursor": page.next_cursor, "as_of": at, "projected": projected}
+        )
 
     def _export_csv(
         self, request: Request[Any, Any, Any], filters: dict[str, Any]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from litestar.exceptions import ClientException
@@ -15,7 +15,7 @@ from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
 from adapters.read_models.paging import decode_cursor
-from api.instants import parse_instant
+from api.instants import is_projection, parse_instant
 
 T = TypeVar("T")
 
@@ -88,3 +88,22 @@ def plain(value: datetime | None) -> datetime | None:
 def at_or_now(value: datetime | None, now: datetime) -> datetime:
     """The instant asked for, or ``now``."""
     return plain(value) or now
+
+
+AsOf = Parameter(
+    default=None,
+    description=(
+        "The instant the answer is as of (default: now). Later than now, the answer is a "
+        "projection, marked `projected`: today's facts carried forward (a client who buys "
+        "nothing until then is counted dead by then), nothing yet to be recorded in it"
+    ),
+)
+"""The ``as_of`` of every read of figures at an instant."""
+
+
+def as_of_now(value: datetime | None) -> tuple[datetime, bool]:
+    """The instant a read is as of (now if not given), and whether the answer is a
+    projection (``api.instants.is_projection``)."""
+    now = datetime.now(UTC)
+    at = at_or_now(value, now)
+    return at, is_projection(at, now)

@@ -23,7 +23,16 @@ from api import push
 from api.disclosure import audit_item, entry_holds_personal, event_holds_personal, event_item
 from api.http import schemas
 from api.http.auth import requires
-from api.http.params import Cursor, Instant, Limit, after_cursor, at_or_now, plain
+from api.http.params import (
+    AsOf,
+    Cursor,
+    Instant,
+    Limit,
+    after_cursor,
+    as_of_now,
+    at_or_now,
+    plain,
+)
 from api.http.support import (
     MAX_POSITION,
     MinPosition,
@@ -51,7 +60,7 @@ class ReadRoutes(Controller):
     async def lifecycle(
         self,
         request: Request[Any, Any, Any],
-        as_of: FromQuery[Instant | None] = None,
+        as_of: Instant | None = AsOf,
         owner_id: FromQuery[str | None] = None,
         min_position: int | None = MinPosition,
     ) -> schemas.LifecycleCounts:
@@ -59,9 +68,9 @@ class ReadRoutes(Controller):
         of one owner's clients with `owner_id`; a manager's own, always."""
         owner = principal(request).figures_of(owner_id)
         await reach_position(request, min_position)
-        at = _now_or(as_of)
+        at, projected = as_of_now(as_of)
         counts = await reads_of(request).run(stage_counts_query(at, owner_id=owner))
-        return schemas.LifecycleCounts(as_of=at, counts=counts)
+        return schemas.LifecycleCounts(as_of=at, projected=projected, counts=counts)
 
     @get("/funnel", guards=[requires(Permission.READ_MODELS)])
     async def funnel(
@@ -70,7 +79,7 @@ class ReadRoutes(Controller):
         pipeline: str = Parameter(
             default="default", max_length=200, description="A pipeline's name or id"
         ),
-        as_of: FromQuery[Instant | None] = None,
+        as_of: Instant | None = AsOf,
         owner_id: FromQuery[str | None] = None,
         opened_from: FromQuery[Instant | None] = None,
         opened_to: FromQuery[Instant | None] = None,
@@ -86,9 +95,10 @@ class ReadRoutes(Controller):
         except ValueError:
             pipeline_id = pipeline_named(pipeline)
         model = crm_of(request).model(FunnelReadModel)
+        at, projected = as_of_now(as_of)
         steps = model.funnel_steps(
             pipeline_id,
-            _now_or(as_of),
+            at,
             owner_id=owner,
             opened_from=plain(opened_from),
             opened_to=plain(opened_to),
@@ -96,13 +106,13 @@ class ReadRoutes(Controller):
         report = await reads_of(request).run_steps(steps)
         if not report.stages:  # every pipeline has a stage: there is none of that name or id
             raise NotFoundException(f"no pipeline {pipeline!r} (see GET /pipelines)")
-        return asdict(report)
+        return {**asdict(report), "projected": projected}
 
     @get("/kpis", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
     def kpis(
         self,
         request: Request[Any, Any, Any],
-        as_of: FromQuery[Instant | None] = None,
+        as_of: Instant | None = AsOf,
         owner_id: FromQuery[str | None] = None,
         min_position: int | None = MinPosition,
     ) -> dict[str, Any]:
@@ -111,11 +121,9 @@ class ReadRoutes(Controller):
         owner = principal(request).figures_of(owner_id)
         crm = crm_of(request)
         wait_for_position(crm, min_position)
-        at = _now_or(as_of)
-        return {
-            "as_of": at,
-            **KpiQueries(crm.read_db, crm.settings.lead_response).values(at, owner_id=owner),
-        }
+        at, projected = as_of_now(as_of)
+        values = KpiQueries(crm.read_db, crm.settings.lead_response).values(at, owner_id=owner)
+        return {"as_of": at, "projected": projected, **values}
 
     @get("/audit", guards=[requires(Permission.AUDIT)])
     async def audit(

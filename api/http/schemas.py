@@ -217,6 +217,9 @@ class StageIntervalOut(BaseModel):
 
 class LifecycleCounts(BaseModel):
     as_of: datetime
+    projected: bool = Field(
+        description="`as_of` is later than the read: the counts carry today's facts forward"
+    )
     counts: dict[str, int]
 
 

@@ -220,3 +220,31 @@ def test_a_cursor_no_page_made_is_a_400(api: Api, path: str) -> None:
     url = path.format(client=client["id"])
     response = api.http.get(url, params={"cursor": "not/a+cursor"}, headers=api.auth("admin"))
     assert "malformed cursor" in assert_problem(response, 400)["detail"]
+
+
+# ----------------------------------------------------------------- future as_of
+
+
+def test_an_answer_as_of_a_future_instant_is_marked_as_a_projection(api: Api) -> None:
+    admin = api.auth("admin")
+    client = api.http.post("/clients", json={"name": "Ann"}, headers=admin).json()["id"]
+    bought = api.http.post(f"/clients/{client}/purchases", json={"amount": "10"}, headers=admin)
+    assert bought.status_code == 200, bought.text
+    api.catch_up()
+    later = (datetime.now(UTC) + timedelta(days=200)).date().isoformat()
+
+    def answer(path: str, **params: str) -> dict[str, Any]:
+        response = api.http.get(path, params=params, headers=admin)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    now, then = answer("/lifecycle"), answer("/lifecycle", as_of=later)
+    assert (now["projected"], now["counts"]["new"], now["counts"]["dead"]) == (False, 1, 0)
+    # no purchase for more than dormancy_days by then: dead, if nothing happens
+    assert (then["projected"], then["counts"]["new"], then["counts"]["dead"]) == (True, 0, 1)
+    for path in ("/kpis", "/funnel", "/clients"):
+        assert answer(path)["projected"] is False, path
+        assert answer(path, as_of="2020-01-01")["projected"] is False, path
+        assert answer(path, as_of=later)["projected"] is True, path
+    assert answer("/clients", as_of=later)["items"][0]["stage"] == "dead"

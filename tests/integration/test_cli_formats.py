@@ -111,3 +111,11 @@ def test_the_funnel_of_an_unknown_pipeline_is_refused_naming_it(store: Path) -> 
     result = CliRunner().invoke(app, ["funnel", "--pipeline", "nope"])
     assert result.exit_code == 2
     assert "no pipeline 'nope'" in result.output
+
+
+def test_figures_as_of_a_future_instant_are_marked_as_a_projection(store: Path) -> None:
+    for command in ("lifecycle", "kpis", "funnel"):
+        assert json_of(command, "--as-of", "2026-03-01")["projected"] is False, command
+        assert json_of(command, "--as-of", "2999-01-01")["projected"] is True, command
+    table = CliRunner().invoke(app, ["lifecycle", "--as-of", "2999-01-01"])
+    assert "(projected: after now)" in " ".join(table.stdout.split())  # titles wrap
