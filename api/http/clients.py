@@ -306,7 +306,11 @@ class ClientRoutes(Controller):
         data: JSONBody[schemas.MergeBody],
     ) -> Response[schemas.Written]:
         """Merge a duplicate card of the same person into this one."""
-        command = clients.MergeClients(survivor_id=client_id, duplicate_id=data.duplicate_id)
+        command = clients.MergeClients(
+            survivor_id=client_id,
+            duplicate_id=data.duplicate_id,
+            expected_version=if_match(request),
+        )
         return run_command(request, command, None)
 
     @post(

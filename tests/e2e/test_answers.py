@@ -248,3 +248,21 @@ def test_an_answer_as_of_a_future_instant_is_marked_as_a_projection(api: Api) ->
         assert answer(path, as_of="2020-01-01")["projected"] is False, path
         assert answer(path, as_of=later)["projected"] is True, path
     assert answer("/clients", as_of=later)["items"][0]["stage"] == "dead"
+
+
+# ------------------------------------------------------------------ if-match
+
+
+def test_a_merge_honours_if_match_as_every_change_of_a_named_record_does(api: Api) -> None:
+    admin = api.auth("admin")
+    survivor = api.http.post("/clients", json={"name": "Ann"}, headers=admin).json()
+    duplicate = api.http.post("/clients", json={"name": "Ann L."}, headers=admin).json()
+    merge = {"duplicate_id": duplicate["id"]}
+    stale = api.auth("admin", **{"If-Match": f'"{survivor["version"] - 1}"'})
+    before = api.head()
+    refused = api.http.post(f"/clients/{survivor['id']}/merge", json=merge, headers=stale)
+    assert assert_problem(refused, 412)["current_version"] == survivor["version"]
+    assert api.head() == before
+    current = api.auth("admin", **{"If-Match": f'"{survivor["version"]}"'})
+    merged = api.http.post(f"/clients/{survivor['id']}/merge", json=merge, headers=current)
+    assert merged.status_code == 200, merged.text
