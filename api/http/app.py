@@ -23,6 +23,7 @@ from api import push
 from api.bootstrap import Crm, bootstrap
 from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
+from api.http.contract import ContractDocument
 from api.http.deals import DealRoutes, PipelineRoutes
 from api.http.health import health, live, ready
 from api.http.hygiene import (
@@ -209,7 +210,11 @@ def create_app(crm: Crm | None = None) -> Litestar:
                 "Errors are application/problem+json (RFC 9457)."
             ),
             path="/schema",
-            render_plugins=[LocalSwaggerPlugin(path="/swagger")],
+            render_plugins=[
+                LocalSwaggerPlugin(path="/swagger"),
+                ContractDocument(),  # /schema/openapi.json, which the page reads
+            ],
+            use_handler_docstrings=True,
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(

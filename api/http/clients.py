@@ -23,6 +23,7 @@ from adapters.read_models.paging import page_of
 from api.disclosure import CARD_FIELDS, holds_personal, redact, redact_event
 from api.http import schemas
 from api.http.auth import requires
+from api.http.contract import EXPORT_LIMIT, HONOURS_IF_MATCH, documented
 from api.http.params import AsOf, Cursor, Instant, Limit, after_cursor, as_of_now, plain
 from api.http.problems import problem
 from api.http.support import (
@@ -45,6 +46,12 @@ from domain.errors import InvalidValue
 from domain.lifecycle import Stage, StageName
 from domain.values import personal_fields
 from projections.directory import ClientCard
+
+LOOKUP_ANSWERS = {
+    400: "neither or both of `phone` and `email` are given",
+    404: "no client holds the phone or email (`looked_up` is what was looked up: the phone "
+    "in E.164, the email lower-cased), or the value cannot be one (`detail` says why)",
+}
 
 CSV_COLUMNS = (
     "client_id", "name", "kind", "company", "phones", "emails", "owner_id", "stage",
@@ -101,10 +108,17 @@ async def _read_visible_card(request: Request[Any, Any, Any], client_id: UUID) -
 class ClientRoutes(Controller):
     path = "/clients"
     tags = ["clients"]
+    opt = dict(HONOURS_IF_MATCH)
 
     # ---------------------------------------------------------------- writes
 
-    @post("/", guards=[requires(Permission.WRITE_OWN)], status_code=201, sync_to_thread=True)
+    @post(
+        "/",
+        guards=[requires(Permission.WRITE_OWN)],
+        status_code=201,
+        sync_to_thread=True,
+        summary="Register a client (a lead)",
+    )
     def register(
         self, request: Request[Any, Any, Any], data: JSONBody[schemas.RegisterClientBody]
     ) -> Response[schemas.Written]:
@@ -123,7 +137,12 @@ class ClientRoutes(Controller):
         )
         return run_command(request, command, data.occurred_at, status=201, location="/clients/")
 
-    @patch("/{client_id:uuid}", guards=[requires(Permission.WRITE_OWN)], sync_to_thread=True)
+    @patch(
+        "/{client_id:uuid}",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        summary="Change a client's profile fields",
+    )
     def change(
         self,
         request: Request[Any, Any, Any],
@@ -145,6 +164,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Record a contact with a client",
     )
     def contact(
         self,
@@ -169,6 +189,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Record a client's purchase",
     )
     def purchase(
         self,
@@ -191,6 +212,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Mark a client lost",
     )
     def loss(
         self,
@@ -212,6 +234,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Hand a client over to another manager",
     )
     def assign_owner(
         self,
@@ -233,6 +256,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=201,
+        summary="Schedule a follow-up",
     )
     def follow_up(
         self,
@@ -255,6 +279,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Complete a follow-up",
     )
     def complete(
         self,
@@ -275,6 +300,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Cancel a follow-up",
     )
     def cancel(
         self,
@@ -298,6 +324,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Merge a duplicate card into this client",
     )
     def merge(
         self,
@@ -318,6 +345,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.ADMIN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Erase a client's personal data",
     )
     def erasure(
         self,
@@ -337,6 +365,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.ADMIN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Restrict a client's processing, or lift it",
     )
     def restriction(
         self,
@@ -354,6 +383,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Record a consent given or withdrawn",
     )
     def consents(
         self,
@@ -370,7 +400,13 @@ class ClientRoutes(Controller):
 
     # ----------------------------------------------------------------- reads
 
-    @get("/", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
+    @get(
+        "/",
+        guards=[requires(Permission.READ_MODELS)],
+        sync_to_thread=True,
+        summary="The client directory (JSON pages, or a CSV export)",
+        opt=documented(EXPORT_LIMIT),
+    )
     def directory(
         self,
         request: Request[Any, Any, Any],
@@ -453,11 +489,16 @@ class ClientRoutes(Controller):
 
         return Stream(
             rows(),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # litestar adds "; charset=utf-8" to text types
             headers={"Content-Disposition": 'attachment; filename="clients.csv"'},
         )
 
-    @get("/lookup", guards=[requires(Permission.READ_MODELS)])
+    @get(
+        "/lookup",
+        guards=[requires(Permission.READ_MODELS)],
+        summary="Find the client holding a phone or email",
+        opt=documented(LOOKUP_ANSWERS),
+    )
     async def lookup(
         self,
         request: Request[Any, Any, Any],
@@ -496,7 +537,7 @@ class ClientRoutes(Controller):
 
     # Keyed reads run on the event loop (``Crm.reads``): no worker thread per request.
 
-    @get("/{client_id:uuid}", guards=[requires(Permission.READ_MODELS)])
+    @get("/{client_id:uuid}", guards=[requires(Permission.READ_MODELS)], summary="A client's card")
     async def card(
         self,
         request: Request[Any, Any, Any],
@@ -511,7 +552,11 @@ class ClientRoutes(Controller):
         stage = staged[1] if staged else None
         return Response(_single_card(request, card, stage), headers={"ETag": etag(card.version)})
 
-    @get("/{client_id:uuid}/lifecycle", guards=[requires(Permission.READ_MODELS)])
+    @get(
+        "/{client_id:uuid}/lifecycle",
+        guards=[requires(Permission.READ_MODELS)],
+        summary="A client's lifecycle stages",
+    )
     async def lifecycle(
         self,
         request: Request[Any, Any, Any],
@@ -533,6 +578,8 @@ class ClientRoutes(Controller):
         "/{client_id:uuid}/history",
         guards=[requires(Permission.READ_MODELS)],
         sync_to_thread=True,
+        summary="A client's events",
+        opt=documented(EXPORT_LIMIT),
     )
     def history(
         self,
@@ -573,7 +620,13 @@ class ClientRoutes(Controller):
         ]
         return {"items": items, "next_cursor": page.next_cursor}
 
-    @get("/{client_id:uuid}/export", guards=[requires(Permission.EXPORT)], sync_to_thread=True)
+    @get(
+        "/{client_id:uuid}/export",
+        guards=[requires(Permission.EXPORT)],
+        sync_to_thread=True,
+        summary="Everything held about a client (subject access)",
+        opt=documented(EXPORT_LIMIT),
+    )
     def export(self, request: Request[Any, Any, Any], client_id: FromPath[UUID]) -> dict[str, Any]:
         """Everything held about one client (the subject access right): the events,
         the card, the lifecycle, the consents and the audit trail. The export itself

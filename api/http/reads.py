@@ -23,6 +23,7 @@ from api import push
 from api.disclosure import audit_item, entry_holds_personal, event_holds_personal, event_item
 from api.http import schemas
 from api.http.auth import requires
+from api.http.contract import EXPORT_LIMIT, OWN_FIGURES, documented
 from api.http.params import (
     AsOf,
     Cursor,
@@ -47,6 +48,11 @@ from application.access import Permission
 from domain.envelope import Source
 from domain.pipeline import pipeline_id as pipeline_named
 
+FUNNEL_ANSWERS = {
+    404: "no pipeline of that name or id; or the owner named is another manager: a manager "
+    "reads their own figures only"
+}
+
 
 def _now_or(value: datetime | None) -> datetime:
     return at_or_now(value, datetime.now(UTC))
@@ -56,7 +62,12 @@ class ReadRoutes(Controller):
     path = "/"
     tags = ["read models"]
 
-    @get("/lifecycle", guards=[requires(Permission.READ_MODELS)])
+    @get(
+        "/lifecycle",
+        guards=[requires(Permission.READ_MODELS)],
+        summary="Clients per lifecycle stage at an instant",
+        opt=documented(OWN_FIGURES),
+    )
     async def lifecycle(
         self,
         request: Request[Any, Any, Any],
@@ -72,7 +83,12 @@ class ReadRoutes(Controller):
         counts = await reads_of(request).run(stage_counts_query(at, owner_id=owner))
         return schemas.LifecycleCounts(as_of=at, projected=projected, counts=counts)
 
-    @get("/funnel", guards=[requires(Permission.READ_MODELS)])
+    @get(
+        "/funnel",
+        guards=[requires(Permission.READ_MODELS)],
+        summary="A pipeline's sales funnel at an instant",
+        opt=documented(FUNNEL_ANSWERS),
+    )
     async def funnel(
         self,
         request: Request[Any, Any, Any],
@@ -108,7 +124,13 @@ class ReadRoutes(Controller):
             raise NotFoundException(f"no pipeline {pipeline!r} (see GET /pipelines)")
         return {**asdict(report), "projected": projected}
 
-    @get("/kpis", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
+    @get(
+        "/kpis",
+        guards=[requires(Permission.READ_MODELS)],
+        sync_to_thread=True,
+        summary="The business KPIs at an instant",
+        opt=documented(OWN_FIGURES),
+    )
     def kpis(
         self,
         request: Request[Any, Any, Any],
@@ -125,7 +147,12 @@ class ReadRoutes(Controller):
         values = KpiQueries(crm.read_db, crm.settings.lead_response).values(at, owner_id=owner)
         return {"as_of": at, "projected": projected, **values}
 
-    @get("/audit", guards=[requires(Permission.AUDIT)])
+    @get(
+        "/audit",
+        guards=[requires(Permission.AUDIT)],
+        summary="The audit trail (JSON pages, or a CSV or JSON Lines export)",
+        opt=documented(EXPORT_LIMIT),
+    )
     async def audit(
         self,
         request: Request[Any, Any, Any],
@@ -185,7 +212,13 @@ class ReadRoutes(Controller):
         items = [audit_item(entry, disclose=disclose) for entry in page.entries]
         return Response({"items": items, "next_cursor": page.next_cursor})
 
-    @get("/events", guards=[requires(Permission.AUDIT)], sync_to_thread=True)
+    @get(
+        "/events",
+        guards=[requires(Permission.AUDIT)],
+        sync_to_thread=True,
+        summary="The event feed, in position order",
+        opt=documented(EXPORT_LIMIT),
+    )
     def events(
         self,
         request: Request[Any, Any, Any],
@@ -214,7 +247,13 @@ class ReadRoutes(Controller):
         items = [event_item(event, disclose=disclose, position=p) for p, event in events]
         return {"items": items, "next_after": last}
 
-    @get("/work-queue", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
+    @get(
+        "/work-queue",
+        guards=[requires(Permission.READ_MODELS)],
+        sync_to_thread=True,
+        summary="Follow-ups due and overdue",
+        opt=documented(OWN_FIGURES),
+    )
     def work_queue(
         self,
         request: Request[Any, Any, Any],
@@ -247,7 +286,13 @@ class ReadRoutes(Controller):
         page = page_of(items, limit, _work_item_key)
         return {"items": page.items, "next_cursor": page.next_cursor}
 
-    @get("/activity", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
+    @get(
+        "/activity",
+        guards=[requires(Permission.READ_MODELS)],
+        sync_to_thread=True,
+        summary="What each manager did over a period",
+        opt=documented(OWN_FIGURES),
+    )
     def activity(
         self,
         request: Request[Any, Any, Any],
@@ -295,7 +340,7 @@ def _audit_export(
     crm.exports.export(envelope(request), kind="audit", format=format, filters=filters)
     model = crm.model(AuditReadModel)
     rows = model.export_csv(**filters) if format == "csv" else model.export_jsonl(**filters)
-    media = "text/csv; charset=utf-8" if format == "csv" else "application/jsonl"
+    media = "text/csv" if format == "csv" else "application/jsonl"  # litestar adds the charset
     return Stream(
         rows,
         media_type=media,

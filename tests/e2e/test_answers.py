@@ -250,7 +250,17 @@ def test_an_answer_as_of_a_future_instant_is_marked_as_a_projection(api: Api) ->
     assert answer("/clients", as_of=later)["items"][0]["stage"] == "dead"
 
 
-# ------------------------------------------------------------------ if-match
+# ---------------------------------------------------------- what the document says
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [("/clients", {"format": "csv"}), ("/audit", {"format": "csv"})],
+)
+def test_a_csv_export_names_its_charset_once(api: Api, path: str, params: dict[str, str]) -> None:
+    response = api.http.get(path, params=params, headers=api.auth("admin"))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
 
 
 def test_a_merge_honours_if_match_as_every_change_of_a_named_record_does(api: Api) -> None:
