@@ -2,10 +2,12 @@
 schemathesis command line from ``SCHEMATHESIS_HOOKS``. They change what is generated,
 never what is checked:
 
-* ``min_position`` is kept sane: a generated position past the store's head would be
-  answered, as documented, 503 after waiting 5 s, which the ``not_a_server_error``
-  check counts as a server error, and slows the run; a position up to the head is
-  reached. Values that are no position at all (``0``, text) are left to be refused.
+* ``min_position`` is kept sane: a generated position the read models have not
+  reached would be answered, as documented, 503 after waiting 5 s, which the
+  ``not_a_server_error`` check counts as a server error, and slows the run; one they
+  have reached (``/health``'s ``read_models_position``) is answered at once, however
+  busy the machine. Values that are no position at all (``0``, text) are left to be
+  refused.
 * Half the generated record ids are replaced by real ones (``CONTRACT_RECORDS``), so
   that requests reach the business rules instead of stopping at a 404. Which half
   depends on the generated id, so a seeded run stays the same run.
@@ -26,9 +28,9 @@ RECORDS: dict[str, str] = json.loads(os.environ.get("CONTRACT_RECORDS", "{}"))
 BASE_URL = os.environ.get("CONTRACT_BASE_URL", "")
 
 
-def _head() -> int:
+def _reached() -> int:
     with httpx.Client(base_url=BASE_URL, timeout=10.0, trust_env=False) as http:
-        return int(http.get("/health").json()["head_position"])
+        return int(http.get("/health").json()["read_models_position"])
 
 
 @schemathesis.hook
@@ -39,7 +41,7 @@ def map_case(context: Any, case: Any) -> Any:
     if isinstance(position, str) and position.isdigit():
         position = int(position)
     if isinstance(position, int) and not isinstance(position, bool) and position > 1:
-        case.query["min_position"] = min(position, _head())
+        case.query["min_position"] = min(position, _reached())
     for name, value in list((case.path_parameters or {}).items()):
         if name in RECORDS and _odd(value):
             case.path_parameters[name] = RECORDS[name]
