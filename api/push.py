@@ -271,15 +271,26 @@ def run_in_background(crm: Crm, stop: threading.Event, *, own_models: bool) -> t
 
 
 def work_queue_items(
-    crm: Crm, reader: Principal, *, within_hours: int, assignee_id: str | None
+    crm: Crm,
+    reader: Principal,
+    *,
+    within_hours: int,
+    assignee_id: str | None,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The work queue's due list as ``reader`` may see it: a manager their own items;
     names, phones and notes only of clients whose personal values they may read
-    (else ``None`` and named in ``redacted``)."""
+    (else ``None`` and named in ``redacted``); the items after ``after`` and at most
+    ``limit`` of them when given (``WorkQueueReadModel.items``)."""
     if reader.role == "manager":
         assignee_id = reader.user_id
     items = crm.model(WorkQueueReadModel).items(
-        now=datetime.now(UTC), within=timedelta(hours=within_hours), assignee_id=assignee_id
+        now=datetime.now(UTC),
+        within=timedelta(hours=within_hours),
+        assignee_id=assignee_id,
+        after=after,
+        limit=limit,
     )
     shown = []
     for found in items:

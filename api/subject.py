@@ -37,11 +37,16 @@ def event_out(event: Any) -> dict[str, Any]:
     }
 
 
-def client_events(crm: Crm, client_id: UUID) -> list[dict[str, Any]]:
-    """The client's stored events, decrypted (erased values read as empty); raises
-    ``NotFound`` if there is no such client."""
-    events = list(crm.app.repository.event_store.get(client_id))
-    if not events or not isinstance(events[0], Client.ClientRegistered):
+def client_events(
+    crm: Crm, client_id: UUID, *, after: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The client's stored events, decrypted (erased values read as empty), in
+    version order: those after version ``after``, at most ``limit`` when given.
+    Raises ``NotFound`` if there is no such client."""
+    store = crm.app.repository.event_store
+    events = list(store.get(client_id, gt=after or None, limit=limit))
+    first = events[0] if events and not after else next(iter(store.get(client_id, lte=1)), None)
+    if not isinstance(first, Client.ClientRegistered):
         raise NotFound("client", client_id)
     return [event_out(event) for event in events]
 

@@ -98,6 +98,8 @@ class CancelFollowUp(ClientCommand):
 class MergeClients:
     survivor_id: UUID
     duplicate_id: UUID
+    expected_version: int | None = None
+    """The survivor's (``If-Match``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,7 +219,7 @@ def cancel_follow_up(uow: UnitOfWork, cmd: CancelFollowUp) -> Outcome:
 def merge_clients(uow: UnitOfWork, cmd: MergeClients) -> Outcome:
     """Two cards of one person become one: the duplicate's contact points move to the
     survivor, in one transaction."""
-    survivor = uow.client(cmd.survivor_id)
+    survivor = uow.client(cmd.survivor_id, cmd.expected_version)
     survivor.absorb(uow.client(cmd.duplicate_id))
     return Outcome(survivor)
 

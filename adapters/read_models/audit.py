@@ -56,6 +56,8 @@ class AuditFilter:
     occurred_to: datetime | None = None
     source: str | None = None
     """Where the events came from: ``api``, ``import``, ``automation``, ``system``, ``cli``."""
+    correlation_id: str | None = None
+    """The request (or import, or command line run) that recorded the events."""
 
     def __post_init__(self) -> None:
         for bound in (self.occurred_from, self.occurred_to):
@@ -104,6 +106,7 @@ class AuditReadModel(SqlReadModel):
                 "actor_id, position, seq",
                 "field, position, seq",
                 "occurred_at",
+                "correlation_id, position, seq",
             ),
             # the erasure's purge reads a client's entries: the rest serve queries
             query_only=(
@@ -111,6 +114,7 @@ class AuditReadModel(SqlReadModel):
                 "actor_id, position, seq",
                 "field, position, seq",
                 "occurred_at",
+                "correlation_id, position, seq",
             ),
         ),
         Table("deals", "deal_id {uuid} PRIMARY KEY, client_id {uuid} NOT NULL"),
@@ -192,13 +196,16 @@ class AuditReadModel(SqlReadModel):
         occurred_from: datetime | None = None,
         occurred_to: datetime | None = None,
         source: str | None = None,
+        correlation_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> AuditPage:
         """Entries in (position, seq) order matching every given filter, ``limit`` at a
         time, after ``cursor`` (the ``next_cursor`` of the previous page). A malformed
         cursor or a limit below 1 is a ``ValueError``."""
-        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to, source)
+        where = AuditFilter(
+            client_id, deal_id, actor_id, field, occurred_from, occurred_to, source, correlation_id
+        )
         return self.db.run(self.page_query(where, limit=limit, cursor=cursor))
 
     def page_query(
@@ -227,11 +234,14 @@ class AuditReadModel(SqlReadModel):
         occurred_from: datetime | None = None,
         occurred_to: datetime | None = None,
         source: str | None = None,
+        correlation_id: str | None = None,
     ) -> Iterator[str]:
         """The matching entries as CSV: a header line, then one record per entry (a
         record spans lines only inside a quoted value). Empty means absent; instants
         are ISO 8601 UTC."""
-        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to, source)
+        where = AuditFilter(
+            client_id, deal_id, actor_id, field, occurred_from, occurred_to, source, correlation_id
+        )
         buffer = io.StringIO()
         writer = csv.writer(buffer)
 
@@ -255,10 +265,13 @@ class AuditReadModel(SqlReadModel):
         occurred_from: datetime | None = None,
         occurred_to: datetime | None = None,
         source: str | None = None,
+        correlation_id: str | None = None,
     ) -> Iterator[str]:
         """The matching entries as JSON Lines: one object per line, ``details`` as a
         nested object, instants as ISO 8601 UTC."""
-        where = AuditFilter(client_id, deal_id, actor_id, field, occurred_from, occurred_to, source)
+        where = AuditFilter(
+            client_id, deal_id, actor_id, field, occurred_from, occurred_to, source, correlation_id
+        )
         for entry in self._export(where):
             record = _plain(entry)
             record["details"] = None if entry.details is None else orjson.loads(entry.details)
@@ -296,7 +309,7 @@ class AuditReadModel(SqlReadModel):
     ) -> Query[T]:
         conditions: list[str] = []
         params: list[Any] = []
-        for column in ("client_id", "deal_id", "actor_id", "field", "source"):
+        for column in ("client_id", "deal_id", "actor_id", "field", "source", "correlation_id"):
             value = getattr(where, column)
             if value is not None:
                 conditions.append(f"{column} = %s")

@@ -216,20 +216,24 @@ class DirectoryReadModel(SqlReadModel):
             _staged_card,
         )
 
+    def read_contact_point(
+        self, phone: str | None = None, email: str | None = None
+    ) -> tuple[str, str]:
+        """The kind (``phone`` or ``email``) and the form looked up of exactly one
+        phone or email (else a ``ValueError``): a phone in E.164, a national number
+        read as ``default_country``'s; an email lower-cased. ``InvalidValue`` (saying
+        why) for one that cannot be read."""
+        if phone is not None and email is None:
+            return "phone", parse_phone(phone, country=self.default_country, field="phone")
+        if email is not None and phone is None:
+            return "email", normalise_email(email, field="email")
+        raise ValueError("look up by exactly one of phone or email")
+
     def _contact_point(self, phone: str | None, email: str | None) -> tuple[str, str] | None:
         """The kind and keyed digest of the phone or email looked up (exactly one of
         the two, else a ``ValueError``); ``None`` if it is invalid."""
-        if phone is not None and email is None:
-            kind = "phone"
-        elif email is not None and phone is None:
-            kind = "email"
-        else:
-            raise ValueError("look up by exactly one of phone or email")
         try:
-            if phone is not None:
-                value = parse_phone(phone, country=self.default_country)
-            else:
-                value = normalise_email(email or "")
+            kind, value = self.read_contact_point(phone, email)
         except InvalidValue:
             return None
         return kind, self.blind_index.digest(kind, value)

@@ -274,11 +274,15 @@ class WorkQueueReadModel(SqlReadModel):
         now: datetime,
         within: timedelta = timedelta(days=1),
         assignee_id: str | None = None,
+        after: tuple[datetime, UUID] | None = None,
+        limit: int | None = None,
     ) -> list[WorkItem]:
         """The due list: open follow-ups due by ``now + within`` (overdue ones
-        included) and open unanswered leads, earliest first; only ``assignee_id``'s
-        when given (an unassigned lead is the admins'). Names, phones and notes are
-        filled in; the caller blanks what its reader may not see."""
+        included) and open unanswered leads, earliest first (then by the follow-up's
+        or the lead's client id); only ``assignee_id``'s when given (an unassigned
+        lead is the admins'); only those after ``after`` (due instant, id), at most
+        ``limit`` of them, when given. Names, phones and notes are filled in; the
+        caller blanks what its reader may not see."""
         cards = DirectoryReadModel.physical("cards")
         sql = (
             f"SELECT f.task_id, f.client_id, f.assignee_id, f.due_at, f.due_offset,"
@@ -290,6 +294,7 @@ class WorkQueueReadModel(SqlReadModel):
         if assignee_id is not None:
             sql += " AND f.assignee_id = %s"
             params.append(assignee_id)
+        sql, params = _keyset(sql, params, ("f.due_at", "f.task_id"), after, limit)
         found: list[WorkItem] = []
         for (
             task_id,
@@ -330,6 +335,7 @@ class WorkQueueReadModel(SqlReadModel):
         if assignee_id is not None:
             sql += " AND l.owner_id = %s"
             params.append(assignee_id)
+        sql, params = _keyset(sql, params, ("l.deadline", "l.client_id"), after, limit)
         for client_id, owner, deadline, name, phones in self.db.query(sql, params):
             found.append(
                 WorkItem(
@@ -343,7 +349,8 @@ class WorkQueueReadModel(SqlReadModel):
                     owner_id=owner,
                 )
             )
-        return sorted(found, key=lambda item: (item.due_at, str(item.task_id or item.client_id)))
+        found.sort(key=lambda item: (item.due_at, str(item.task_id or item.client_id)))
+        return found if limit is None else found[:limit]
 
     def due(
         self,
@@ -406,6 +413,26 @@ def _with_offset(at: datetime, offset: Any) -> datetime:
     if not offset:
         return at
     return at.astimezone(timezone(timedelta(seconds=int(offset))))
+
+
+def _keyset(
+    sql: str,
+    params: list[Any],
+    order: tuple[str, str],
+    after: tuple[datetime, UUID] | None,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    """``sql`` narrowed to the rows after ``after`` in ``order`` (due instant, id),
+    the first ``limit`` of them: the same bound on each source of the due list keeps
+    enough rows to cut a page of the two merged."""
+    due, key = order
+    if after is not None:
+        sql += f" AND ({due} > %s OR ({due} = %s AND {key} > %s))"
+        params = [*params, after[0], after[0], after[1]]
+    if limit is not None:
+        sql += f" ORDER BY {due}, {key} LIMIT %s"
+        params = [*params, limit]
+    return sql, params
 
 
 def _follow_up(row: tuple[Any, ...]) -> FollowUp:

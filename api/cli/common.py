@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +27,7 @@ from rich.progress import (
 
 from adapters.keys import MasterKeyError
 from api.bootstrap import Crm, StoreMissing, bootstrap, describe_store
+from api.instants import parse_instant
 from api.json import dumps
 from api.logs import configure_logging
 from application.settings import Settings, SettingsError
@@ -84,14 +85,14 @@ def product(*, create: bool = False) -> Iterator[Crm]:
 
 
 def instant(text: str | None, *, option: str) -> datetime | None:
-    """An ISO 8601 instant or date from the command line (UTC if no offset)."""
+    """An instant from the command line, read as the HTTP API reads one
+    (``api.instants``: UTC if no offset, a date meaning its midnight UTC)."""
     if text is None:
         return None
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"{option} {text!r} is not an ISO 8601 date or instant") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_instant(text)
+    except ValueError as error:
+        raise fail(f"{option} {error}") from None
 
 
 def progress_bar() -> Progress:

@@ -25,6 +25,7 @@ from api.cli.common import (
     rate,
     show,
 )
+from api.instants import is_projection
 from projections.kpis import KEYS
 
 
@@ -132,9 +133,9 @@ def lifecycle(
         crm.projector(["lifecycle"]).catch_up()
         counts = crm.read_model("lifecycle").stage_counts(at)  # type: ignore[attr-defined]
         if output == Format.json:
-            print_json({"as_of": at, "counts": counts})
+            print_json({"as_of": at, "projected": _projected(at), "counts": counts})
             return
-        table = Table(title=f"Lifecycle as of {at.isoformat(timespec='seconds')}")
+        table = Table(title=f"Lifecycle as of {_as_of(at)}")
         table.add_column("stage")
         table.add_column("clients", justify="right")
         for stage, n in counts.items():
@@ -155,9 +156,9 @@ def kpis(
         crm.projector(KPI_MODELS).catch_up()
         values = KpiQueries(crm.db, crm.settings.lead_response).values(at)
         if output == Format.json:
-            print_json({"as_of": at, **values})
+            print_json({"as_of": at, "projected": _projected(at), **values})
             return
-        table = Table(title=f"KPIs as of {at.isoformat(timespec='seconds')}")
+        table = Table(title=f"KPIs as of {_as_of(at)}")
         table.add_column("kpi")
         table.add_column("value")
         for key, value in values.items():
@@ -180,10 +181,12 @@ def funnel(
         crm.projector(["funnel"]).catch_up()
         model = crm.model(FunnelReadModel)
         report = model.funnel(pipeline_id(pipeline), at)
+        if not report.stages:  # every pipeline has a stage: there is none of that name
+            raise fail(f"no pipeline {pipeline!r}")
         if output == Format.json:
-            print_json(asdict(report))
+            print_json({**asdict(report), "projected": _projected(at)})
             return
-        table = Table(title=f"Funnel {pipeline!r} as of {at.date().isoformat()}")
+        table = Table(title=f"Funnel {pipeline!r} as of {_as_of(at, timespec='date')}")
         for column in ("stage", "reached", "current", "next %", "cumulative %", "avg days"):
             table.add_column(column, justify="left" if column == "stage" else "right")
         for s in report.stages:
@@ -201,6 +204,17 @@ def funnel(
             f"lost reasons: {show(dict(report.lost_reasons))}, "
             f"average sales cycle {show(report.avg_sales_cycle_days)} days"
         )
+
+
+def _projected(at: datetime) -> bool:
+    """An answer as of a later instant than now is a projection (``api.instants``)."""
+    return is_projection(at, datetime.now(UTC))
+
+
+def _as_of(at: datetime, timespec: str = "seconds") -> str:
+    """The instant in a table's title, marked when the table is a projection."""
+    shown = at.date().isoformat() if timespec == "date" else at.isoformat(timespec=timespec)
+    return f"{shown} (projected: after now)" if _projected(at) else shown
 
 
 def _percent(value: float | None) -> str:

@@ -23,6 +23,7 @@ from api import push
 from api.bootstrap import Crm, bootstrap
 from api.http.auth import PUBLIC_PATHS, BearerTokenAuthentication
 from api.http.clients import ClientRoutes
+from api.http.contract import ContractDocument
 from api.http.deals import DealRoutes, PipelineRoutes
 from api.http.health import health, live, ready
 from api.http.hygiene import (
@@ -34,6 +35,7 @@ from api.http.hygiene import (
 from api.http.imports import IMPORT_MEDIA_TYPES, import_spreadsheet
 from api.http.metrics import REQUESTS, metrics, projection_registry
 from api.http.middleware import correlation, pinned_reads, schema_pages_not_found_as_problems
+from api.http.params import INSTANT_DECODER, InstantSchema
 from api.http.problems import HANDLERS
 from api.http.reads import ReadRoutes
 from api.http.subscriptions import SubscriptionRoutes
@@ -191,6 +193,8 @@ def create_app(crm: Crm | None = None) -> Litestar:
             REQUESTS.middleware,
         ],
         exception_handlers=cast("ExceptionHandlersMap", HANDLERS),
+        type_decoders=[INSTANT_DECODER],
+        plugins=[InstantSchema()],
         before_request=check_input,
         request_max_body_size=MAX_BODY_BYTES,
         response_class=OrjsonResponse,
@@ -206,7 +210,11 @@ def create_app(crm: Crm | None = None) -> Litestar:
                 "Errors are application/problem+json (RFC 9457)."
             ),
             path="/schema",
-            render_plugins=[LocalSwaggerPlugin(path="/swagger")],
+            render_plugins=[
+                LocalSwaggerPlugin(path="/swagger"),
+                ContractDocument(),  # /schema/openapi.json, which the page reads
+            ],
+            use_handler_docstrings=True,
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(

@@ -19,9 +19,13 @@ from litestar.response import Stream
 
 from adapters.read_models.directory import DirectoryReadModel
 from adapters.read_models.lifecycle import LifecycleReadModel
+from adapters.read_models.paging import page_of
 from api.disclosure import CARD_FIELDS, holds_personal, redact, redact_event
 from api.http import schemas
 from api.http.auth import requires
+from api.http.contract import EXPORT_LIMIT, HONOURS_IF_MATCH, documented
+from api.http.params import AsOf, Cursor, Instant, Limit, after_cursor, as_of_now, plain
+from api.http.problems import problem
 from api.http.support import (
     MinPosition,
     crm_of,
@@ -38,11 +42,16 @@ from api.subject import client_events, export_subject
 from application import clients
 from application.access import Permission
 from domain.client import Client
+from domain.errors import InvalidValue
 from domain.lifecycle import Stage, StageName
 from domain.values import personal_fields
 from projections.directory import ClientCard
 
-Limit = Parameter(default=50, ge=1, le=500)
+LOOKUP_ANSWERS = {
+    400: "neither or both of `phone` and `email` are given",
+    404: "no client holds the phone or email (`looked_up` is what was looked up: the phone "
+    "in E.164, the email lower-cased), or the value cannot be one (`detail` says why)",
+}
 
 CSV_COLUMNS = (
     "client_id", "name", "kind", "company", "phones", "emails", "owner_id", "stage",
@@ -99,10 +108,17 @@ async def _read_visible_card(request: Request[Any, Any, Any], client_id: UUID) -
 class ClientRoutes(Controller):
     path = "/clients"
     tags = ["clients"]
+    opt = dict(HONOURS_IF_MATCH)
 
     # ---------------------------------------------------------------- writes
 
-    @post("/", guards=[requires(Permission.WRITE_OWN)], status_code=201, sync_to_thread=True)
+    @post(
+        "/",
+        guards=[requires(Permission.WRITE_OWN)],
+        status_code=201,
+        sync_to_thread=True,
+        summary="Register a client (a lead)",
+    )
     def register(
         self, request: Request[Any, Any, Any], data: JSONBody[schemas.RegisterClientBody]
     ) -> Response[schemas.Written]:
@@ -121,7 +137,12 @@ class ClientRoutes(Controller):
         )
         return run_command(request, command, data.occurred_at, status=201, location="/clients/")
 
-    @patch("/{client_id:uuid}", guards=[requires(Permission.WRITE_OWN)], sync_to_thread=True)
+    @patch(
+        "/{client_id:uuid}",
+        guards=[requires(Permission.WRITE_OWN)],
+        sync_to_thread=True,
+        summary="Change a client's profile fields",
+    )
     def change(
         self,
         request: Request[Any, Any, Any],
@@ -143,6 +164,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Record a contact with a client",
     )
     def contact(
         self,
@@ -167,6 +189,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Record a client's purchase",
     )
     def purchase(
         self,
@@ -189,6 +212,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Mark a client lost",
     )
     def loss(
         self,
@@ -210,6 +234,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Hand a client over to another manager",
     )
     def assign_owner(
         self,
@@ -231,6 +256,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=201,
+        summary="Schedule a follow-up",
     )
     def follow_up(
         self,
@@ -253,6 +279,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Complete a follow-up",
     )
     def complete(
         self,
@@ -273,6 +300,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Cancel a follow-up",
     )
     def cancel(
         self,
@@ -296,6 +324,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Merge a duplicate card into this client",
     )
     def merge(
         self,
@@ -304,7 +333,11 @@ class ClientRoutes(Controller):
         data: JSONBody[schemas.MergeBody],
     ) -> Response[schemas.Written]:
         """Merge a duplicate card of the same person into this one."""
-        command = clients.MergeClients(survivor_id=client_id, duplicate_id=data.duplicate_id)
+        command = clients.MergeClients(
+            survivor_id=client_id,
+            duplicate_id=data.duplicate_id,
+            expected_version=if_match(request),
+        )
         return run_command(request, command, None)
 
     @post(
@@ -312,6 +345,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.ADMIN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Erase a client's personal data",
     )
     def erasure(
         self,
@@ -331,6 +365,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.ADMIN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Restrict a client's processing, or lift it",
     )
     def restriction(
         self,
@@ -348,6 +383,7 @@ class ClientRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Record a consent given or withdrawn",
     )
     def consents(
         self,
@@ -364,20 +400,24 @@ class ClientRoutes(Controller):
 
     # ----------------------------------------------------------------- reads
 
-    @get("/", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
+    @get(
+        "/",
+        guards=[requires(Permission.READ_MODELS)],
+        sync_to_thread=True,
+        summary="The client directory (JSON pages, or a CSV export)",
+        opt=documented(EXPORT_LIMIT),
+    )
     def directory(
         self,
         request: Request[Any, Any, Any],
         stage: FromQuery[StageName | None] = None,
         owner_id: FromQuery[str | None] = None,
-        last_contact_before: FromQuery[datetime | None] = None,
-        last_contact_after: FromQuery[datetime | None] = None,
+        last_contact_before: FromQuery[Instant | None] = None,
+        last_contact_after: FromQuery[Instant | None] = None,
         q: str | None = Parameter(default=None, max_length=200, description="Text search"),
-        as_of: datetime | None = Parameter(
-            default=None, description="The instant of the stage filter and of each card's stage"
-        ),
+        as_of: Instant | None = AsOf,
         limit: int = Limit,
-        cursor: str | None = Parameter(default=None, max_length=200),
+        cursor: str | None = Cursor,
         format: FromQuery[Literal["json", "csv"]] = "json",  # noqa: A002
         min_position: int | None = MinPosition,
     ) -> Response[Any]:
@@ -385,19 +425,21 @@ class ClientRoutes(Controller):
         Personal values only with the read_personal permission (a page holding some is
         counted against the export limit and recorded; without it they are left out
         and named in `redacted`, and `q`, which searches them, is refused).
-        `format=csv` exports every matching card (export permission; recorded)."""
+        `format=csv` exports every matching card (export permission; recorded). Stages
+        are as of `as_of` (default now), named in the answer, `projected` when later."""
         crm = crm_of(request)
         user = principal(request)
         if q is not None:  # a text search reads names, phones and emails
             user.require(Permission.READ_PERSONAL)
         wait_for_position(crm, min_position)
+        at, projected = as_of_now(as_of)
         filters: dict[str, Any] = {
             "stage": stage,
             "owner_id": owner_id,
-            "last_contact_before": last_contact_before,
-            "last_contact_after": last_contact_after,
+            "last_contact_before": plain(last_contact_before),
+            "last_contact_after": plain(last_contact_after),
             "text": q,
-            "at": _aware(as_of) or datetime.now(UTC),
+            "at": at,
             "visible_to": user.user_id if user.own_records_only else None,
         }
         if format == "csv":
@@ -416,7 +458,9 @@ class ClientRoutes(Controller):
             filters={**filters, "cursor": cursor, "limit": limit},
         )
         items = [redact(card, CARD_FIELDS, disclose=disclose) for card in cards]
-        return Response({"items": items, "next_cursor": page.next_cursor})
+        return Response(
+            {"items": items, "next_cursor": page.next_cursor, "as_of": at, "projected": projected}
+        )
 
     def _export_csv(
         self, request: Request[Any, Any, Any], filters: dict[str, Any]
@@ -445,11 +489,16 @@ class ClientRoutes(Controller):
 
         return Stream(
             rows(),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # litestar adds "; charset=utf-8" to text types
             headers={"Content-Disposition": 'attachment; filename="clients.csv"'},
         )
 
-    @get("/lookup", guards=[requires(Permission.READ_MODELS)])
+    @get(
+        "/lookup",
+        guards=[requires(Permission.READ_MODELS)],
+        summary="Find the client holding a phone or email",
+        opt=documented(LOOKUP_ANSWERS),
+    )
     async def lookup(
         self,
         request: Request[Any, Any, Any],
@@ -457,21 +506,38 @@ class ClientRoutes(Controller):
         email: str | None = Parameter(default=None, max_length=254),
         min_position: int | None = MinPosition,
     ) -> Response[dict[str, Any]]:
-        """The telephony popup: the card holding this phone (any formatting) or email.
-        An unknown number finds nothing (404)."""
+        """The telephony popup: the card holding this phone (any formatting; a national
+        number read as `CRM_DEFAULT_COUNTRY`'s) or email (any case). Finding nothing is
+        a 404 saying what was looked up (`looked_up`: the phone in E.164, the email
+        lower-cased) or why the value cannot be a phone or email. A leading space
+        before the digits is read as the `+` of an unencoded query string."""
         if (phone is None) == (email is None):
             raise ClientException("give exactly one of phone or email")
         await reach_position(request, min_position)
-        query = _directory(request).lookup_query(phone=phone, email=email, at=datetime.now(UTC))
+        directory = _directory(request)
+        sent = phone if phone is not None else email
+        hint = ""
+        if phone is not None and phone[:1] == " " and phone.lstrip()[:1].isdigit():
+            phone = "+" + phone.lstrip()  # a '+' sent unencoded arrives as a space
+            hint = " (the leading space was read as a '+': send it as %2B)"
+        try:
+            kind, looked_up = directory.read_contact_point(phone, email)
+        except InvalidValue as error:
+            detail = f"no client found: {error.message}{hint}"
+            return problem(request, 404, detail, code="not_found")
+        query = directory.lookup_query(phone=phone, email=email, at=datetime.now(UTC))
         staged = None if query is None else await reads_of(request).run(query)
         if staged is None or not principal(request).sees(staged[0].owner_id):
-            raise NotFoundException("no client holds that phone or email")
+            read_from = f" (read from {sent!r}{_as_national(directory, phone)})"
+            detail = f"no client holds the {kind} {looked_up}"
+            detail += read_from if sent != looked_up else ""
+            return problem(request, 404, detail + hint, code="not_found", looked_up=looked_up)
         card, stage = staged
         return Response(_single_card(request, card, stage), headers={"ETag": etag(card.version)})
 
     # Keyed reads run on the event loop (``Crm.reads``): no worker thread per request.
 
-    @get("/{client_id:uuid}", guards=[requires(Permission.READ_MODELS)])
+    @get("/{client_id:uuid}", guards=[requires(Permission.READ_MODELS)], summary="A client's card")
     async def card(
         self,
         request: Request[Any, Any, Any],
@@ -486,7 +552,11 @@ class ClientRoutes(Controller):
         stage = staged[1] if staged else None
         return Response(_single_card(request, card, stage), headers={"ETag": etag(card.version)})
 
-    @get("/{client_id:uuid}/lifecycle", guards=[requires(Permission.READ_MODELS)])
+    @get(
+        "/{client_id:uuid}/lifecycle",
+        guards=[requires(Permission.READ_MODELS)],
+        summary="A client's lifecycle stages",
+    )
     async def lifecycle(
         self,
         request: Request[Any, Any, Any],
@@ -508,15 +578,28 @@ class ClientRoutes(Controller):
         "/{client_id:uuid}/history",
         guards=[requires(Permission.READ_MODELS)],
         sync_to_thread=True,
+        summary="A client's events",
+        opt=documented(EXPORT_LIMIT),
     )
     def history(
-        self, request: Request[Any, Any, Any], client_id: FromPath[UUID]
-    ) -> list[dict[str, Any]]:
-        """Every event of the client, with its envelope, oldest first. Personal values
-        only with the read_personal permission (then counted against the export limit
-        and recorded); without it they are left out and named in `redacted`."""
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[UUID],
+        limit: int = Limit,
+        cursor: str | None = Cursor,
+    ) -> dict[str, Any]:
+        """The client's events with their envelopes, oldest first, a page at a time.
+        Personal values only with the read_personal permission (a page holding some is
+        then counted against the export limit and recorded); without it they are left
+        out and named in `redacted`."""
         crm = crm_of(request)
-        events = client_events(crm, client_id)
+        after = after_cursor(cursor, 1, lambda key: int(key[0]))
+        page = page_of(
+            client_events(crm, client_id, after=after or 0, limit=limit + 1),
+            limit,
+            lambda event: (str(event["version"]),),
+        )
+        events = page.items
         if principal(request).own_records_only:
             _visible_card(request, client_id)
         # A client's stream holds the client's events only, nested in ``Client``.
@@ -528,15 +611,22 @@ class ClientRoutes(Controller):
                 for event, cls in zip(events, classes, strict=True)
             ),
             kind="history",
-            filters={"client_id": client_id},
+            filters={"client_id": client_id, "cursor": cursor, "limit": limit},
             client_id=client_id,
         )
-        return [
+        items = [
             redact_event(event, cls, disclose=disclose)
             for event, cls in zip(events, classes, strict=True)
         ]
+        return {"items": items, "next_cursor": page.next_cursor}
 
-    @get("/{client_id:uuid}/export", guards=[requires(Permission.EXPORT)], sync_to_thread=True)
+    @get(
+        "/{client_id:uuid}/export",
+        guards=[requires(Permission.EXPORT)],
+        sync_to_thread=True,
+        summary="Everything held about a client (subject access)",
+        opt=documented(EXPORT_LIMIT),
+    )
     def export(self, request: Request[Any, Any, Any], client_id: FromPath[UUID]) -> dict[str, Any]:
         """Everything held about one client (the subject access right): the events,
         the card, the lifecycle, the consents and the audit trail. The export itself
@@ -544,10 +634,11 @@ class ClientRoutes(Controller):
         return export_subject(crm_of(request), client_id, envelope(request))
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def _as_national(directory: DirectoryReadModel, phone: str | None) -> str:
+    """How a phone without a country code was read, for the answer that found nothing."""
+    if phone is None or phone.strip().startswith(("+", "00")) or not directory.default_country:
+        return ""
+    return f" as a national number of {directory.default_country}, CRM_DEFAULT_COUNTRY"
 
 
 def _csv_value(body: dict[str, Any], column: str) -> Any:

@@ -7,12 +7,14 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from adapters.read_models.deals import DealsReadModel
 from api.disclosure import DEAL_FIELDS, redact
 from api.http import schemas
 from api.http.auth import requires
+from api.http.contract import HONOURS_IF_MATCH, documented
 from api.http.support import (
     MinPosition,
     crm_of,
@@ -28,6 +30,10 @@ from api.http.support import (
 from application import deals, pipelines
 from application.access import Permission
 
+OPEN_DEAL_ANSWERS = {
+    404: "no client `client_id` (for a manager: none of theirs), or no pipeline `pipeline_id`"
+}
+
 
 def _deals(request: Request[Any, Any, Any]) -> DealsReadModel:
     return crm_of(request).model(DealsReadModel)
@@ -36,8 +42,16 @@ def _deals(request: Request[Any, Any, Any]) -> DealsReadModel:
 class DealRoutes(Controller):
     path = "/deals"
     tags = ["deals"]
+    opt = dict(HONOURS_IF_MATCH)
 
-    @post("/", guards=[requires(Permission.WRITE_OWN)], status_code=201, sync_to_thread=True)
+    @post(
+        "/",
+        guards=[requires(Permission.WRITE_OWN)],
+        status_code=201,
+        sync_to_thread=True,
+        summary="Open a deal",
+        opt=documented(OPEN_DEAL_ANSWERS),
+    )
     def open_deal(
         self, request: Request[Any, Any, Any], data: JSONBody[schemas.OpenDealBody]
     ) -> Response[schemas.Written]:
@@ -59,6 +73,7 @@ class DealRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Move a deal to another stage",
     )
     def move(
         self,
@@ -77,6 +92,7 @@ class DealRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Win a deal",
     )
     def win(
         self,
@@ -96,6 +112,7 @@ class DealRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Lose a deal",
     )
     def lose(
         self,
@@ -114,6 +131,7 @@ class DealRoutes(Controller):
         guards=[requires(Permission.WRITE_OWN)],
         sync_to_thread=True,
         status_code=200,
+        summary="Reopen a won or lost deal",
     )
     def reopen(
         self,
@@ -126,7 +144,12 @@ class DealRoutes(Controller):
         command = deals.ReopenDeal(deal_id=deal_id, expected_version=if_match(request))
         return run_command(request, command, body.occurred_at)
 
-    @get("/{deal_id:uuid}", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
+    @get(
+        "/{deal_id:uuid}",
+        guards=[requires(Permission.READ_MODELS)],
+        sync_to_thread=True,
+        summary="A deal's card",
+    )
     def card(
         self,
         request: Request[Any, Any, Any],
@@ -162,7 +185,14 @@ class PipelineRoutes(Controller):
     path = "/pipelines"
     tags = ["deals"]
 
-    @post("/", guards=[requires(Permission.ADMIN)], status_code=201, sync_to_thread=True)
+    @post(
+        "/",
+        guards=[requires(Permission.ADMIN)],
+        status_code=201,
+        sync_to_thread=True,
+        summary="Define or redefine a pipeline",
+        responses={200: ResponseSpec(schemas.Written, description="A pipeline redefined")},
+    )
     def define(
         self, request: Request[Any, Any, Any], data: JSONBody[schemas.PipelineBody]
     ) -> Response[schemas.Written]:
@@ -174,7 +204,9 @@ class PipelineRoutes(Controller):
         )
         return written(result, status=201 if result.version == 1 else 200)
 
-    @get("/", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True)
+    @get(
+        "/", guards=[requires(Permission.READ_MODELS)], sync_to_thread=True, summary="The pipelines"
+    )
     def list_pipelines(
         self, request: Request[Any, Any, Any], min_position: int | None = MinPosition
     ) -> list[schemas.PipelineOut]:

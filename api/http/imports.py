@@ -7,12 +7,13 @@ from typing import Any, Literal
 
 import anyio
 from litestar import Request, post
-from litestar.exceptions import ValidationException
+from litestar.exceptions import ClientException, ValidationException
 from litestar.params import Parameter
 
 from adapters.csv_import import ImportFileError, Options, import_file
 from adapters.spreadsheets import MEDIA_TYPES
 from api.http.auth import requires
+from api.http.contract import documented
 from api.http.support import crm_of, principal
 from application.access import Permission
 from application.phones import SUPPORTED_COUNTRIES
@@ -35,6 +36,15 @@ IMPORT_MEDIA_TYPES = frozenset(
     status_code=200,
     request_max_body_size=MAX_IMPORT_BYTES,
     summary="Import clients and purchases from a spreadsheet",
+    opt=documented(
+        {
+            400: "the file is empty, or cannot be read",
+            413: f"the file is over {MAX_IMPORT_BYTES // 2**20} MiB (import it with `crm import`)",
+            415: "the body is not CSV text or a workbook's media type",
+        },
+        command=False,  # recorded once per file, whatever the Idempotency-Key
+        body_media_types=IMPORT_MEDIA_TYPES,
+    ),
 )
 async def import_spreadsheet(
     request: Request[Any, Any, Any],
@@ -52,10 +62,11 @@ async def import_spreadsheet(
     good ones. Recorded with source `import`, attributed to the caller. The same file
     again records nothing (`already_imported`)."""
     if country and country.upper() not in SUPPORTED_COUNTRIES:
-        raise ValidationException(f"country: {country!r} is not a country code (UA, DE…)")
+        message = f"{country!r} is not a country code (UA, DE…)"
+        raise ValidationException(extra=[{"key": "country", "message": message, "source": "query"}])
     data = await request.body()
     if not data:
-        raise ValidationException("the request's body is the file to import; it is empty")
+        raise ClientException("the request's body is the file to import; it is empty")
     crm = crm_of(request)
     options = Options(
         kind=kind,
@@ -69,5 +80,5 @@ async def import_spreadsheet(
     try:
         report = await anyio.to_thread.run_sync(lambda: import_file(crm.app, data, options=options))
     except ImportFileError as error:
-        raise ValidationException(f"the file cannot be read: {error}") from None
+        raise ClientException(f"the file cannot be read: {error}") from None
     return report.as_dict()

@@ -62,6 +62,7 @@ def projection_registry(crm: Crm) -> CollectorRegistry:
     tags=["operations"],
     sync_to_thread=True,
     media_type="text/plain; version=0.0.4; charset=utf-8",
+    summary="Prometheus metrics",
 )
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus text format: HTTP requests per route; per read model its position

@@ -128,7 +128,7 @@ def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Respons
     if isinstance(error, ValidationException) and isinstance(error.extra, list):
         errors = [
             {
-                "field": item.get("key") or "body",
+                "field": _sent_name(request, item.get("key") or "body"),
                 "message": item.get("message", ""),
                 **({"source": item["source"]} if item.get("source") else {}),
             }
@@ -144,6 +144,15 @@ def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Respons
         headers.setdefault("WWW-Authenticate", 'Bearer realm="crm"')
     detail = error.detail if status < 500 or status == 503 else None
     return problem(request, status, detail, headers=headers or None)
+
+
+def _sent_name(request: Request[Any, Any, Any], key: str) -> str:
+    """The name the client sent for the route's parameter ``key``: ``from`` for the
+    ``from_`` that Python needs, a header's own name; body fields as they are."""
+    handler = request.scope.get("route_handler")
+    field = handler.parsed_fn_signature.parameters.get(key) if handler is not None else None
+    definition = getattr(field, "kwarg_definition", None)
+    return str(getattr(definition, "name", None) or key)
 
 
 def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:

@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody
 from pydantic import Field
 
 from api.http.auth import requires
-from api.http.schemas import Body, Line, Written
+from api.http.schemas import Body, Line, Written, examples
 from api.http.support import (
     MinPosition,
     crm_of,
@@ -34,6 +34,10 @@ EventType = Annotated[str, Field(min_length=1, max_length=130)]
 
 
 class SubscriptionBody(Body):
+    model_config = examples(
+        {"url": "https://hooks.example.com/crm", "events": ["Client.*", "Deal.DealWon"]},
+    )
+
     url: Annotated[str, Field(min_length=1, max_length=2000)]
     events: Annotated[list[EventType], Field(min_length=1, max_length=100)] = ["*"]
     description: Line = ""
@@ -41,6 +45,8 @@ class SubscriptionBody(Body):
 
 
 class ReplayBody(Body):
+    model_config = examples({"from_position": 1})
+
     from_position: Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
@@ -49,7 +55,7 @@ class SubscriptionRoutes(Controller):
     tags = ["webhooks"]
     guards = [requires(Permission.ADMIN)]
 
-    @post("/", status_code=201, sync_to_thread=True)
+    @post("/", status_code=201, sync_to_thread=True, summary="Subscribe a receiver to events")
     def create(
         self, request: Request[Any, Any, Any], data: JSONBody[SubscriptionBody]
     ) -> Response[dict[str, Any]]:
@@ -89,7 +95,7 @@ class SubscriptionRoutes(Controller):
             headers={"Location": f"/subscriptions/{result.id}"},
         )
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, summary="The webhook subscriptions")
     def list_all(
         self, request: Request[Any, Any, Any], min_position: int | None = MinPosition
     ) -> list[dict[str, Any]]:
@@ -99,7 +105,7 @@ class SubscriptionRoutes(Controller):
         wait_for_position(crm, min_position)
         return list_subscriptions(crm)
 
-    @get("/{subscription_id:uuid}", sync_to_thread=True)
+    @get("/{subscription_id:uuid}", sync_to_thread=True, summary="A webhook subscription")
     def get_one(
         self,
         request: Request[Any, Any, Any],
@@ -112,28 +118,48 @@ class SubscriptionRoutes(Controller):
         (found,) = list_subscriptions(crm, subscription_id)
         return found
 
-    @delete("/{subscription_id:uuid}", status_code=200, sync_to_thread=True)
+    @delete(
+        "/{subscription_id:uuid}",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Remove a webhook subscription",
+    )
     def remove(
         self, request: Request[Any, Any, Any], subscription_id: FromPath[UUID]
     ) -> Response[Written]:
         """Remove a subscription: deliveries stop and its secret is destroyed."""
         return run_command(request, RemoveSubscription(subscription_id=subscription_id), None)
 
-    @post("/{subscription_id:uuid}/pause", status_code=200, sync_to_thread=True)
+    @post(
+        "/{subscription_id:uuid}/pause",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Pause a webhook subscription",
+    )
     def pause(
         self, request: Request[Any, Any, Any], subscription_id: FromPath[UUID]
     ) -> Response[Written]:
         """Stop deliveries where they are, until resumed."""
         return run_command(request, PauseSubscription(subscription_id=subscription_id), None)
 
-    @post("/{subscription_id:uuid}/resume", status_code=200, sync_to_thread=True)
+    @post(
+        "/{subscription_id:uuid}/resume",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Resume a webhook subscription",
+    )
     def resume(
         self, request: Request[Any, Any, Any], subscription_id: FromPath[UUID]
     ) -> Response[Written]:
         """Deliver again from where deliveries stopped (after a pause or `failing`)."""
         return run_command(request, ResumeSubscription(subscription_id=subscription_id), None)
 
-    @post("/{subscription_id:uuid}/replay", status_code=200, sync_to_thread=True)
+    @post(
+        "/{subscription_id:uuid}/replay",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Deliver a subscription's events again",
+    )
     def replay(
         self,
         request: Request[Any, Any, Any],

@@ -274,7 +274,7 @@ def test_a_history_is_withheld_from_a_service_and_recorded_for_an_auditor(api: A
     withheld = api.http.get(f"/clients/{client}/history", headers=api.auth("service"))
     assert withheld.status_code == 200
     assert _leaks(withheld) == []
-    assert withheld.json()[0]["redacted"] == CLIENT_PERSONAL
+    assert withheld.json()["items"][0]["redacted"] == CLIENT_PERSONAL
     assert _exports(api) == []
 
     shown = api.http.get(f"/clients/{client}/history", headers=api.auth("auditor"))
@@ -375,14 +375,14 @@ def test_a_managers_figures_are_their_own(two_books: Api) -> None:
     kpis = _get(api, "mia", "/kpis")
     assert (kpis["clients_total"], kpis["avg_check"]) == (1, "100.0000")
     assert _get(api, "mia", "/funnel")["stages"][0]["reached"] == 1
-    assert [row["assignee_id"] for row in _get(api, "mia", "/work-queue")] == ["mia"]
-    assert [row["actor_id"] for row in _get(api, "mia", "/activity")] == ["mia"]
+    assert [row["assignee_id"] for row in _get(api, "mia", "/work-queue")["items"]] == ["mia"]
+    assert [row["actor_id"] for row in _get(api, "mia", "/activity")["items"]] == ["mia"]
 
 
 def test_auditors_and_services_read_everyones_work_queue_and_activity(two_books: Api) -> None:
     for role in ("auditor", "service"):
-        queue = _get(two_books, role, "/work-queue")
+        queue = _get(two_books, role, "/work-queue")["items"]
         assert sorted(row["assignee_id"] for row in queue) == ["max", "mia"], role
-        activity = _get(two_books, role, "/activity")
+        activity = _get(two_books, role, "/activity")["items"]
         assert sorted(row["actor_id"] for row in activity) == ["max", "mia"], role
         assert _get(two_books, role, "/audit")["items"], role

@@ -316,7 +316,7 @@ def test_injection_strings_are_stored_and_returned_verbatim(api: Api, text: str)
     card = api.http.get(f"/clients/{client}", headers=admin)
     assert card.headers["content-type"].startswith("application/json")
     assert card.json()["name"] == text
-    history = api.http.get(f"/clients/{client}/history", headers=admin).json()
+    history = api.http.get(f"/clients/{client}/history", headers=admin).json()["items"]
     assert [e["payload"]["summary"] for e in history if e["event_type"] == "ContactMade"] == [text]
     audit = api.http.get("/audit", params={"client_id": client, "field": "name"}, headers=admin)
     assert [entry["new_value"] for entry in audit.json()["items"]] == [text]

@@ -249,7 +249,7 @@ def test_a_given_correlation_id_is_echoed_and_stamped_on_the_events(api: Api) ->
     history = api.http.get(
         f"/clients/{client}/history", headers=api.auth("admin", **{"X-Correlation-ID": "req-44"})
     ).json()
-    ids = {e["event_type"]: e["correlation_id"] for e in history}
+    ids = {e["event_type"]: e["correlation_id"] for e in history["items"]}
     assert ids["ClientRegistered"] == "req-42.a"
     assert ids["ContactMade"] == "req-43"
     api.catch_up()
@@ -295,7 +295,7 @@ def test_a_correlation_id_is_made_when_none_is_given(api: Api) -> None:
     assert made[0] != made[1]
     assert second.json()["correlation_id"] == made[1]
     history = api.http.get(f"/clients/{first.json()['id']}/history", headers=api.auth("admin"))
-    assert {e["correlation_id"] for e in history.json()} == {made[0]}
+    assert {e["correlation_id"] for e in history.json()["items"]} == {made[0]}
 
 
 # ------------------------------------------------------------------- pagination

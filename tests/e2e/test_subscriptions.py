@@ -96,7 +96,7 @@ def test_work_queue_items_show_name_phone_and_note_to_those_who_may_read_them(
         )
     api.catch_up()
 
-    items = api.http.get("/work-queue", headers=api.auth("manager")).json()
+    items = api.http.get("/work-queue", headers=api.auth("manager")).json()["items"]
     by_client = {item["client_id"]: item for item in items}
     own = by_client[str(mine)]
     assert own["kind"] == "FollowUpScheduled"
@@ -105,7 +105,7 @@ def test_work_queue_items_show_name_phone_and_note_to_those_who_may_read_them(
     other = by_client[str(theirs)]  # max's client: mia may not read it
     assert (other["client_name"], other["phones"], other["note"]) == (None, None, None)
     assert other["redacted"] == ["client_name", "note", "phones"]
-    everything = api.http.get("/work-queue", headers=api.auth("admin")).json()
+    everything = api.http.get("/work-queue", headers=api.auth("admin")).json()["items"]
     assert {item["client_name"] for item in everything} == {"Ann Lee", "Bo Chen"}
 
 

@@ -246,6 +246,20 @@ def test_a_fields_trail_spans_clients_and_deals(history: History) -> None:
     assert [e.position for e in h.all(field="name")] == [1, 2, 3]  # the pipeline's name too
 
 
+def test_a_sources_or_a_requests_trail_is_what_it_recorded(history: History) -> None:
+    h = history
+    contact = clients.RecordContact(client_id=h.client, channel="call", direction="outbound")
+    called = h.run(contact, correlation_id="req-77").position
+    h.projector.catch_up()
+
+    assert [(e.position, e.seq) for e in h.all(source="import")] == [(3, 0), (3, 1)]
+    assert [(e.position, e.source) for e in h.all(correlation_id="req-77")] == [(called, "api")]
+    assert h.all(correlation_id="req-77", source="import") == []
+    assert h.all(correlation_id="req-78") == []
+    exported = list(h.model.export_jsonl(correlation_id="req-77"))
+    assert [orjson.loads(line)["position"] for line in exported] == [called]
+
+
 def test_a_time_range_includes_its_start_and_excludes_its_end(history: History) -> None:
     h = history
     found = h.all(occurred_from=BOUGHT, occurred_to=WON)

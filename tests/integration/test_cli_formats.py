@@ -99,3 +99,23 @@ def test_a_format_other_than_table_or_json_is_refused(store: Path) -> None:
     result = CliRunner().invoke(app, ["kpis", "--format", "xml"])
     assert result.exit_code == 2
     assert "xml" in result.output
+
+
+def test_a_date_alone_means_its_midnight_utc_as_over_http(store: Path) -> None:
+    by_date = json_of("lifecycle", "--as-of", "2026-03-01")
+    assert by_date == json_of("lifecycle", "--as-of", "2026-03-01T00:00:00Z")
+    assert by_date["as_of"] == "2026-03-01T00:00:00Z"
+
+
+def test_the_funnel_of_an_unknown_pipeline_is_refused_naming_it(store: Path) -> None:
+    result = CliRunner().invoke(app, ["funnel", "--pipeline", "nope"])
+    assert result.exit_code == 2
+    assert "no pipeline 'nope'" in result.output
+
+
+def test_figures_as_of_a_future_instant_are_marked_as_a_projection(store: Path) -> None:
+    for command in ("lifecycle", "kpis", "funnel"):
+        assert json_of(command, "--as-of", "2026-03-01")["projected"] is False, command
+        assert json_of(command, "--as-of", "2999-01-01")["projected"] is True, command
+    table = CliRunner().invoke(app, ["lifecycle", "--as-of", "2999-01-01"])
+    assert "(projected: after now)" in " ".join(table.stdout.split())  # titles wrap

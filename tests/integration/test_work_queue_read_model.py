@@ -200,3 +200,18 @@ def test_activity_of_one_manager_and_of_an_idle_one(crm: Crm) -> None:
     assert queue.activity(since=day("2024-06-01"), until=day("2024-07-01"), actor_id="olga") == [
         ManagerActivity("olga")
     ]
+
+
+def test_the_due_list_comes_a_page_at_a_time_after_a_key(crm: Crm, tasks: dict[str, UUID]) -> None:
+    crm.projector().catch_up()  # the due list reads the directory's cards too
+    queue = crm.model(WorkQueueReadModel)
+    everything = queue.items(now=NOW, within=timedelta(days=3))
+    walked, after = [], None
+    while True:
+        page = queue.items(now=NOW, within=timedelta(days=3), after=after, limit=2)
+        walked.append(page)
+        if len(page) < 2:
+            break
+        after = (page[-1].due_at, page[-1].task_id or page[-1].client_id)
+    assert [item for page in walked for item in page] == everything
+    assert [len(page) for page in walked] == [2, 2, 0]
