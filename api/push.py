@@ -283,8 +283,7 @@ def work_queue_items(
     names, phones and notes only of clients whose personal values they may read
     (else ``None`` and named in ``redacted``); the items after ``after`` and at most
     ``limit`` of them when given (``WorkQueueReadModel.items``)."""
-    if reader.role == "manager":
-        assignee_id = reader.user_id
+    assignee_id = reader.figures_of(assignee_id)  # a manager's own, whatever they ask
     items = crm.model(WorkQueueReadModel).items(
         now=datetime.now(UTC),
         within=timedelta(hours=within_hours),

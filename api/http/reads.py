@@ -270,16 +270,14 @@ class ReadRoutes(Controller):
         first, a page at a time; with the client's name, phones and the note where the
         caller may read them (else listed in `redacted`); a manager sees their own,
         unassigned leads are the admins'."""
-        user = principal(request)
-        assignee = user.figures_of(assignee_id)
         after = after_cursor(cursor, 2, lambda key: (datetime.fromisoformat(key[0]), UUID(key[1])))
         crm = crm_of(request)
         wait_for_position(crm, min_position)
         items = push.work_queue_items(
             crm,
-            user,
+            principal(request),
             within_hours=within_hours,
-            assignee_id=assignee,
+            assignee_id=assignee_id,
             after=after,
             limit=limit + 1,
         )
