@@ -133,28 +133,22 @@ class Crm:
             return
         reads = postgres.AsyncReads(self.datastore, size=self.settings.pool_size)
         await reads.open()
-        self.pools["reads"] = reads.pool
-        opened = [reads]
+        opened = {"reads": reads}  # by the name the metrics give its pool
         try:
-            if self.router is None:
-                yield reads
-                return
-            self.router.primary.reads = reads
-            for replica in self.router.replicas:
-                datastore = replica.db.datastore
-                assert isinstance(datastore, postgres.SchemaDatastore)
-                replica_reads = postgres.AsyncReads(datastore, size=self.settings.pool_size)
-                await replica_reads.open(wait=False)  # one that is down is skipped
-                opened.append(replica_reads)
-                replica.reads = replica_reads
-                self.pools[f"reads {replica.name}"] = replica_reads.pool
-            yield RoutedReads(self.router)
+            if self.router is not None:
+                self.router.primary.reads = reads
+                for replica in self.router.replicas:
+                    datastore = replica.db.datastore
+                    assert isinstance(datastore, postgres.SchemaDatastore)
+                    replica.reads = postgres.AsyncReads(datastore, size=self.settings.pool_size)
+                    opened[f"reads {replica.name}"] = replica.reads
+                    await replica.reads.open(wait=False)  # one that is down is skipped
+            self.pools.update((name, each.pool) for name, each in opened.items())
+            yield reads if self.router is None else RoutedReads(self.router)
         finally:
-            for target in [*(self.router.replicas if self.router else [])]:
-                self.pools.pop(f"reads {target.name}", None)
-            del self.pools["reads"]
-            for opened_reads in opened:
-                await opened_reads.close()
+            for name, each in opened.items():
+                self.pools.pop(name, None)
+                await each.close()
 
     def readiness(self) -> Readiness:
         """Whether this process can serve: the store answers, and every read model is
